@@ -1,0 +1,146 @@
+//! The CPU backend: every op of the forward pass on f32 activations, with quantized weights
+//! read through integer dot products.
+
+pub mod acts;
+pub mod dot;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub mod simd128;
+
+use acts::{ActKind, QuantizedActs};
+use dot::vec_dot;
+
+use crate::quant::QMatrix;
+
+/// `out = W · x` for `W` of `out.len()` rows. `scratch` keeps the quantized activations.
+pub fn matvec(w: &QMatrix, x: &[f32], out: &mut [f32], scratch: &mut QuantizedActs) {
+    debug_assert_eq!(x.len(), w.cols);
+    debug_assert_eq!(out.len(), w.rows);
+    scratch.quantize(ActKind::for_weights(w.ty), x);
+    matvec_prequantized(w, scratch, out);
+}
+
+/// `out = W · x` with `x` already quantized for `W`'s type (so several matrices reading the same
+/// input quantize it once).
+pub fn matvec_prequantized(w: &QMatrix, a: &QuantizedActs, out: &mut [f32]) {
+    let rb = w.row_bytes();
+    for (o, row) in out.iter_mut().zip(w.bytes().chunks_exact(rb)) {
+        *o = vec_dot(w.ty, row, a);
+    }
+}
+
+/// RMSNorm: `out = x / sqrt(mean(x²) + eps) * weight`.
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let ss: f32 = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let scale = 1.0 / (ss + eps).sqrt();
+    for ((o, v), w) in out.iter_mut().zip(x).zip(weight) {
+        *o = v * scale * w;
+    }
+}
+
+/// RMSNorm in place, per head of `head_dim` values (Qwen3 / Gemma 3 Q/K norm).
+pub fn rms_norm_heads(x: &mut [f32], weight: &[f32], eps: f32, head_dim: usize) {
+    for h in x.chunks_exact_mut(head_dim) {
+        let ss: f32 = h.iter().map(|v| v * v).sum::<f32>() / head_dim as f32;
+        let scale = 1.0 / (ss + eps).sqrt();
+        for (v, w) in h.iter_mut().zip(weight) {
+            *v *= scale * w;
+        }
+    }
+}
+
+/// Rotary position embedding in place over `x` (`n_heads × head_dim`), first `rot_dims` of each
+/// head. `inv_freq[i]` is the angle per position of pair `i`. `interleaved`: pairs are adjacent
+/// values (GGUF `llama`), else the two halves (rotate-half, NeoX / Hugging Face).
+pub fn rope(x: &mut [f32], head_dim: usize, rot_dims: usize, pos: usize, inv_freq: &[f32], attn_factor: f32, interleaved: bool) {
+    let half = rot_dims / 2;
+    for h in x.chunks_exact_mut(head_dim) {
+        for (i, &f) in inv_freq.iter().enumerate().take(half) {
+            let theta = pos as f32 * f;
+            let (sin, cos) = theta.sin_cos();
+            let (cos, sin) = (cos * attn_factor, sin * attn_factor);
+            let (a, b) = if interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
+            let (x0, x1) = (h[a], h[b]);
+            h[a] = x0 * cos - x1 * sin;
+            h[b] = x0 * sin + x1 * cos;
+        }
+    }
+}
+
+/// Softmax in place.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    x.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// `gate = silu(gate) * up`.
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    for (g, u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// `gate = gelu_tanh(gate) * up` (Gemma).
+pub fn gelu_mul(gate: &mut [f32], up: &[f32]) {
+    const C: f32 = 0.797_884_6; // sqrt(2/pi)
+    for (g, u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        *g = 0.5 * x * (1.0 + (C * (x + 0.044715 * x * x * x)).tanh()) * u;
+    }
+}
+
+/// `x = cap * tanh(x / cap)`.
+pub fn soft_cap(x: &mut [f32], cap: f32) {
+    x.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
+}
+
+pub fn add_assign(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+}
+
+/// Attention of one query position over cached keys/values `0..n_ctx` (positions
+/// `first..n_ctx` for a sliding window). `k_cache`/`v_cache` are `[pos][kv_head][head_dim]`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    q: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    first: usize,
+    n_ctx: usize,
+    scale: f32,
+    soft_cap_value: Option<f32>,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let kv_dim = n_kv_heads * head_dim;
+    let group = n_heads / n_kv_heads;
+    for h in 0..n_heads {
+        let kvh = h / group;
+        let qh = &q[h * head_dim..(h + 1) * head_dim];
+        scores.clear();
+        for p in first..n_ctx {
+            let k = &k_cache[p * kv_dim + kvh * head_dim..][..head_dim];
+            let s: f32 = qh.iter().zip(k).map(|(a, b)| a * b).sum();
+            scores.push(s * scale);
+        }
+        if let Some(cap) = soft_cap_value {
+            soft_cap(scores, cap);
+        }
+        softmax(scores);
+        let o = &mut out[h * head_dim..(h + 1) * head_dim];
+        o.fill(0.0);
+        for (i, p) in (first..n_ctx).enumerate() {
+            let v = &v_cache[p * kv_dim + kvh * head_dim..][..head_dim];
+            let w = scores[i];
+            o.iter_mut().zip(v).for_each(|(a, b)| *a += w * b);
+        }
+    }
+}

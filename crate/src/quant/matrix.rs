@@ -1,0 +1,61 @@
+//! A matrix of quantized rows as it lies in memory: the file's blocks, untouched.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::GgmlType;
+
+/// `rows × cols` values of type `ty`, row-major, each row `ty.row_bytes(cols)` bytes. The bytes
+/// are a range of a shared buffer (a file read once) or a buffer of their own.
+#[derive(Clone)]
+pub struct QMatrix {
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    buf: Arc<Vec<u8>>,
+    range: Range<usize>,
+}
+
+impl std::fmt::Debug for QMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "QMatrix({} {}x{})", self.ty.name(), self.rows, self.cols)
+    }
+}
+
+impl QMatrix {
+    /// `range` must hold exactly `rows * ty.row_bytes(cols)` bytes of `buf` (callers check it).
+    pub fn new(ty: GgmlType, rows: usize, cols: usize, buf: Arc<Vec<u8>>, range: Range<usize>) -> QMatrix {
+        debug_assert_eq!(range.len(), rows * ty.row_bytes(cols));
+        QMatrix { ty, rows, cols, buf, range }
+    }
+
+    pub fn owned(ty: GgmlType, rows: usize, cols: usize, bytes: Vec<u8>) -> QMatrix {
+        let n = bytes.len();
+        QMatrix::new(ty, rows, cols, Arc::new(bytes), 0..n)
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[self.range.clone()]
+    }
+
+    pub fn row_bytes(&self) -> usize {
+        self.ty.row_bytes(self.cols)
+    }
+
+    pub fn row(&self, r: usize) -> &[u8] {
+        let rb = self.row_bytes();
+        &self.bytes()[r * rb..(r + 1) * rb]
+    }
+
+    /// Row `r` as f32 values (used for embedding lookups).
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        super::dequantize(self.ty, self.row(r), out);
+    }
+
+    /// A contiguous block of rows as its own matrix (for fused tensors such as Phi-3's QKV).
+    pub fn rows_range(&self, start: usize, n: usize) -> QMatrix {
+        let rb = self.row_bytes();
+        let s = self.range.start + start * rb;
+        QMatrix::new(self.ty, n, self.cols, self.buf.clone(), s..s + n * rb)
+    }
+}

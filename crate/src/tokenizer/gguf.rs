@@ -1,0 +1,158 @@
+//! GGUF-embedded vocabularies converted into `tokenizers` pipelines that tokenize as llama.cpp does.
+
+use std::collections::HashMap;
+
+use tokenizers::decoders::byte_fallback::ByteFallback;
+use tokenizers::decoders::byte_level::ByteLevel;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::strip::Strip;
+use tokenizers::models::bpe::BPE;
+use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
+use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
+
+use super::Tokenizer;
+use crate::error::{Error, Result};
+use crate::format::gguf::{GgufFile, Value};
+
+const TOKEN_TYPE_CONTROL: u64 = 3;
+const TOKEN_TYPE_USER_DEFINED: u64 = 4;
+
+/// The pre-tokenizer regexes llama.cpp uses for each `tokenizer.ggml.pre`, applied in order.
+pub(super) fn pre_tokenizer_regexes(pre: &str) -> Option<&'static [&'static str]> {
+    const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+    const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    Some(match pre {
+        "gpt-2" | "gpt2" | "phi-2" | "olmo" | "jais" => &[GPT2],
+        "default" => &[r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", "[0-9][0-9][0-9]"],
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" => &[LLAMA3],
+        "qwen2" | "deepseek-r1-qwen" | "qwen35" => &[QWEN2],
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => &[r"\p{N}", GPT2],
+        _ => return None,
+    })
+}
+
+/// A byte-level pre-tokenizer: regex splits (isolated), then bytes mapped to printable characters.
+pub(super) fn byte_level_pre_tokenizer(file: &str, regexes: &[&str]) -> Result<PreTokenizerWrapper> {
+    let mut parts: Vec<PreTokenizerWrapper> = Vec::new();
+    for r in regexes {
+        let split = Split::new(SplitPattern::Regex(r.to_string()), SplitDelimiterBehavior::Isolated, false).map_err(|e| Error::Tokenizer { file: file.to_string(), msg: format!("pre-tokenizer regex: {e}") })?;
+        parts.push(split.into());
+    }
+    parts.push(tokenizers::pre_tokenizers::byte_level::ByteLevel::new(false, true, false).into());
+    Ok(PreSequence::new(parts).into())
+}
+
+pub(super) fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
+    let file = g.file.as_str();
+    let err = |msg: String| Error::Tokenizer { file: file.to_string(), msg };
+    let model = g.get("tokenizer.ggml.model").and_then(Value::as_str).ok_or_else(|| err("tokenizer.ggml.model is missing".into()))?;
+    let tokens: Vec<&str> = g
+        .get("tokenizer.ggml.tokens")
+        .and_then(Value::as_array)
+        .ok_or_else(|| err("tokenizer.ggml.tokens is missing".into()))?
+        .iter()
+        .map(|v| v.as_str().ok_or_else(|| err("tokenizer.ggml.tokens holds a non-string".into())))
+        .collect::<Result<_>>()?;
+    let types: Vec<u64> = g.get("tokenizer.ggml.token_type").and_then(Value::as_array).map(|a| a.iter().map(|v| v.as_u64().unwrap_or(1)).collect()).unwrap_or_default();
+    let meta_id = |k: &str| g.get(k).and_then(Value::as_u64).map(|v| v as u32).filter(|&id| (id as usize) < tokens.len());
+    let vocab: HashMap<String, u32> = tokens.iter().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
+
+    let mut inner = match model {
+        "llama" => {
+            let scores: Vec<f32> = g.get("tokenizer.ggml.scores").and_then(Value::as_array).map(|a| a.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect()).unwrap_or_default();
+            let merges = spm_merges(&tokens, &types, &scores, &vocab);
+            let mut bpe = BPE::builder().vocab_and_merges(vocab.iter().map(|(k, v)| (k.clone(), *v)).collect::<tokenizers::models::bpe::Vocab>(), merges).byte_fallback(true);
+            if let Some(unk) = meta_id("tokenizer.ggml.unknown_token_id") {
+                bpe = bpe.unk_token(tokens[unk as usize].to_string());
+            }
+            let bpe = bpe.build().map_err(|e| err(format!("building the SentencePiece model: {e}")))?;
+            let mut t = tokenizers::Tokenizer::new(bpe);
+            let add_space_prefix = g.get("tokenizer.ggml.add_space_prefix").and_then(Value::as_bool).unwrap_or(true);
+            let mut norms: Vec<NormalizerWrapper> = Vec::new();
+            if add_space_prefix {
+                norms.push(Prepend::new("▁".into()).into());
+            }
+            norms.push(Replace::new(" ", "▁").map_err(|e| err(e.to_string()))?.into());
+            t.with_normalizer(Some(NormalizerSequence::new(norms)));
+            let mut decs: Vec<DecoderWrapper> = vec![Replace::new("▁", " ").map_err(|e| err(e.to_string()))?.into(), ByteFallback::default().into(), Fuse::default().into()];
+            if add_space_prefix {
+                decs.push(Strip::new(' ', 1, 0).into());
+            }
+            t.with_decoder(Some(DecoderSequence::new(decs)));
+            t
+        }
+        "gpt2" => {
+            let merges: Vec<(String, String)> = g
+                .get("tokenizer.ggml.merges")
+                .and_then(Value::as_array)
+                .ok_or_else(|| err("tokenizer.ggml.merges is missing".into()))?
+                .iter()
+                .filter_map(|v| v.as_str())
+                .map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| err(format!("merge '{m}' is not two tokens"))))
+                .collect::<Result<_>>()?;
+            let pre = g.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("default");
+            let regexes = pre_tokenizer_regexes(pre).ok_or_else(|| err(format!("pre-tokenizer '{pre}' is not supported")))?;
+            let bpe = BPE::builder().vocab_and_merges(vocab.iter().map(|(k, v)| (k.clone(), *v)).collect::<tokenizers::models::bpe::Vocab>(), merges).ignore_merges(matches!(pre, "llama3" | "llama-v3" | "llama-bpe")).build().map_err(|e| err(format!("building the BPE model: {e}")))?;
+            let mut t = tokenizers::Tokenizer::new(bpe);
+            t.with_pre_tokenizer(Some(byte_level_pre_tokenizer(file, regexes)?));
+            t.with_decoder(Some(ByteLevel::default()));
+            t
+        }
+        other => return Err(err(format!("tokenizer model '{other}' is not supported (llama and gpt2 are)"))),
+    };
+    // Control and user-defined tokens are matched whole in the text, as llama.cpp's parse_special does.
+    let specials: Vec<AddedToken> = tokens
+        .iter()
+        .zip(types.iter().chain(std::iter::repeat(&1)))
+        .filter(|(_, &ty)| ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED)
+        .map(|(t, &ty)| AddedToken::from(t.to_string(), ty == TOKEN_TYPE_CONTROL).normalized(false))
+        .collect();
+    inner.add_special_tokens(&specials);
+
+    let bos = meta_id("tokenizer.ggml.bos_token_id");
+    let eos_id = meta_id("tokenizer.ggml.eos_token_id");
+    let mut eos: Vec<u32> = eos_id.into_iter().collect();
+    // Chat models end a turn with an end-of-turn token that differs from EOS.
+    for key in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+        if let Some(id) = meta_id(key) {
+            if !eos.contains(&id) {
+                eos.push(id);
+            }
+        }
+    }
+    let add_bos = g.get("tokenizer.ggml.add_bos_token").and_then(Value::as_bool).unwrap_or(model == "llama");
+    Ok(Tokenizer {
+        inner,
+        bos,
+        add_bos: add_bos && bos.is_some(),
+        eos,
+        bos_token: bos.map(|i| tokens[i as usize].to_string()),
+        eos_token: eos_id.map(|i| tokens[i as usize].to_string()),
+    })
+}
+
+/// SentencePiece merges as BPE: every split of a vocabulary piece into two vocabulary pieces,
+/// ranked by the piece's score (highest first), which is the order llama.cpp's SPM tokenizer
+/// merges in.
+fn spm_merges(tokens: &[&str], types: &[u64], scores: &[f32], vocab: &HashMap<String, u32>) -> Vec<(String, String)> {
+    let mut merges: Vec<(f32, u32, usize, String, String)> = Vec::new();
+    for (id, tok) in tokens.iter().enumerate() {
+        let ty = types.get(id).copied().unwrap_or(1);
+        if ty != 1 && ty != TOKEN_TYPE_USER_DEFINED {
+            continue;
+        }
+        let score = scores.get(id).copied().unwrap_or(0.0);
+        for (split, _) in tok.char_indices().skip(1) {
+            let (a, b) = tok.split_at(split);
+            if let (Some(&ia), Some(&ib)) = (vocab.get(a), vocab.get(b)) {
+                merges.push((score, id as u32, ia.max(ib) as usize, a.to_string(), b.to_string()));
+            }
+        }
+    }
+    merges.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
+    merges.into_iter().map(|m| (m.3, m.4)).collect()
+}
