@@ -6,20 +6,22 @@ use super::weights::ModelWeights;
 use crate::backend::cpu::{self, acts::ActKind, acts::QuantizedActs};
 use crate::error::{Error, Result};
 use crate::quant::QMatrix;
+use half::f16;
 
-/// Keys and values of every layer for `capacity` positions, allocated once.
+/// Keys and values of every layer for `capacity` positions, allocated once, in f16 (as
+/// llama.cpp keeps them: half the memory of f32, and the same rounding as the reference).
 pub struct KvCache {
     pub capacity: usize,
     /// Positions filled.
     pub len: usize,
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    k: Vec<Vec<f16>>,
+    v: Vec<Vec<f16>>,
 }
 
 impl KvCache {
     pub fn new(spec: &ModelSpec, capacity: usize) -> KvCache {
         let kv_dim = spec.kv_dim();
-        KvCache { capacity, len: 0, k: (0..spec.n_layers).map(|_| vec![0.0; capacity * kv_dim]).collect(), v: (0..spec.n_layers).map(|_| vec![0.0; capacity * kv_dim]).collect() }
+        KvCache { capacity, len: 0, k: (0..spec.n_layers).map(|_| vec![f16::ZERO; capacity * kv_dim]).collect(), v: (0..spec.n_layers).map(|_| vec![f16::ZERO; capacity * kv_dim]).collect() }
     }
 }
 
@@ -110,8 +112,8 @@ pub fn forward(spec: &ModelSpec, w: &ModelWeights, state: &mut ForwardState, cac
         let af = spec.rope_attn_factor();
         cpu::rope(&mut s.q, hd, spec.rope_dims, pos, inv_freq, af, spec.rope_interleaved);
         cpu::rope(&mut s.k, hd, spec.rope_dims, pos, inv_freq, af, spec.rope_interleaved);
-        cache.k[l][pos * kv_dim..(pos + 1) * kv_dim].copy_from_slice(&s.k);
-        cache.v[l][pos * kv_dim..(pos + 1) * kv_dim].copy_from_slice(&s.v);
+        cache.k[l][pos * kv_dim..(pos + 1) * kv_dim].iter_mut().zip(&s.k).for_each(|(c, &x)| *c = f16::from_f32(x));
+        cache.v[l][pos * kv_dim..(pos + 1) * kv_dim].iter_mut().zip(&s.v).for_each(|(c, &x)| *c = f16::from_f32(x));
         let first = match spec.sliding_window {
             Some(win) if spec.is_sliding_layer(l) => (pos + 1).saturating_sub(win),
             _ => 0,

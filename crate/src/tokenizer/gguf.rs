@@ -8,10 +8,12 @@ use tokenizers::decoders::fuse::Fuse;
 use tokenizers::decoders::sequence::Sequence as DecoderSequence;
 use tokenizers::decoders::strip::Strip;
 use tokenizers::models::bpe::BPE;
-use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
+use tokenizers::normalizers::Replace;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
+use tokenizers::{AddedToken, DecoderWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
+
+use super::spm::SpmModel;
 
 use super::Tokenizer;
 use crate::error::{Error, Result};
@@ -60,24 +62,17 @@ pub(super) fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
     let types: Vec<u64> = g.get("tokenizer.ggml.token_type").and_then(Value::as_array).map(|a| a.iter().map(|v| v.as_u64().unwrap_or(1)).collect()).unwrap_or_default();
     let meta_id = |k: &str| g.get(k).and_then(Value::as_u64).map(|v| v as u32).filter(|&id| (id as usize) < tokens.len());
     let vocab: HashMap<String, u32> = tokens.iter().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
+    let add_space_prefix = g.get("tokenizer.ggml.add_space_prefix").and_then(Value::as_bool).unwrap_or(true);
 
     let mut inner = match model {
         "llama" => {
-            let scores: Vec<f32> = g.get("tokenizer.ggml.scores").and_then(Value::as_array).map(|a| a.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect()).unwrap_or_default();
-            let merges = spm_merges(&tokens, &types, &scores, &vocab);
-            let mut bpe = BPE::builder().vocab_and_merges(vocab.iter().map(|(k, v)| (k.clone(), *v)).collect::<tokenizers::models::bpe::Vocab>(), merges).byte_fallback(true);
+            // Decoding only: encoding goes through `SpmEncoder`, set below.
+            let mut bpe = BPE::builder().vocab_and_merges(vocab.iter().map(|(k, v)| (k.clone(), *v)).collect::<tokenizers::models::bpe::Vocab>(), Vec::new()).byte_fallback(true);
             if let Some(unk) = meta_id("tokenizer.ggml.unknown_token_id") {
                 bpe = bpe.unk_token(tokens[unk as usize].to_string());
             }
             let bpe = bpe.build().map_err(|e| err(format!("building the SentencePiece model: {e}")))?;
             let mut t = tokenizers::Tokenizer::new(bpe);
-            let add_space_prefix = g.get("tokenizer.ggml.add_space_prefix").and_then(Value::as_bool).unwrap_or(true);
-            let mut norms: Vec<NormalizerWrapper> = Vec::new();
-            if add_space_prefix {
-                norms.push(Prepend::new("▁".into()).into());
-            }
-            norms.push(Replace::new(" ", "▁").map_err(|e| err(e.to_string()))?.into());
-            t.with_normalizer(Some(NormalizerSequence::new(norms)));
             let mut decs: Vec<DecoderWrapper> = vec![Replace::new("▁", " ").map_err(|e| err(e.to_string()))?.into(), ByteFallback::default().into(), Fuse::default().into()];
             if add_space_prefix {
                 decs.push(Strip::new(' ', 1, 0).into());
@@ -112,6 +107,12 @@ pub(super) fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
         .map(|(t, &ty)| AddedToken::from(t.to_string(), ty == TOKEN_TYPE_CONTROL).normalized(false))
         .collect();
     inner.add_special_tokens(&specials);
+    let spm = (model == "llama").then(|| {
+        let scores: Vec<f32> = g.get("tokenizer.ggml.scores").and_then(Value::as_array).map(|a| a.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect()).unwrap_or_default();
+        let mut st: Vec<(String, u32)> = specials.iter().filter_map(|a| vocab.get(&a.content).map(|&id| (a.content.clone(), id))).filter(|(s, _)| !s.is_empty()).collect();
+        st.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        super::SpmEncoder { model: SpmModel::new(&tokens, scores, meta_id("tokenizer.ggml.unknown_token_id")), add_space_prefix, specials: st }
+    });
 
     let bos = meta_id("tokenizer.ggml.bos_token_id");
     let eos_id = meta_id("tokenizer.ggml.eos_token_id");
@@ -127,32 +128,11 @@ pub(super) fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
     let add_bos = g.get("tokenizer.ggml.add_bos_token").and_then(Value::as_bool).unwrap_or(model == "llama");
     Ok(Tokenizer {
         inner,
+        spm,
         bos,
         add_bos: add_bos && bos.is_some(),
         eos,
         bos_token: bos.map(|i| tokens[i as usize].to_string()),
         eos_token: eos_id.map(|i| tokens[i as usize].to_string()),
     })
-}
-
-/// SentencePiece merges as BPE: every split of a vocabulary piece into two vocabulary pieces,
-/// ranked by the piece's score (highest first), which is the order llama.cpp's SPM tokenizer
-/// merges in.
-fn spm_merges(tokens: &[&str], types: &[u64], scores: &[f32], vocab: &HashMap<String, u32>) -> Vec<(String, String)> {
-    let mut merges: Vec<(f32, u32, usize, String, String)> = Vec::new();
-    for (id, tok) in tokens.iter().enumerate() {
-        let ty = types.get(id).copied().unwrap_or(1);
-        if ty != 1 && ty != TOKEN_TYPE_USER_DEFINED {
-            continue;
-        }
-        let score = scores.get(id).copied().unwrap_or(0.0);
-        for (split, _) in tok.char_indices().skip(1) {
-            let (a, b) = tok.split_at(split);
-            if let (Some(&ia), Some(&ib)) = (vocab.get(a), vocab.get(b)) {
-                merges.push((score, id as u32, ia.max(ib) as usize, a.to_string(), b.to_string()));
-            }
-        }
-    }
-    merges.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
-    merges.into_iter().map(|m| (m.3, m.4)).collect()
 }

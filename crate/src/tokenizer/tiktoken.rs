@@ -65,5 +65,5 @@ pub fn from_tiktoken(file: &str, text: &str, pre: &str, specials: &[(&str, u32)]
             return Err(err(format!("special token {s} would get id {:?}, not {id}: list specials in id order after the ranks", inner.token_to_id(s))));
         }
     }
-    Ok(Tokenizer { inner, bos: None, add_bos: false, eos: Vec::new(), bos_token: None, eos_token: None })
+    Ok(Tokenizer { inner, spm: None, bos: None, add_bos: false, eos: Vec::new(), bos_token: None, eos_token: None })
 }

@@ -10,6 +10,7 @@ use acts::{ActKind, QuantizedActs};
 use dot::vec_dot;
 
 use crate::quant::QMatrix;
+use half::f16;
 
 /// `out = W · x` for `W` of `out.len()` rows. `scratch` keeps the quantized activations.
 pub fn matvec(w: &QMatrix, x: &[f32], out: &mut [f32], scratch: &mut QuantizedActs) {
@@ -104,12 +105,14 @@ pub fn add_assign(x: &mut [f32], y: &[f32]) {
 }
 
 /// Attention of one query position over cached keys/values `0..n_ctx` (positions
-/// `first..n_ctx` for a sliding window). `k_cache`/`v_cache` are `[pos][kv_head][head_dim]`.
+/// `first..n_ctx` for a sliding window). `k_cache`/`v_cache` are f16 `[pos][kv_head][head_dim]`.
+/// The query and the attention weights are rounded to f16 before their dot products with the
+/// f16 cache, accumulating in f32 (what ggml's f16 mat-muls do).
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     q: &[f32],
-    k_cache: &[f32],
-    v_cache: &[f32],
+    k_cache: &[f16],
+    v_cache: &[f16],
     n_heads: usize,
     n_kv_heads: usize,
     head_dim: usize,
@@ -124,11 +127,11 @@ pub fn attention(
     let group = n_heads / n_kv_heads;
     for h in 0..n_heads {
         let kvh = h / group;
-        let qh = &q[h * head_dim..(h + 1) * head_dim];
+        let qh: Vec<f32> = q[h * head_dim..(h + 1) * head_dim].iter().map(|&x| f16::from_f32(x).to_f32()).collect();
         scores.clear();
         for p in first..n_ctx {
             let k = &k_cache[p * kv_dim + kvh * head_dim..][..head_dim];
-            let s: f32 = qh.iter().zip(k).map(|(a, b)| a * b).sum();
+            let s: f32 = qh.iter().zip(k).map(|(a, b)| a * b.to_f32()).sum();
             scores.push(s * scale);
         }
         if let Some(cap) = soft_cap_value {
@@ -139,8 +142,8 @@ pub fn attention(
         o.fill(0.0);
         for (i, p) in (first..n_ctx).enumerate() {
             let v = &v_cache[p * kv_dim + kvh * head_dim..][..head_dim];
-            let w = scores[i];
-            o.iter_mut().zip(v).for_each(|(a, b)| *a += w * b);
+            let w = f16::from_f32(scores[i]).to_f32();
+            o.iter_mut().zip(v).for_each(|(a, b)| *a += w * b.to_f32());
         }
     }
 }
