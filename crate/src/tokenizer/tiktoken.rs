@@ -54,7 +54,8 @@ pub fn from_tiktoken(file: &str, text: &str, pre: &str, specials: &[(&str, u32)]
         }
     }
     let regexes = pre_tokenizer_regexes(pre).ok_or_else(|| err(format!("pre-tokenizer '{pre}' is not supported")))?;
-    let bpe = BPE::builder().vocab_and_merges(vocab.into_iter().collect::<tokenizers::models::bpe::Vocab>(), merges).build().map_err(|e| err(e.to_string()))?;
+    // tiktoken takes a pre-token that is itself in the vocabulary whole, before any merge.
+    let bpe = BPE::builder().vocab_and_merges(vocab.into_iter().collect::<tokenizers::models::bpe::Vocab>(), merges).ignore_merges(true).build().map_err(|e| err(e.to_string()))?;
     let mut inner = tokenizers::Tokenizer::new(bpe);
     inner.with_pre_tokenizer(Some(byte_level_pre_tokenizer(file, regexes)?));
     inner.with_decoder(Some(ByteLevel::default()));
