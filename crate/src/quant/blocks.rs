@@ -165,15 +165,25 @@ pub fn quantize_q4_0_block(x: &[f32], out: &mut Vec<u8>) {
     }
 }
 
-/// One block of 32 activations as Q8_0: the scale and the 32 values (`quantize_row_q8_0_ref`).
+/// llama.cpp's `quantize_row_q8_0_ref` for one block of 32 weights.
+pub fn quantize_q8_0_block(x: &[f32], out: &mut Vec<u8>) {
+    let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+    out.extend(x.iter().map(|v| (v * id).round() as i8 as u8));
+}
+
+/// One block of 32 activations as Q8_0: the scale and the 32 values, rounded as llama.cpp's
+/// SIMD quantizers round them (`127 / amax`, ties to even).
 #[inline]
 pub fn q8_0_block(x: &[f32]) -> (f32, [i8; 32]) {
     let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
     let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     let mut q = [0i8; 32];
     for (o, v) in q.iter_mut().zip(x) {
-        *o = (v * id).round() as i8;
+        *o = (v * id).round_ties_even() as i8;
     }
     (d, q)
 }

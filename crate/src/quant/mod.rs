@@ -157,11 +157,7 @@ pub fn quantize(ty: GgmlType, x: &[f32]) -> Vec<u8> {
         GgmlType::F32 => x.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         GgmlType::F16 => x.iter().for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
         GgmlType::Q4_0 => x.chunks_exact(32).for_each(|b| quantize_q4_0_block(b, &mut out)),
-        GgmlType::Q8_0 => x.chunks_exact(32).for_each(|b| {
-            let (d, q) = q8_0_block(b);
-            out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
-            out.extend(q.iter().map(|&v| v as u8));
-        }),
+        GgmlType::Q8_0 => x.chunks_exact(32).for_each(|b| quantize_q8_0_block(b, &mut out)),
         _ => panic!("quantize: pocketlm does not write {}", ty.name()),
     }
     out
