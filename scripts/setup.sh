@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs everything pocketlm's build and tests need on a fresh machine (idempotent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+# Python tools: gguf + numpy write the synthetic real-shape models the tests regenerate.
+python3 -c "import gguf, numpy" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check gguf numpy
+if [ ! -d ../shared/models ]; then
+  echo "setup: ../shared/models is missing: the tests read the real tiny models from there" >&2
+  exit 1
+fi
