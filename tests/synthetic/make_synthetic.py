@@ -263,13 +263,12 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     todo = [(n, q) for n in a.only for q in a.quant] if a.only else TEST_SET
     for name, q in todo:
-        if True:
-            path = os.path.join(a.out, f"{name}-{q}.gguf")
-            if os.path.exists(path):
-                print(f"{path}: present", file=sys.stderr)
-                continue
-            make(name, q, a.out)
-            print(f"{path}: {os.path.getsize(path) >> 20} MiB sha256 {sha256(path)}", file=sys.stderr)
+        path = os.path.join(a.out, f"{name}-{q}.gguf")
+        if os.path.exists(path):
+            print(f"{path}: present", file=sys.stderr)
+            continue
+        make(name, q, a.out)
+        print(f"{path}: {os.path.getsize(path) >> 20} MiB sha256 {sha256(path)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
