@@ -1,6 +1,8 @@
 //! A generation session: prefill, the decode loop, the KV cache kept across turns, stop
 //! conditions and streaming of whole UTF-8 characters.
 
+use std::borrow::Borrow;
+
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::model::forward::{forward, ForwardState, KvCache};
@@ -73,23 +75,88 @@ impl Generation {
 }
 
 /// A model with its KV cache. Consecutive calls whose prompt extends the tokens already in the
-/// cache reuse them.
-pub struct Session<'m> {
-    pub model: &'m Model,
+/// cache reuse them. `M` is how the session holds its model: `&Model`, `Arc<Model>` or `Model`.
+pub struct Session<M: Borrow<Model>> {
+    model: M,
     cache: KvCache,
     state: ForwardState,
     /// The tokens whose keys/values are in the cache, in order.
     tokens: Vec<u32>,
 }
 
-impl<'m> Session<'m> {
+/// One generation in progress, advanced a piece of text at a time by [`Session::next_text`]
+/// (so a caller can yield between tokens: a browser's event loop, an abort signal).
+pub struct Generator {
+    opts: GenerateOptions,
+    sampler: Sampler,
+    decode: DecodeState,
+    prompt_ids: Vec<u32>,
+    ids: Vec<u32>,
+    text: String,
+    /// Bytes of `text` already handed out.
+    emitted: usize,
+    history: Vec<u32>,
+    finish: Option<FinishReason>,
+    cached: usize,
+    prefill_ms: f64,
+    decode_start: f64,
+    decode_end: f64,
+}
+
+impl Generator {
+    /// Whether generation has ended; [`Generator::finish`] then gives the result.
+    pub fn is_done(&self) -> bool {
+        self.finish.is_some()
+    }
+
+    /// Stops the generation: what was already handed out stays, the rest is dropped.
+    pub fn abort(&mut self) {
+        if self.finish.is_none() {
+            self.finish = Some(FinishReason::Aborted);
+            self.decode_end = now_ms();
+        }
+    }
+
+    /// Tokens generated so far.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// The result. Text still held back (a possible stop-string prefix) is part of it unless
+    /// the generation was aborted.
+    pub fn finish(mut self) -> Generation {
+        self.abort();
+        let finish_reason = self.finish.unwrap_or(FinishReason::Aborted);
+        let mut text = self.text;
+        if finish_reason == FinishReason::Aborted {
+            text.truncate(self.emitted);
+        }
+        Generation {
+            prompt_ids: self.prompt_ids,
+            ids: self.ids,
+            text,
+            finish_reason,
+            cached_prompt_tokens: self.cached,
+            prefill_ms: self.prefill_ms,
+            decode_ms: self.decode_end - self.decode_start,
+        }
+    }
+}
+
+impl<M: Borrow<Model>> Session<M> {
     /// A session holding up to `context_size` tokens (capped at the model's trained context).
-    pub fn new(model: &'m Model, context_size: usize) -> Result<Session<'m>> {
+    pub fn new(model: M, context_size: usize) -> Result<Session<M>> {
         if context_size == 0 {
             return Err(Error::InvalidArgument("context size must be at least 1".into()));
         }
-        let capacity = context_size.min(model.spec.context_length);
-        Ok(Session { model, cache: KvCache::new(&model.spec, capacity), state: ForwardState::new(&model.spec), tokens: Vec::new() })
+        let spec = &model.borrow().spec;
+        let capacity = context_size.min(spec.context_length);
+        let (cache, state) = (KvCache::new(spec, capacity), ForwardState::new(spec));
+        Ok(Session { model, cache, state, tokens: Vec::new() })
+    }
+
+    pub fn model(&self) -> &Model {
+        self.model.borrow()
     }
 
     pub fn capacity(&self) -> usize {
@@ -111,7 +178,8 @@ impl<'m> Session<'m> {
         if self.cache.len >= self.cache.capacity {
             return Err(Error::ContextFull { needed: self.cache.len + 1, capacity: self.cache.capacity });
         }
-        forward(&self.model.spec, &self.model.weights, &mut self.state, &mut self.cache, token, want_logits)?;
+        let model = self.model.borrow();
+        forward(&model.spec, &model.weights, &mut self.state, &mut self.cache, token, want_logits)?;
         self.tokens.push(token);
         Ok(want_logits.then_some(&self.state.logits[..]))
     }
@@ -136,60 +204,87 @@ impl<'m> Session<'m> {
         Ok(keep)
     }
 
+    /// Prefills `prompt` (token ids, BOS included when wanted) and returns the generation, ready
+    /// for [`Session::next_text`].
+    pub fn start(&mut self, prompt: &[u32], opts: &GenerateOptions) -> Result<Generator> {
+        let sampler = Sampler::new(opts.sampling.clone())?;
+        let t0 = now_ms();
+        let cached = self.prefill(prompt)?;
+        let t1 = now_ms();
+        Ok(Generator {
+            opts: opts.clone(),
+            sampler,
+            decode: DecodeState::default(),
+            prompt_ids: prompt.to_vec(),
+            ids: Vec::new(),
+            text: String::new(),
+            emitted: 0,
+            history: prompt.to_vec(),
+            finish: if opts.max_tokens == 0 { Some(FinishReason::Length) } else { None },
+            cached,
+            prefill_ms: t1 - t0,
+            decode_start: t1,
+            decode_end: t1,
+        })
+    }
+
+    /// Samples one token and returns the text it completes (empty while a UTF-8 character or a
+    /// possible stop string is incomplete; at the end, whatever was held back), or `None` once
+    /// the generation has ended. Text of a stop string is never returned.
+    pub fn next_text(&mut self, g: &mut Generator) -> Result<Option<String>> {
+        if g.finish.is_some() {
+            return Ok(None);
+        }
+        let tok = &self.model.borrow().tokenizer;
+        let next = g.sampler.sample(&mut self.state.logits, &g.history);
+        if !g.opts.ignore_eos && tok.eos.contains(&next) {
+            return Ok(g.end(FinishReason::Stop));
+        }
+        g.ids.push(next);
+        g.history.push(next);
+        if let Some(piece) = tok.decode_step(&mut g.decode, next)? {
+            g.text.push_str(&piece);
+        }
+        if let Some(cut) = find_stop(&g.text, &g.opts.stop) {
+            g.text.truncate(cut.max(g.emitted));
+            return Ok(g.end(FinishReason::Stop));
+        }
+        if g.ids.len() == g.opts.max_tokens {
+            return Ok(g.end(FinishReason::Length));
+        }
+        if self.cache.len >= self.cache.capacity {
+            return Ok(g.end(FinishReason::ContextFull));
+        }
+        self.step(next, true)?;
+        let safe = g.text.len() - held_back(&g.text, &g.opts.stop);
+        let piece = g.text[g.emitted..safe.max(g.emitted)].to_string();
+        g.emitted = safe.max(g.emitted);
+        Ok(Some(piece))
+    }
+
     /// Generates from `prompt` (token ids, BOS included when wanted). `on_text` receives each
     /// piece of text as it is complete (never a split UTF-8 character, never text of a stop
     /// string) and returns `false` to abort.
     pub fn generate(&mut self, prompt: &[u32], opts: &GenerateOptions, mut on_text: impl FnMut(&str) -> bool) -> Result<Generation> {
-        let mut sampler = Sampler::new(opts.sampling.clone())?;
-        let t0 = now_ms();
-        let cached = self.prefill(prompt)?;
-        let t1 = now_ms();
-        let tok = &self.model.tokenizer;
-        let mut decode = DecodeState::default();
-        let mut ids = Vec::new();
-        let mut text = String::new();
-        let mut emitted = 0;
-        let mut history: Vec<u32> = prompt.to_vec();
-        let mut finish = FinishReason::Length;
-        while ids.len() < opts.max_tokens {
-            let next = sampler.sample(&mut self.state.logits, &history);
-            if !opts.ignore_eos && tok.eos.contains(&next) {
-                finish = FinishReason::Stop;
-                break;
+        let mut g = self.start(prompt, opts)?;
+        while let Some(piece) = self.next_text(&mut g)? {
+            if !piece.is_empty() && !on_text(&piece) {
+                g.abort();
             }
-            ids.push(next);
-            history.push(next);
-            if let Some(piece) = tok.decode_step(&mut decode, next)? {
-                text.push_str(&piece);
-            }
-            if let Some(cut) = find_stop(&text, &opts.stop) {
-                text.truncate(cut);
-                finish = FinishReason::Stop;
-                break;
-            }
-            let safe = text.len() - held_back(&text, &opts.stop);
-            if safe > emitted {
-                let keep_going = on_text(&text[emitted..safe]);
-                emitted = safe;
-                if !keep_going {
-                    finish = FinishReason::Aborted;
-                    break;
-                }
-            }
-            if ids.len() == opts.max_tokens {
-                break;
-            }
-            if self.cache.len >= self.cache.capacity {
-                finish = FinishReason::ContextFull;
-                break;
-            }
-            self.step(next, true)?;
         }
-        if finish != FinishReason::Aborted && text.len() > emitted {
-            on_text(&text[emitted..]);
-        }
-        let t2 = now_ms();
-        Ok(Generation { prompt_ids: prompt.to_vec(), ids, text, finish_reason: finish, cached_prompt_tokens: cached, prefill_ms: t1 - t0, decode_ms: t2 - t1 })
+        Ok(g.finish())
+    }
+}
+
+impl Generator {
+    /// Ends the generation; returns the text not yet handed out (held back for a stop string
+    /// that never came), `None` when there is none.
+    fn end(&mut self, reason: FinishReason) -> Option<String> {
+        self.finish = Some(reason);
+        self.decode_end = now_ms();
+        let rest = (self.text.len() > self.emitted).then(|| self.text[self.emitted..].to_string());
+        self.emitted = self.text.len();
+        rest
     }
 }
 
