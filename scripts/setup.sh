@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+# wasm-bindgen-cli, wasm-pack, wasm-opt, Chromium, lavapipe, the npm tools of tests/.
+scripts/install-web-tools.sh
 # Python tools: gguf + numpy write the synthetic real-shape models the tests regenerate.
 python3 -c "import gguf, numpy" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check gguf numpy
 if [ ! -d ../shared/models ]; then

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sets up, then runs every test: the native suites (parity with llama.cpp, tokenizers, chat
-# templates, bad input, unit tests) and the wasm32 build of the crate.
+# templates, bad input, runtime, unit tests), then the wasm tests in Node and headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 python3 tests/synthetic/make_synthetic.py
 cargo build --release -p pocketlm --target wasm32-unknown-unknown
 cargo test --release --workspace
+scripts/test-wasm.sh

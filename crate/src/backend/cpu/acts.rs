@@ -33,8 +33,9 @@ pub struct QuantizedActs {
     pub kind: Option<ActKind>,
     /// Scale per block (32 values, or 256 for Q8_K).
     pub d: Vec<f32>,
-    /// For Q8_1: `d * sum(q)` per block. For Q8_K: the sum of each 16 values.
+    /// For Q8_1: `d * sum(q)` per block.
     pub s: Vec<f32>,
+    /// Σ q of each block of 32 (Q8_0, Q8_1), of each 16 values (Q8_K).
     pub bsums: Vec<i32>,
     pub q: Vec<i8>,
     /// F16-rounded or plain values.
@@ -47,6 +48,7 @@ impl QuantizedActs {
         self.d.clear();
         self.s.clear();
         self.f.clear();
+        self.bsums.clear();
         match kind {
             ActKind::Q8_0 | ActKind::Q8_1 => {
                 self.q.resize(x.len(), 0);
@@ -56,8 +58,9 @@ impl QuantizedActs {
                     // The scale is stored as f16 in ggml's blocks: round it the same way.
                     let d16 = f16::from_f32(d).to_f32();
                     self.d.push(d16);
+                    let sum: i32 = v.iter().map(|&x| x as i32).sum();
+                    self.bsums.push(sum);
                     if kind == ActKind::Q8_1 {
-                        let sum: i32 = v.iter().map(|&x| x as i32).sum();
                         self.s.push(f16::from_f32(sum as f32 * d).to_f32());
                     }
                 }

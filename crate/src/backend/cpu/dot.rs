@@ -7,11 +7,28 @@ use crate::quant::{f16_at, k4_scales_mins, q4_k_values, q5_k_values, q5_values, 
 use half::{bf16, f16};
 
 /// `row · acts` for a row of `ty` with `acts` quantized for `ty` (see [`super::acts::ActKind::for_weights`]).
+/// wasm builds with simd128 take the SIMD versions of the hot types, bit-equal to the scalar ones.
 #[inline]
 pub fn vec_dot(ty: GgmlType, row: &[u8], a: &QuantizedActs) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        use super::simd128;
+        match ty {
+            GgmlType::Q4_0 => return simd128::dot_q4_0(row, a),
+            GgmlType::Q8_0 => return simd128::dot_q8_0(row, a),
+            GgmlType::Q4K => return simd128::dot_q4_k(row, a),
+            GgmlType::Q6K => return simd128::dot_q6_k(row, a),
+            _ => {}
+        }
+    }
+    vec_dot_scalar(ty, row, a)
+}
+
+/// The portable reference of [`vec_dot`].
+pub fn vec_dot_scalar(ty: GgmlType, row: &[u8], a: &QuantizedActs) -> f32 {
     match ty {
-        GgmlType::Q4_0 => dot_q4_0(row, a),
-        GgmlType::Q8_0 => dot_q8_0(row, a),
+        GgmlType::Q4_0 => dot_q4_0_scalar(row, a),
+        GgmlType::Q8_0 => dot_q8_0_scalar(row, a),
         GgmlType::Q4_1 => dot_q4_1(row, a),
         GgmlType::Q5_0 => dot_q5_0(row, a),
         GgmlType::Q5_1 => dot_q5_1(row, a),
@@ -21,30 +38,6 @@ pub fn vec_dot(ty: GgmlType, row: &[u8], a: &QuantizedActs) -> f32 {
         GgmlType::F16 => row.chunks_exact(2).zip(&a.f).map(|(c, x)| f16::from_le_bytes([c[0], c[1]]).to_f32() * x).sum(),
         GgmlType::BF16 => row.chunks_exact(2).zip(&a.f).map(|(c, x)| bf16::from_le_bytes([c[0], c[1]]).to_f32() * x).sum(),
         GgmlType::F32 => row.chunks_exact(4).zip(&a.f).map(|(c, x)| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * x).sum(),
-    }
-}
-
-#[inline]
-fn dot_q4_0(row: &[u8], a: &QuantizedActs) -> f32 {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        super::simd128::dot_q4_0(row, a)
-    }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    {
-        dot_q4_0_scalar(row, a)
-    }
-}
-
-#[inline]
-fn dot_q8_0(row: &[u8], a: &QuantizedActs) -> f32 {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        super::simd128::dot_q8_0(row, a)
-    }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    {
-        dot_q8_0_scalar(row, a)
     }
 }
 

@@ -1,0 +1,41 @@
+//! In wasm (Node, through wasm-bindgen-test with the SIMD dot products): greedy generation on
+//! TinyStories-656K in Q8_0 and Q4_0 equals llama.cpp's tokens, by the rule of
+//! `greedy_parity.rs` (all tokens up to llama.cpp's first near-tie, where its top two logits are
+//! closer than `NEAR_TIE`).
+#![cfg(target_arch = "wasm32")]
+
+use pocketlm::{GenerateOptions, Model, Session};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+const NEAR_TIE: f64 = 0.1;
+
+const FIXTURE: &str = include_str!("../../tests/fixtures/greedy_llama_cpp.json");
+
+fn check(file: &str, bytes: &[u8]) {
+    let fx: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
+    let model = Model::from_gguf(file, bytes.to_vec()).unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
+    let mut cases = 0;
+    for case in fx["cases"].as_array().unwrap().iter().filter(|c| c["model"].as_str().unwrap().ends_with(file)) {
+        let prompt = case["prompt"].as_str().unwrap();
+        let prompt_ids = model.tokenizer.encode(prompt, true).unwrap();
+        assert_eq!(prompt_ids, ids(&case["prompt_ids"]), "{file}: prompt ids of {prompt:?}");
+        let want = ids(&case["ids"]);
+        let first_tie = case["top2_margins"].as_array().unwrap().iter().position(|m| m.as_f64().unwrap() < NEAR_TIE).unwrap_or(want.len());
+        let got = Session::new(&model, 256).unwrap().generate(&prompt_ids, &GenerateOptions { max_tokens: want.len(), ..Default::default() }, |_| true).unwrap().ids;
+        let agree = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
+        assert!(agree >= first_tie, "{file} after {prompt:?}: differs from llama.cpp at {agree}, before its first near-tie at {first_tie}\n got {got:?}\nwant {want:?}");
+        cases += 1;
+    }
+    assert_eq!(cases, 3, "{file}: fixture cases");
+}
+
+#[wasm_bindgen_test]
+fn greedy_q8_0_matches_llama_cpp_in_wasm() {
+    check("TinyStories-656K-Q8_0.gguf", include_bytes!("../../../shared/models/tinystories-656k-q8_0/TinyStories-656K-Q8_0.gguf"));
+}
+
+#[wasm_bindgen_test]
+fn greedy_q4_0_matches_llama_cpp_in_wasm() {
+    check("TinyStories-656K-Q4_0.gguf", include_bytes!("../../tests/fixtures/models/TinyStories-656K-Q4_0.gguf"));
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The wasm tests through wasm-bindgen-test-runner (installed by install-web-tools.sh): the SIMD
+# dot products against the scalar ones and an f64 reference, and greedy generation against
+# llama.cpp's tokens. The simd128 build runs in Node; the relaxed-SIMD build runs in headless
+# Chromium (Node 20 has relaxed-SIMD only behind a flag, and its V8 11.3 computes
+# i32x4.relaxed_dot_i8x16_i7x16_add wrongly when chained).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tests=(--test dot_products --test wasm_greedy)
+echo "== wasm simd128 (Node)"
+cargo test --release -p pocketlm --target wasm32-unknown-unknown "${tests[@]}"
+
+echo "== wasm simd128 + relaxed-simd (headless Chromium)"
+webdriver_json=$(mktemp --suffix=.json)
+cat > "$webdriver_json" <<'JSON'
+{"goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]}}
+JSON
+POCKETLM_EXPECT_RELAXED_SIMD=1 CARGO_TARGET_DIR=target/relaxed RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
+  WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON="$webdriver_json" \
+  cargo test --release -p pocketlm --target wasm32-unknown-unknown "${tests[@]}"
+rm -f "$webdriver_json"
