@@ -31,6 +31,9 @@ pub enum Error {
     /// A caller passed an invalid option.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Memory for a model or a buffer could not be allocated (wasm's 4 GiB, the tab's budget).
+    #[error("out of memory: {what} needs {bytes} bytes")]
+    OutOfMemory { what: String, bytes: u64 },
     /// Generation was aborted by the caller.
     #[error("aborted")]
     Aborted,
@@ -46,6 +49,7 @@ impl Error {
             Error::ContextFull { .. } => "CONTEXT_FULL",
             Error::Io { .. } => "IO",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Error::OutOfMemory { .. } => "OUT_OF_MEMORY",
             Error::Aborted => "ABORTED",
         }
     }

@@ -16,6 +16,8 @@ pub mod quant;
 pub mod runtime;
 pub mod sampling;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use error::{Error, Result};
 pub use model::{LoadOptions, Model};

@@ -1,0 +1,354 @@
+//! The wasm-bindgen surface the JS glue (`crate/js/`) drives: a [`ModelLoader`] that receives a
+//! model's files chunk by chunk (no JS buffer ever holds a whole model), and an [`Engine`] that
+//! tokenizes, renders chat templates and generates a piece of text per call, so the caller's
+//! event loop runs between tokens (streaming, abort). Every failure reaches JS as an `Error`
+//! with a `code` property ([`crate::Error::code`]); nothing panics on bad input.
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use crate::chat::Message;
+use crate::error::Error;
+use crate::model::{LoadOptions, Model};
+use crate::quant::GgmlType;
+use crate::runtime::{GenerateOptions, Generator, Session};
+use crate::sampling::SamplingParams;
+
+#[wasm_bindgen(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// A JS `Error` with the message and `code` of `e`.
+fn js_error(e: Error) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    // Setting a property on a fresh Error object cannot fail.
+    let _ = js_sys::Reflect::set(&err, &"code".into(), &e.code().into());
+    err.into()
+}
+
+fn bad_argument(msg: impl Into<String>) -> JsValue {
+    js_error(Error::InvalidArgument(msg.into()))
+}
+
+fn from_js<T: for<'de> Deserialize<'de> + Default>(v: JsValue, what: &str) -> Result<T, JsValue> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(T::default());
+    }
+    serde_wasm_bindgen::from_value(v).map_err(|e| bad_argument(format!("{what}: {e}")))
+}
+
+fn to_js<T: Serialize>(v: &T) -> JsValue {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::NULL)
+}
+
+struct LoaderFile {
+    name: String,
+    size: usize,
+    bytes: Vec<u8>,
+}
+
+/// Receives a model's files chunk by chunk into wasm memory, then builds an [`Engine`].
+/// A GGUF model is one file (`*.gguf`); a Hugging Face model is `config.json`,
+/// `tokenizer.json`, `model.safetensors` and optionally `tokenizer_config.json`.
+#[wasm_bindgen]
+pub struct ModelLoader {
+    name: String,
+    files: Vec<LoaderFile>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct EngineOptions {
+    /// Tokens the KV cache holds (default 2048, capped at the model's context).
+    context_size: Option<usize>,
+    /// What safetensors weights are quantized to at load: "q4_0" (default), "q8_0" or "none".
+    quantize: Option<String>,
+}
+
+#[wasm_bindgen]
+impl ModelLoader {
+    /// `name` names the model in messages (its URL or file name).
+    #[wasm_bindgen(constructor)]
+    pub fn new(name: &str) -> ModelLoader {
+        ModelLoader { name: name.to_string(), files: Vec::new() }
+    }
+
+    /// Announces a file of `size` bytes and reserves its memory at once, so a model that cannot
+    /// fit fails before any byte is copied.
+    #[wasm_bindgen(js_name = beginFile)]
+    pub fn begin_file(&mut self, file: &str, size: f64) -> Result<(), JsValue> {
+        if !(size >= 0.0 && size.fract() == 0.0 && size <= usize::MAX as f64) {
+            return Err(js_error(Error::OutOfMemory { what: format!("{}/{file}", self.name), bytes: size as u64 }));
+        }
+        if self.files.iter().any(|f| f.name == file) {
+            return Err(bad_argument(format!("file {file} was already begun")));
+        }
+        let size = size as usize;
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(size).map_err(|_| js_error(Error::OutOfMemory { what: format!("{}/{file}", self.name), bytes: size as u64 }))?;
+        self.files.push(LoaderFile { name: file.to_string(), size, bytes });
+        Ok(())
+    }
+
+    /// Appends the next chunk of `file`.
+    pub fn push(&mut self, file: &str, chunk: &[u8]) -> Result<(), JsValue> {
+        let name = self.name.clone();
+        let f = self.files.iter_mut().find(|f| f.name == file).ok_or_else(|| bad_argument(format!("push to {file} before beginFile")))?;
+        if f.bytes.len() + chunk.len() > f.size {
+            return Err(js_error(Error::format(&format!("{name}/{file}"), format!("more bytes than the {} announced", f.size))));
+        }
+        f.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// Bytes received so far, over all files.
+    #[wasm_bindgen(js_name = loadedBytes)]
+    pub fn loaded_bytes(&self) -> f64 {
+        self.files.iter().map(|f| f.bytes.len() as f64).sum()
+    }
+
+    /// Parses the files and builds the engine. `options`: `{ context_size?, quantize? }`.
+    pub fn finish(self, options: JsValue) -> Result<Engine, JsValue> {
+        let opts: EngineOptions = from_js(options, "engine options")?;
+        let quantize = match opts.quantize.as_deref() {
+            None | Some("q4_0") => Some(GgmlType::Q4_0),
+            Some("q8_0") => Some(GgmlType::Q8_0),
+            Some("none") => None,
+            Some(q) => return Err(bad_argument(format!("quantize must be \"q4_0\", \"q8_0\" or \"none\", not {q:?}"))),
+        };
+        let name = self.name;
+        let mut files = self.files;
+        for f in &files {
+            if f.bytes.len() != f.size {
+                return Err(js_error(Error::format(&format!("{name}/{}", f.name), format!("truncated: {} of {} bytes", f.bytes.len(), f.size))));
+            }
+        }
+        let model = if let Some(i) = files.iter().position(|f| f.name.ends_with(".gguf")) {
+            let f = files.swap_remove(i);
+            Model::from_gguf(&format!("{name}/{}", f.name), f.bytes)
+        } else {
+            let mut take = |file: &str| files.iter().position(|f| f.name == file).map(|i| files.swap_remove(i).bytes);
+            let missing = |file: &str| js_error(Error::format(&name, format!("a Hugging Face model needs {file}")));
+            let config = take("config.json").ok_or_else(|| missing("config.json"))?;
+            let tokenizer = take("tokenizer.json").ok_or_else(|| missing("tokenizer.json"))?;
+            let weights = take("model.safetensors").ok_or_else(|| missing("model.safetensors"))?;
+            let tok_config = take("tokenizer_config.json");
+            Model::from_hf(&name, &config, &tokenizer, tok_config.as_deref(), weights, &LoadOptions { quantize })
+        }
+        .map_err(js_error)?;
+        let context = opts.context_size.unwrap_or(2048);
+        let session = Session::new(model, context).map_err(js_error)?;
+        Ok(Engine { session, generator: None })
+    }
+}
+
+/// A loaded model with its KV cache: one conversation at a time.
+#[wasm_bindgen]
+pub struct Engine {
+    session: Session<Model>,
+    generator: Option<Generator>,
+}
+
+/// Generation options in the OpenAI request's names.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RequestOptions {
+    max_tokens: Option<usize>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<usize>,
+    min_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    presence_penalty: Option<f32>,
+    seed: Option<f64>,
+    stop: Option<StopStrings>,
+    ignore_eos: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StopStrings {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RequestOptions {
+    fn into_generate_options(self) -> Result<GenerateOptions, JsValue> {
+        let d = SamplingParams::default();
+        let seed = match self.seed {
+            Some(s) if s.is_finite() && s >= 0.0 => s as u64,
+            Some(s) => return Err(bad_argument(format!("seed must be a non-negative integer, not {s}"))),
+            None => (js_sys::Math::random() * 9007199254740991.0) as u64,
+        };
+        let sampling = SamplingParams {
+            // OpenAI's default temperature is 1; pocketlm's requests default to greedy only when asked.
+            temperature: self.temperature.unwrap_or(1.0),
+            top_k: self.top_k.unwrap_or(d.top_k),
+            top_p: self.top_p.unwrap_or(d.top_p),
+            min_p: self.min_p.unwrap_or(d.min_p),
+            repetition_penalty: self.repetition_penalty.unwrap_or(d.repetition_penalty),
+            frequency_penalty: self.frequency_penalty.unwrap_or(d.frequency_penalty),
+            presence_penalty: self.presence_penalty.unwrap_or(d.presence_penalty),
+            seed,
+            ..d
+        };
+        sampling.validate().map_err(js_error)?;
+        let stop = match self.stop {
+            None => Vec::new(),
+            Some(StopStrings::One(s)) => vec![s],
+            Some(StopStrings::Many(v)) => v,
+        };
+        Ok(GenerateOptions { max_tokens: self.max_tokens.unwrap_or(256), sampling, stop, ignore_eos: self.ignore_eos.unwrap_or(false) })
+    }
+}
+
+#[derive(Serialize)]
+struct Info {
+    name: String,
+    architecture: String,
+    parameters: u64,
+    vocab_size: usize,
+    layers: usize,
+    dim: usize,
+    heads: usize,
+    kv_heads: usize,
+    context_length: usize,
+    context_size: usize,
+    weight_types: Vec<String>,
+    has_chat_template: bool,
+    wasm_memory_bytes: f64,
+    relaxed_simd: bool,
+}
+
+#[derive(Serialize)]
+struct Finished {
+    prompt_ids: Vec<u32>,
+    ids: Vec<u32>,
+    text: String,
+    finish_reason: &'static str,
+    prompt_tokens: usize,
+    completion_tokens: usize,
+    cached_prompt_tokens: usize,
+    prefill_ms: f64,
+    decode_ms: f64,
+    prefill_tok_s: f64,
+    decode_tok_s: f64,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// What is loaded: `{name, architecture, parameters, vocab_size, layers, context_size, ...}`.
+    pub fn info(&self) -> JsValue {
+        let m = self.session.model();
+        let w = &m.weights;
+        let mut types: Vec<String> = std::iter::once(&w.token_embd).chain(w.layers.iter().flat_map(|l| [&l.wq, &l.w_gate, &l.w_down])).map(|q| q.ty.name().to_string()).collect();
+        types.sort();
+        types.dedup();
+        let s = &m.spec;
+        let matrices = w.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]).chain([&w.token_embd]);
+        let parameters: usize = matrices.map(|q| q.rows * q.cols).sum();
+        to_js(&Info {
+            name: m.name.clone(),
+            architecture: format!("{:?}", s.arch).to_lowercase(),
+            parameters: parameters as u64,
+            vocab_size: s.vocab_size,
+            layers: s.n_layers,
+            dim: s.dim,
+            heads: s.n_heads,
+            kv_heads: s.n_kv_heads,
+            context_length: s.context_length,
+            context_size: self.session.capacity(),
+            weight_types: types,
+            has_chat_template: m.chat_template.is_some(),
+            wasm_memory_bytes: (core::arch::wasm32::memory_size(0) * 65536) as f64,
+            relaxed_simd: cfg!(target_feature = "relaxed-simd"),
+        })
+    }
+
+    /// Token ids of `text`; `add_special` adds BOS when the model wants one.
+    pub fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, JsValue> {
+        self.session.model().tokenizer.encode(text, add_special).map_err(js_error)
+    }
+
+    /// The text of `ids`; `skip_special` drops special tokens such as BOS/EOS.
+    pub fn detokenize(&self, ids: Vec<u32>, skip_special: bool) -> Result<String, JsValue> {
+        let vocab = self.session.model().spec.vocab_size;
+        if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
+            return Err(bad_argument(format!("token id {bad} is outside the vocabulary of {vocab}")));
+        }
+        self.session.model().tokenizer.decode(&ids, skip_special).map_err(js_error)
+    }
+
+    /// The prompt text of `messages` (`[{role, content}]`) through the model's chat template.
+    #[wasm_bindgen(js_name = applyChatTemplate)]
+    pub fn apply_chat_template(&self, messages: JsValue, add_generation_prompt: bool) -> Result<String, JsValue> {
+        let messages: Vec<Message> = serde_wasm_bindgen::from_value(messages).map_err(|e| bad_argument(format!("messages must be [{{role, content}}]: {e}")))?;
+        self.session.model().apply_chat_template(&messages, add_generation_prompt).map_err(js_error)
+    }
+
+    /// Starts a chat completion: renders `messages`, prefills (reusing the cache of the previous
+    /// turn when the conversation extends it). Then call [`Engine::next_text`] until `undefined`.
+    #[wasm_bindgen(js_name = startChat)]
+    pub fn start_chat(&mut self, messages: JsValue, options: JsValue) -> Result<(), JsValue> {
+        let text = self.apply_chat_template(messages, true)?;
+        // The template writes BOS itself when the model wants one.
+        let ids = self.tokenize(&text, false)?;
+        self.start_ids(ids, options)
+    }
+
+    /// Starts a raw completion of `prompt` (BOS added when the model wants one).
+    #[wasm_bindgen(js_name = startCompletion)]
+    pub fn start_completion(&mut self, prompt: &str, options: JsValue) -> Result<(), JsValue> {
+        let ids = self.tokenize(prompt, true)?;
+        self.start_ids(ids, options)
+    }
+
+    fn start_ids(&mut self, ids: Vec<u32>, options: JsValue) -> Result<(), JsValue> {
+        let opts = from_js::<RequestOptions>(options, "request options")?.into_generate_options()?;
+        self.generator = None;
+        self.generator = Some(self.session.start(&ids, &opts).map_err(js_error)?);
+        Ok(())
+    }
+
+    /// Generates one token; returns the text it completes (possibly empty), or `undefined` when
+    /// the generation has ended.
+    #[wasm_bindgen(js_name = nextText)]
+    pub fn next_text(&mut self) -> Result<Option<String>, JsValue> {
+        let g = self.generator.as_mut().ok_or_else(|| bad_argument("no generation in progress"))?;
+        self.session.next_text(g).map_err(js_error)
+    }
+
+    /// Stops the generation in progress; [`Engine::finish`] then reports `finish_reason: "aborted"`.
+    pub fn abort(&mut self) {
+        if let Some(g) = self.generator.as_mut() {
+            g.abort();
+        }
+    }
+
+    /// Ends the generation and returns `{ids, text, finish_reason, prompt_tokens,
+    /// completion_tokens, cached_prompt_tokens, prefill_ms, decode_ms, prefill_tok_s, decode_tok_s}`.
+    pub fn finish(&mut self) -> Result<JsValue, JsValue> {
+        let g = self.generator.take().ok_or_else(|| bad_argument("no generation in progress"))?.finish();
+        Ok(to_js(&Finished {
+            prefill_tok_s: g.prefill_tok_s(),
+            decode_tok_s: g.decode_tok_s(),
+            prompt_tokens: g.prompt_ids.len(),
+            completion_tokens: g.ids.len(),
+            cached_prompt_tokens: g.cached_prompt_tokens,
+            finish_reason: g.finish_reason.as_str(),
+            prefill_ms: g.prefill_ms,
+            decode_ms: g.decode_ms,
+            prompt_ids: g.prompt_ids,
+            ids: g.ids,
+            text: g.text,
+        }))
+    }
+
+    /// Forgets the cached conversation.
+    pub fn reset(&mut self) {
+        self.generator = None;
+        self.session.reset();
+    }
+}

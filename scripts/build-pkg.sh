@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds the npm package into pkg/: one wasm-pack build per entry of wasm-pack.toml into
+# pkg/wasm/<name>/, then the JS glue of crate/js/ and the model registry beside them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 - <<'PY' > /tmp/pocketlm-builds.txt
+import tomllib
+for b in tomllib.load(open("wasm-pack.toml", "rb"))["build"]:
+    print(b["name"], b["target"], b.get("target_dir", "target"), b["rustflags"], sep="\t")
+PY
+while IFS=$'\t' read -r name target target_dir rustflags; do
+  echo "== pkg/wasm/$name ($rustflags)"
+  CARGO_TARGET_DIR="$target_dir" RUSTFLAGS="$rustflags" \
+    wasm-pack --quiet build crate --release --target "$target" --out-dir "../pkg/wasm/$name" --out-name pocketlm --no-pack
+  rm -f "pkg/wasm/$name/.gitignore"
+done < /tmp/pocketlm-builds.txt
+cp crate/js/*.js crate/js/*.d.ts pkg/
+cp models/registry.json pkg/registry.json
+mkdir -p pkg/models && cp models/TinyStories-656K-Q8_0.gguf models/LICENSE-TinyStories-656K.md pkg/models/
+version=$(awk -F'"' '/^version = / { print $2; exit }' crate/Cargo.toml)
+sed "s/\"version\": \"0.0.0\"/\"version\": \"$version\"/" crate/js/package.json > pkg/package.json
+for name in $(cut -f1 /tmp/pocketlm-builds.txt); do
+  printf '%s: %s bytes, %s gzip\n' "pkg/wasm/$name/pocketlm_bg.wasm" "$(stat -c %s pkg/wasm/$name/pocketlm_bg.wasm)" "$(gzip -9c pkg/wasm/$name/pocketlm_bg.wasm | wc -c)"
+done
