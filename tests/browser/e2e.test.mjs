@@ -1,0 +1,230 @@
+// The npm package in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core;
+// WebGPU through SwiftShader): loading by URL into IndexedDB, streaming, greedy parity with the
+// native engine, abort, offline reload, resumed and verified downloads, and the errors of a
+// lying server and a full disk.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { startServer } from "./server.mjs";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const MODEL = "/models/TinyStories-656K-Q8_0.gguf";
+const MODEL_SIZE = 749728;
+const CHUNK = 64 * 1024;
+
+let srv, browser, context, page;
+
+async function ctl(q) {
+  await fetch(`${srv.url}/__ctl?${q}`);
+}
+async function requests() {
+  return (await fetch(`${srv.url}/__log`)).json();
+}
+async function openPage() {
+  page = await context.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e));
+  await page.goto(`${srv.url}/tests/browser/page.html`);
+  await page.waitForFunction(() => window.ready === true);
+}
+/** Runs `fn(pocketlm, arg)` in the page; a thrown PocketLMError comes back as {error: {code, message}}. */
+function inPage(fn, arg) {
+  return page.evaluate(
+    async ([src, arg]) => {
+      const f = new Function(`return (${src})`)();
+      try {
+        return await f(window.pocketlm, arg);
+      } catch (e) {
+        return { error: { code: e.code ?? null, name: e.name, message: e.message } };
+      }
+    },
+    [fn.toString(), arg],
+  );
+}
+
+function nativeGreedy(prompt, n) {
+  return JSON.parse(execFileSync(`${root}target/release/pocketlm`, ["generate", "--model", `${root}models/TinyStories-656K-Q8_0.gguf`, "--prompt", prompt, "-n", String(n), "--temperature", "0", "--json"], { encoding: "utf8" }));
+}
+
+before(async () => {
+  srv = await startServer();
+  browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"],
+  });
+  context = await browser.newContext();
+  await openPage();
+});
+
+after(async () => {
+  await browser?.close();
+  await srv?.close();
+});
+
+test("a model by URL streams greedy text equal to the native engine's, in a worker", async () => {
+  await ctl("reset=1");
+  const r = await inPage(async (p, model) => {
+    await p.cache.clear();
+    const phases = new Set();
+    const engine = await p.createEngine({ model, chunkSize: 64 * 1024, onProgress: (e) => phases.add(e.phase) });
+    let text = "";
+    let last;
+    for await (const c of await engine.completions.create({ prompt: "Once upon a time", max_tokens: 40, temperature: 0, stream: true })) {
+      text += c.choices[0].text;
+      last = c;
+    }
+    const info = await engine.info();
+    await engine.unload();
+    return { text, ids: last.pocketlm.ids, prompt_ids: last.pocketlm.prompt_ids, phases: [...phases], info, cached: await p.cache.has(model) };
+  }, srv.url + MODEL);
+  assert.equal(r.error, undefined, JSON.stringify(r.error));
+  const native = nativeGreedy("Once upon a time", 40);
+  assert.deepEqual(r.prompt_ids, native.prompt_ids);
+  assert.deepEqual(r.ids, native.ids);
+  assert.equal(r.text, native.text);
+  assert.deepEqual(r.phases.sort(), ["compile", "download", "load", "verify"]);
+  assert.equal(r.info.backend, "cpu");
+  assert.match(r.info.backendReason, /WebGPU|CPU/);
+  assert.ok(r.cached);
+  const log = await requests();
+  assert.equal(log.filter((q) => q.method === "GET").length, Math.ceil(MODEL_SIZE / CHUNK), "one range request per chunk");
+});
+
+test("a Hugging Face directory streams a chat completion; abort mid-stream, then generate again", async () => {
+  const r = await inPage(async (p, model) => {
+    const engine = await p.createEngine({ model, backend: "cpu", chunkSize: 1 << 20 });
+    const messages = [{ role: "user", content: "Lily and Tom" }];
+    const whole = await engine.chat.completions.create({ messages, max_tokens: 30, temperature: 0 });
+    let text = "";
+    for await (const c of await engine.chat.completions.create({ messages, max_tokens: 30, temperature: 0, stream: true })) text += c.choices[0].delta.content ?? "";
+    const ctl = new AbortController();
+    let pieces = 0;
+    let aborted = null;
+    try {
+      for await (const c of await engine.chat.completions.create({ messages, max_tokens: 200, temperature: 0, stream: true, signal: ctl.signal })) {
+        if (c.choices[0].delta.content && ++pieces === 3) ctl.abort();
+      }
+    } catch (e) {
+      aborted = e.code;
+    }
+    const again = await engine.chat.completions.create({ messages, max_tokens: 30, temperature: 0 });
+    const prompt = await engine.applyChatTemplate(messages);
+    const promptIds = await engine.tokenize(prompt, { addSpecial: false });
+    await engine.unload();
+    return { whole: whole.choices[0].message.content, streamed: text, aborted, again: again.choices[0].message.content, promptIds, used: whole.pocketlm.prompt_ids, usage: whole.usage };
+  }, srv.url + "/hf-chat/");
+  assert.equal(r.error, undefined, JSON.stringify(r.error));
+  assert.ok(r.whole.length > 20, r.whole);
+  assert.equal(r.streamed, r.whole);
+  assert.equal(r.aborted, "ABORTED");
+  assert.equal(r.again, r.whole);
+  assert.deepEqual(r.used, r.promptIds);
+  assert.equal(r.usage.completion_tokens, 30);
+});
+
+test("with the network off for weights, a reloaded page generates from IndexedDB", async () => {
+  await ctl("offline=1");
+  await page.close();
+  await openPage();
+  const r = await inPage(async (p, model) => {
+    const engine = await p.createEngine({ model });
+    const c = await engine.completions.create({ prompt: "Once upon a time", max_tokens: 40, temperature: 0 });
+    await engine.unload();
+    return c.pocketlm.ids;
+  }, srv.url + MODEL);
+  await ctl("reset=1");
+  assert.equal(r.error, undefined, JSON.stringify(r.error));
+  assert.deepEqual(r, nativeGreedy("Once upon a time", 40).ids);
+});
+
+test("an interrupted download resumes with only the missing chunks", async () => {
+  const half = 6 * CHUNK;
+  await ctl("reset=1");
+  await ctl(`fail_from=${half}`);
+  const first = await inPage(async (p, model) => {
+    await p.cache.clear();
+    return p.createEngine({ model, chunkSize: 64 * 1024 });
+  }, srv.url + MODEL);
+  assert.equal(first.error?.code, "NETWORK", JSON.stringify(first));
+  await ctl("reset=1");
+  const second = await inPage(async (p, model) => {
+    const engine = await p.createEngine({ model, chunkSize: 64 * 1024 });
+    const c = await engine.completions.create({ prompt: "Once upon a time", max_tokens: 10, temperature: 0 });
+    await engine.unload();
+    return c.pocketlm.ids;
+  }, srv.url + MODEL);
+  assert.equal(second.error, undefined, JSON.stringify(second.error));
+  const gets = (await requests()).filter((q) => q.method === "GET");
+  assert.ok(gets.length > 0 && gets.every((q) => q.start >= half), `resume fetched ${JSON.stringify(gets.map((q) => q.start))}`);
+  assert.equal(gets.length, Math.ceil(MODEL_SIZE / CHUNK) - 6);
+  assert.deepEqual(second, nativeGreedy("Once upon a time", 10).ids);
+});
+
+test("a corrupted stored chunk is detected and fetched again", async () => {
+  await ctl("reset=1");
+  const r = await inPage(async (p, model) => {
+    // Flip bytes of chunk 3 in IndexedDB, as a failing disk would.
+    const db = await new Promise((res, rej) => {
+      const o = indexedDB.open("pocketlm");
+      o.onsuccess = () => res(o.result);
+      o.onerror = () => rej(o.error);
+    });
+    await new Promise((res, rej) => {
+      const t = db.transaction("chunks", "readwrite");
+      const s = t.objectStore("chunks");
+      const g = s.get([model, "TinyStories-656K-Q8_0.gguf", 3]);
+      g.onsuccess = () => {
+        const rec = g.result;
+        rec.data[100] ^= 0xff;
+        rec.data[101] ^= 0xff;
+        s.put(rec);
+      };
+      t.oncomplete = res;
+      t.onerror = () => rej(t.error);
+    });
+    db.close();
+    const bad = [];
+    const engine = await p.createEngine({ model, onProgress: (e) => e.phase === "verify" && !e.ok && bad.push(e.chunk) });
+    const c = await engine.completions.create({ prompt: "Once upon a time", max_tokens: 10, temperature: 0 });
+    await engine.unload();
+    return { bad, ids: c.pocketlm.ids };
+  }, srv.url + MODEL);
+  assert.equal(r.error, undefined, JSON.stringify(r.error));
+  assert.deepEqual(r.bad, [3]);
+  const gets = (await requests()).filter((q) => q.method === "GET");
+  assert.deepEqual(gets.map((q) => q.start), [3 * CHUNK]);
+  assert.deepEqual(r.ids, nativeGreedy("Once upon a time", 10).ids);
+});
+
+test("a server that lies about the size gives SIZE_MISMATCH; a full disk gives QUOTA_EXCEEDED before any download", async () => {
+  await ctl("reset=1");
+  await ctl("lie=1000");
+  const lie = await inPage(async (p, model) => {
+    await p.cache.clear();
+    return p.createEngine({ model, chunkSize: 64 * 1024 });
+  }, srv.url + MODEL);
+  assert.equal(lie.error?.code, "SIZE_MISMATCH", JSON.stringify(lie));
+  await ctl("reset=1");
+  const quota = await inPage(async (p, model) => {
+    await p.cache.clear();
+    navigator.storage.estimate = async () => ({ quota: 100000, usage: 0 });
+    return p.createEngine({ model, worker: false, chunkSize: 64 * 1024 });
+  }, srv.url + MODEL);
+  assert.equal(quota.error?.code, "QUOTA_EXCEEDED", JSON.stringify(quota));
+  assert.equal((await requests()).filter((q) => q.method === "GET").length, 0, "no chunk was fetched");
+});
+
+test("backend choice: webgpu is refused with NO_WEBGPU in this build, auto says why it took the CPU", async () => {
+  const r = await inPage(async (p, model) => {
+    const gpu = await p.createEngine({ model, backend: "webgpu" }).then(() => ({ code: null }), (e) => ({ code: e.code }));
+    const auto = await p.createEngine({ model });
+    const info = await auto.info();
+    await auto.unload();
+    return { gpu, info, adapter: !!(navigator.gpu && (await navigator.gpu.requestAdapter())) };
+  }, srv.url + MODEL);
+  assert.equal(r.gpu?.code, "NO_WEBGPU", JSON.stringify(r));
+  assert.equal(r.info.backend, "cpu");
+  assert.match(r.info.backendReason, r.adapter ? /WebGPU is present/ : /no WebGPU/);
+  assert.equal(r.info.wasm, "relaxed", "Chromium has relaxed-SIMD");
+});
