@@ -12,4 +12,5 @@ scripts/test-wasm.sh
 # The npm package: built into pkg/, then tested in Node and in headless Chromium (tests/browser).
 cargo build --release -p pocketlm-cli
 scripts/build-pkg.sh
+scripts/build-www.sh
 (cd tests && node --test node/ browser/)

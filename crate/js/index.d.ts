@@ -186,7 +186,7 @@ export interface RegistryModel {
   license: string;
   files: { name: string; url: string; size: number | null; sha256: string | null }[];
   chat: boolean;
-  recommended: { temperature: number; top_p: number; top_k?: number; max_tokens: number; context_size: number };
+  recommended: { temperature: number; top_p: number; top_k?: number; max_tokens: number; context_size: number; stop?: string[] };
   bundled?: boolean;
 }
 

@@ -65,7 +65,7 @@ export async function startServer({ port = 0 } = {}) {
     }
     const body = f.body ?? readFileSync(f.path);
     const size = body.length + (weights ? state.lie : 0);
-    res.setHeader("Content-Type", TYPES[extname(url.pathname)] ?? "application/octet-stream");
+    res.setHeader("Content-Type", TYPES[extname(f.path ?? url.pathname)] ?? "application/octet-stream");
     res.setHeader("Accept-Ranges", "bytes");
     if (req.method === "HEAD") {
       res.setHeader("Content-Length", size);

@@ -1,0 +1,62 @@
+// The demo page (www/, built by scripts/build-www.sh) in headless Chromium: pick the bundled
+// model, load it, stream a story, read the speed line, screenshot it; then with the browser
+// offline, reload: the service worker serves the page and IndexedDB the weights.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { startServer } from "./server.mjs";
+
+const out = fileURLToPath(new URL("../out/", import.meta.url));
+let srv, browser;
+
+before(async () => {
+  srv = await startServer();
+  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"] });
+});
+after(async () => {
+  await browser?.close();
+  await srv?.close();
+});
+
+async function generate(page) {
+  await page.click("#load");
+  await page.waitForFunction(() => !document.getElementById("input").disabled, null, { timeout: 60000 });
+  await page.fill("#input", "Once upon a time");
+  await page.click("#send");
+  await page.waitForFunction(() => /decode [\d.]+ tok\/s/.test(document.getElementById("stats").textContent), null, { timeout: 60000 });
+  await page.waitForFunction(() => !document.getElementById("send").disabled);
+  return page.evaluate(() => ({
+    story: document.querySelector(".msg.assistant").textContent,
+    stats: document.getElementById("stats").textContent,
+    status: document.getElementById("load-status").textContent,
+    cache: document.getElementById("cache-list").textContent,
+  }));
+}
+
+test("the demo streams a story, shows backend and speed, and works offline after the first visit", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(`${srv.url}/www/`);
+  await page.waitForSelector("body[data-ready='1']");
+  assert.equal(await page.$eval("#model-select", (s) => s.value), "tinystories-656k-q8_0");
+  const first = await generate(page);
+  assert.ok(first.story.startsWith("Once upon a time") && first.story.length > 60, first.story);
+  assert.match(first.stats, /^cpu · prefill [\d.]+ tok\/s · decode [\d.]+ tok\/s/);
+  assert.match(first.status, /llama, .* on cpu/);
+  assert.match(first.cache, /tinystories-656k-q8_0/);
+  mkdirSync(out, { recursive: true });
+  await page.screenshot({ path: `${out}demo.png`, fullPage: true });
+
+  await page.evaluate(() => navigator.serviceWorker.ready);
+  await context.setOffline(true);
+  await page.reload();
+  await page.waitForSelector("body[data-ready='1']", { timeout: 30000 });
+  const offline = await generate(page);
+  assert.ok(offline.story.startsWith("Once upon a time") && offline.story.length > 60, offline.story);
+  assert.deepEqual(errors, []);
+  await context.close();
+});

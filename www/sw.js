@@ -1,0 +1,39 @@
+// The demo's service worker: keeps the app shell (pages, scripts, wasm, registry) so the demo
+// opens offline. Model weights are not its business: pocketlm keeps them in IndexedDB and
+// fetches them with Range requests, which pass through untouched.
+const CACHE = "pocketlm-shell-v1";
+const SHELL = [
+  "./", "index.html", "style.css", "app.js", "manifest.webmanifest",
+  "pkg/index.js", "pkg/core.js", "pkg/errors.js", "pkg/store.js", "pkg/worker.js", "pkg/registry.json",
+  "pkg/wasm/simd/pocketlm.js", "pkg/wasm/simd/pocketlm_bg.wasm",
+  "pkg/wasm/relaxed/pocketlm.js", "pkg/wasm/relaxed/pocketlm_bg.wasm",
+];
+
+self.addEventListener("install", (e) => {
+  e.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener("activate", (e) => {
+  e.waitUntil(
+    caches.keys().then((keys) => Promise.all(keys.filter((k) => k !== CACHE).map((k) => caches.delete(k)))).then(() => self.clients.claim()),
+  );
+});
+
+self.addEventListener("fetch", (e) => {
+  const url = new URL(e.request.url);
+  if (e.request.method !== "GET" || e.request.headers.has("range") || url.origin !== location.origin) return;
+  const inShell = SHELL.some((p) => new URL(p, self.registration.scope).href === url.href);
+  if (!inShell) return;
+  // Network first (fresh code when online), the cache when offline.
+  e.respondWith(
+    fetch(e.request)
+      .then((r) => {
+        if (r.ok) {
+          const copy = r.clone();
+          caches.open(CACHE).then((c) => c.put(e.request, copy));
+        }
+        return r;
+      })
+      .catch(() => caches.match(e.request)),
+  );
+});
