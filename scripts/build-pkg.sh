@@ -10,7 +10,7 @@ for b in tomllib.load(open("wasm-pack.toml", "rb"))["build"]:
 PY
 while IFS=$'\t' read -r name target target_dir rustflags; do
   echo "== pkg/wasm/$name ($rustflags)"
-  CARGO_TARGET_DIR="$target_dir" RUSTFLAGS="$rustflags" \
+  CARGO_TARGET_DIR="$PWD/$target_dir" RUSTFLAGS="$rustflags" \
     wasm-pack --quiet build crate --release --target "$target" --out-dir "../pkg/wasm/$name" --out-name pocketlm --no-pack
   rm -f "pkg/wasm/$name/.gitignore"
 done < /tmp/pocketlm-builds.txt
