@@ -202,3 +202,24 @@ export class LocalEngine {
     this.#engine = null;
   }
 }
+
+/** The proxy's calls on a LocalEngine (shared by worker.js and `worker: false`); "unload" and
+ * "create" are the callers' own. */
+export function dispatch(engine, method, args, { onPiece, signal } = {}) {
+  switch (method) {
+    case "info":
+      return engine.info();
+    case "tokenize":
+      return engine.tokenize(args.text, args.addSpecial);
+    case "detokenize":
+      return engine.detokenize(args.ids, args.skipSpecial);
+    case "applyChatTemplate":
+      return engine.applyChatTemplate(args.messages);
+    case "run":
+      return engine.run(args.kind, args.request, onPiece, signal);
+    case "reset":
+      return engine.reset();
+    default:
+      throw new PocketLMError("INVALID_ARGUMENT", `unknown method ${method}`);
+  }
+}

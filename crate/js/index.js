@@ -2,7 +2,7 @@
 // The engine lives in a dedicated Web Worker by default (worker.js); `worker: false` runs it in
 // the calling context. Both sides speak the same small protocol: run(kind, request, onPiece).
 
-import { LocalEngine, registry, wasmVariant } from "./core.js";
+import { LocalEngine, dispatch, registry, wasmVariant } from "./core.js";
 import { PocketLMError, abortError } from "./errors.js";
 import { cache } from "./store.js";
 
@@ -62,24 +62,12 @@ class LocalClient {
   async call(method, args, { onPiece, signal } = {}) {
     const e = this.engine;
     if (!e) throw new PocketLMError("INVALID_ARGUMENT", "the engine was unloaded");
-    switch (method) {
-      case "info":
-        return e.info();
-      case "tokenize":
-        return e.tokenize(args.text, args.addSpecial);
-      case "detokenize":
-        return e.detokenize(args.ids, args.skipSpecial);
-      case "applyChatTemplate":
-        return e.applyChatTemplate(args.messages);
-      case "run":
-        return e.run(args.kind, args.request, onPiece, signal);
-      case "reset":
-        return e.reset();
-      case "unload":
-        e.unload();
-        this.engine = null;
-        return null;
+    if (method === "unload") {
+      e.unload();
+      this.engine = null;
+      return null;
     }
+    return dispatch(e, method, args, { onPiece, signal });
   }
   terminate() {}
 }

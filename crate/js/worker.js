@@ -2,7 +2,7 @@
 // proxy (index.js). Messages in: {id, method, args} or {type: "abort", id}. Messages out:
 // {id, type: "progress" | "piece" | "result" | "error", ...}.
 
-import { LocalEngine } from "./core.js";
+import { LocalEngine, dispatch } from "./core.js";
 import { PocketLMError } from "./errors.js";
 
 let engine = null;
@@ -18,26 +18,12 @@ async function handle(id, method, args, signal) {
     return engine.info();
   }
   if (!engine) throw new PocketLMError("INVALID_ARGUMENT", "no model is loaded (the engine was unloaded)");
-  switch (method) {
-    case "info":
-      return engine.info();
-    case "tokenize":
-      return engine.tokenize(args.text, args.addSpecial);
-    case "detokenize":
-      return engine.detokenize(args.ids, args.skipSpecial);
-    case "applyChatTemplate":
-      return engine.applyChatTemplate(args.messages);
-    case "run":
-      return engine.run(args.kind, args.request, (text) => post({ id, type: "piece", text }), signal);
-    case "reset":
-      return engine.reset();
-    case "unload":
-      engine.unload();
-      engine = null;
-      return null;
-    default:
-      throw new PocketLMError("INVALID_ARGUMENT", `unknown method ${method}`);
+  if (method === "unload") {
+    engine.unload();
+    engine = null;
+    return null;
   }
+  return dispatch(engine, method, args, { onPiece: (text) => post({ id, type: "piece", text }), signal });
 }
 
 self.onmessage = async ({ data }) => {
