@@ -3,7 +3,7 @@
 // piece of text at a time, yielding to the event loop between tokens so aborts get through.
 // The worker (worker.js) runs this same class; index.js wraps either in the OpenAI-style API.
 
-import { PocketLMError, abortError } from "./errors.js";
+import { PocketLMError, abortError, throwIfAborted } from "./errors.js";
 import { ensureModel, readModel } from "./store.js";
 
 // A module whose one function uses i32x4.relaxed_dot_i8x16_i7x16_add_s: valid only where the
@@ -63,7 +63,7 @@ async function readBlobs(blobs, { begin, push, onProgress, signal }, chunkSize) 
   for (const { name, blob } of blobs) {
     begin(name, blob.size);
     for (let at = 0; at < blob.size; at += chunkSize) {
-      if (signal?.aborted) throw abortError();
+      throwIfAborted(signal);
       const part = new Uint8Array(await blob.slice(at, Math.min(blob.size, at + chunkSize)).arrayBuffer());
       push(name, part);
       loaded += part.length;
@@ -154,7 +154,7 @@ export class LocalEngine {
    */
   async run(kind, request, onPiece, signal) {
     if (this.#busy) throw new PocketLMError("INVALID_ARGUMENT", "this engine is already generating: one request at a time");
-    if (signal?.aborted) throw abortError();
+    throwIfAborted(signal);
     this.#busy = true;
     try {
       const opts = {};

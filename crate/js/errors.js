@@ -31,3 +31,8 @@ export class PocketLMError extends Error {
 export function abortError() {
   return new PocketLMError("ABORTED", "aborted");
 }
+
+/** Throws ABORTED when `signal` has been aborted. */
+export function throwIfAborted(signal) {
+  if (signal?.aborted) throw abortError();
+}

@@ -3,7 +3,7 @@
 // arrived. An interrupted download resumes from the chunks that are missing; a chunk that no
 // longer matches its hash is dropped and fetched again when the model is read.
 
-import { PocketLMError } from "./errors.js";
+import { PocketLMError, throwIfAborted } from "./errors.js";
 
 const DB_NAME = "pocketlm";
 export const DEFAULT_CHUNK_SIZE = 16 << 20;
@@ -45,6 +45,11 @@ async function tx(stores, mode, fn) {
   return result;
 }
 
+/** How many chunks a file of `size` bytes takes (an empty file still has one). */
+const chunkCount = (size, chunkSize) => Math.max(1, Math.ceil(size / chunkSize));
+/** Bytes `[start, end)` of chunk `i`. */
+const chunkBounds = (size, chunkSize, i) => [i * chunkSize, Math.min(size, (i + 1) * chunkSize)];
+
 const modelRange = (model) => IDBKeyRange.bound([model], [model, []]);
 const fileRange = (model, file) => IDBKeyRange.bound([model, file], [model, file, []]);
 
@@ -69,8 +74,8 @@ async function remoteSize(url, signal) {
     const head = await fetch(url, { method: "HEAD", signal });
     const len = head.ok && head.headers.get("content-length");
     if (len) return Number(len);
-  } catch (e) {
-    if (signal?.aborted) throw PocketLMError.from(e);
+  } catch {
+    throwIfAborted(signal);
   }
   const r = await fetchOrThrow(url, { headers: { Range: "bytes=0-0" }, signal });
   const total = /\/(\d+)$/.exec(r.headers.get("content-range") ?? "");
@@ -84,7 +89,7 @@ async function fetchOrThrow(url, init) {
   try {
     r = await fetch(url, init);
   } catch (e) {
-    if (init.signal?.aborted) throw PocketLMError.from(init.signal.reason ?? e);
+    throwIfAborted(init.signal);
     throw new PocketLMError("NETWORK", `${url}: ${e.message ?? e}`);
   }
   if (!r.ok) throw new PocketLMError("NETWORK", `${url}: HTTP ${r.status}`);
@@ -100,7 +105,7 @@ async function fetchRange(url, start, end, size, signal) {
   try {
     data = new Uint8Array(await r.arrayBuffer());
   } catch (e) {
-    if (signal?.aborted) throw PocketLMError.from(signal.reason ?? e);
+    throwIfAborted(signal);
     throw new PocketLMError("NETWORK", `${url}: the connection dropped: ${e.message ?? e}`);
   }
   if (data.length !== end - start) {
@@ -134,7 +139,11 @@ export async function ensureModel(model, files, { onProgress, signal, chunkSize 
   if (present?.complete) return present;
   const run = () => download(model, files, { onProgress, signal, chunkSize });
   if (typeof navigator !== "undefined" && navigator.locks) {
-    return navigator.locks.request(`pocketlm:${model}`, { signal }, async () => (await getManifest(model))?.complete ? getManifest(model) : run());
+    return navigator.locks.request(`pocketlm:${model}`, { signal }, async () => {
+      // Another tab may have finished the download while this one waited for the lock.
+      const m = await getManifest(model);
+      return m?.complete ? m : run();
+    });
   }
   return run();
 }
@@ -165,7 +174,7 @@ async function download(model, files, { onProgress, signal, chunkSize }) {
   else if (partial) chunkSize = partial.chunkSize;
   const manifest = {
     model,
-    files: sized.map((f) => ({ ...f, chunkSize, chunks: Math.max(1, Math.ceil(f.size / chunkSize)) })),
+    files: sized.map((f) => ({ ...f, chunkSize, chunks: chunkCount(f.size, chunkSize) })),
     bytes: total,
     chunkSize,
     complete: false,
@@ -176,7 +185,10 @@ async function download(model, files, { onProgress, signal, chunkSize }) {
   for (const f of manifest.files) {
     const s = await storedChunks(model, f.name);
     stored.push(s);
-    for (const i of s) have += Math.min(f.size, (i + 1) * chunkSize) - i * chunkSize;
+    for (const i of s) {
+      const [start, end] = chunkBounds(f.size, chunkSize, i);
+      have += end - start;
+    }
   }
   if (typeof navigator !== "undefined" && navigator.storage?.estimate) {
     const { quota = Infinity, usage = 0 } = await navigator.storage.estimate();
@@ -190,10 +202,9 @@ async function download(model, files, { onProgress, signal, chunkSize }) {
   let loaded = have;
   for (const [k, f] of manifest.files.entries()) {
     for (let i = 0; i < f.chunks; i++) {
-      if (signal?.aborted) throw PocketLMError.from(signal.reason ?? new DOMException("aborted", "AbortError"));
+      throwIfAborted(signal);
       if (stored[k].has(i)) continue;
-      const start = i * chunkSize;
-      const end = Math.min(f.size, start + chunkSize);
+      const [start, end] = chunkBounds(f.size, chunkSize, i);
       const data = await fetchChunkWithRetry(f.url, start, end, f.size, signal);
       await putChunk(model, f.name, i, data);
       loaded += data.length;
@@ -216,10 +227,9 @@ export async function readModel(manifest, { begin, push, onProgress, signal }) {
   for (const f of manifest.files) {
     begin(f.name, f.size);
     for (let i = 0; i < f.chunks; i++) {
-      if (signal?.aborted) throw PocketLMError.from(signal.reason ?? new DOMException("aborted", "AbortError"));
+      throwIfAborted(signal);
       let rec = await tx(["chunks"], "readonly", (t) => req(t.objectStore("chunks").get([manifest.model, f.name, i])));
-      const start = i * f.chunkSize;
-      const end = Math.min(f.size, start + f.chunkSize);
+      const [start, end] = chunkBounds(f.size, f.chunkSize, i);
       const ok = rec && rec.data.byteLength === end - start && (await sha256Hex(rec.data)) === rec.sha256;
       onProgress?.({ phase: "verify", loaded: loaded + (end - start), total: manifest.bytes, file: f.name, chunk: i, ok: !!ok });
       if (!ok) {

@@ -43,6 +43,30 @@ function inPage(fn, arg) {
   );
 }
 
+/** Loads the model in the page (from IndexedDB when stored) and returns its greedy ids after `prompt`. */
+function greedyInPage(prompt, n, options = {}) {
+  return inPage(
+    async (p, [model, prompt, n, options]) => {
+      const engine = await p.createEngine({ model, ...options });
+      const c = await engine.completions.create({ prompt, max_tokens: n, temperature: 0 });
+      await engine.unload();
+      return c.pocketlm.ids;
+    },
+    [srv.url + MODEL, prompt, n, options],
+  );
+}
+
+/** A load into an emptied store (the tests that use it expect an error back). */
+function freshLoadInPage(options) {
+  return inPage(
+    async (p, [model, options]) => {
+      await p.cache.clear();
+      return p.createEngine({ model, ...options });
+    },
+    [srv.url + MODEL, options],
+  );
+}
+
 function nativeGreedy(prompt, n) {
   return JSON.parse(execFileSync(`${root}target/release/pocketlm`, ["generate", "--model", `${root}models/TinyStories-656K-Q8_0.gguf`, "--prompt", prompt, "-n", String(n), "--temperature", "0", "--json"], { encoding: "utf8" }));
 }
@@ -127,12 +151,7 @@ test("with the network off for weights, a reloaded page generates from IndexedDB
   await ctl("offline=1");
   await page.close();
   await openPage();
-  const r = await inPage(async (p, model) => {
-    const engine = await p.createEngine({ model });
-    const c = await engine.completions.create({ prompt: "Once upon a time", max_tokens: 40, temperature: 0 });
-    await engine.unload();
-    return c.pocketlm.ids;
-  }, srv.url + MODEL);
+  const r = await greedyInPage("Once upon a time", 40);
   await ctl("reset=1");
   assert.equal(r.error, undefined, JSON.stringify(r.error));
   assert.deepEqual(r, nativeGreedy("Once upon a time", 40).ids);
@@ -142,18 +161,10 @@ test("an interrupted download resumes with only the missing chunks", async () =>
   const half = 6 * CHUNK;
   await ctl("reset=1");
   await ctl(`fail_from=${half}`);
-  const first = await inPage(async (p, model) => {
-    await p.cache.clear();
-    return p.createEngine({ model, chunkSize: 64 * 1024 });
-  }, srv.url + MODEL);
+  const first = await freshLoadInPage({ chunkSize: CHUNK });
   assert.equal(first.error?.code, "NETWORK", JSON.stringify(first));
   await ctl("reset=1");
-  const second = await inPage(async (p, model) => {
-    const engine = await p.createEngine({ model, chunkSize: 64 * 1024 });
-    const c = await engine.completions.create({ prompt: "Once upon a time", max_tokens: 10, temperature: 0 });
-    await engine.unload();
-    return c.pocketlm.ids;
-  }, srv.url + MODEL);
+  const second = await greedyInPage("Once upon a time", 10, { chunkSize: CHUNK });
   assert.equal(second.error, undefined, JSON.stringify(second.error));
   const gets = (await requests()).filter((q) => q.method === "GET");
   assert.ok(gets.length > 0 && gets.every((q) => q.start >= half), `resume fetched ${JSON.stringify(gets.map((q) => q.start))}`);
@@ -200,10 +211,7 @@ test("a corrupted stored chunk is detected and fetched again", async () => {
 test("a server that lies about the size gives SIZE_MISMATCH; a full disk gives QUOTA_EXCEEDED before any download", async () => {
   await ctl("reset=1");
   await ctl("lie=1000");
-  const lie = await inPage(async (p, model) => {
-    await p.cache.clear();
-    return p.createEngine({ model, chunkSize: 64 * 1024 });
-  }, srv.url + MODEL);
+  const lie = await freshLoadInPage({ chunkSize: CHUNK });
   assert.equal(lie.error?.code, "SIZE_MISMATCH", JSON.stringify(lie));
   await ctl("reset=1");
   const quota = await inPage(async (p, model) => {

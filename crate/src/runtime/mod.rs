@@ -117,9 +117,14 @@ impl Generator {
         }
     }
 
-    /// Tokens generated so far.
-    pub fn ids(&self) -> &[u32] {
-        &self.ids
+    /// Ends the generation; returns the text not yet handed out (held back for a stop string
+    /// that never came), `None` when there is none.
+    fn end(&mut self, reason: FinishReason) -> Option<String> {
+        self.finish = Some(reason);
+        self.decode_end = now_ms();
+        let rest = (self.text.len() > self.emitted).then(|| self.text[self.emitted..].to_string());
+        self.emitted = self.text.len();
+        rest
     }
 
     /// The result. Text still held back (a possible stop-string prefix) is part of it unless
@@ -273,18 +278,6 @@ impl<M: Borrow<Model>> Session<M> {
             }
         }
         Ok(g.finish())
-    }
-}
-
-impl Generator {
-    /// Ends the generation; returns the text not yet handed out (held back for a stop string
-    /// that never came), `None` when there is none.
-    fn end(&mut self, reason: FinishReason) -> Option<String> {
-        self.finish = Some(reason);
-        self.decode_end = now_ms();
-        let rest = (self.text.len() > self.emitted).then(|| self.text[self.emitted..].to_string());
-        self.emitted = self.text.len();
-        rest
     }
 }
 

@@ -93,19 +93,12 @@ impl ModelLoader {
 
     /// Appends the next chunk of `file`.
     pub fn push(&mut self, file: &str, chunk: &[u8]) -> Result<(), JsValue> {
-        let name = self.name.clone();
         let f = self.files.iter_mut().find(|f| f.name == file).ok_or_else(|| bad_argument(format!("push to {file} before beginFile")))?;
         if f.bytes.len() + chunk.len() > f.size {
-            return Err(js_error(Error::format(&format!("{name}/{file}"), format!("more bytes than the {} announced", f.size))));
+            return Err(js_error(Error::format(&format!("{}/{file}", self.name), format!("more bytes than the {} announced", f.size))));
         }
         f.bytes.extend_from_slice(chunk);
         Ok(())
-    }
-
-    /// Bytes received so far, over all files.
-    #[wasm_bindgen(js_name = loadedBytes)]
-    pub fn loaded_bytes(&self) -> f64 {
-        self.files.iter().map(|f| f.bytes.len() as f64).sum()
     }
 
     /// Parses the files and builds the engine. `options`: `{ context_size?, quantize? }`.

@@ -50,9 +50,7 @@ fn load16(s: &[u8], at: usize) -> v128 {
 
 #[inline(always)]
 fn load16_i8(s: &[i8], at: usize) -> v128 {
-    assert!(at + 16 <= s.len());
-    // SAFETY: in bounds (checked above); wasm loads may be unaligned.
-    unsafe { v128_load(s.as_ptr().add(at) as *const v128) }
+    load16(bytemuck::cast_slice(s), at)
 }
 
 pub fn dot_q4_0(row: &[u8], a: &QuantizedActs) -> f32 {
