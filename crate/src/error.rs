@@ -37,6 +37,22 @@ pub enum Error {
     /// Generation was aborted by the caller.
     #[error("aborted")]
     Aborted,
+    /// The GPU backend cannot run (or go on): see [`GpuFailure`]. The runtime can move to the CPU.
+    #[error("GPU: {msg}")]
+    Gpu { failure: GpuFailure, msg: String },
+}
+
+/// Why the GPU backend failed, each a code a caller can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuFailure {
+    /// No WebGPU / Vulkan adapter, or the device could not be created.
+    NoAdapter,
+    /// The adapter's limits are too small for the model (a buffer, a binding, a shape).
+    Limit,
+    /// The device was lost (driver reset, tab in the background too long, GPU process crash).
+    DeviceLost,
+    /// A GPU error the backend did not expect (a validation or internal error).
+    Internal,
 }
 
 impl Error {
@@ -51,7 +67,17 @@ impl Error {
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
             Error::OutOfMemory { .. } => "OUT_OF_MEMORY",
             Error::Aborted => "ABORTED",
+            Error::Gpu { failure, .. } => match failure {
+                GpuFailure::NoAdapter => "NO_WEBGPU",
+                GpuFailure::Limit => "GPU_LIMIT",
+                GpuFailure::DeviceLost => "DEVICE_LOST",
+                GpuFailure::Internal => "GPU_ERROR",
+            },
         }
+    }
+
+    pub(crate) fn gpu(failure: GpuFailure, msg: impl fmt::Display) -> Error {
+        Error::Gpu { failure, msg: msg.to_string() }
     }
 
     pub(crate) fn format(file: &str, msg: impl fmt::Display) -> Error {

@@ -8,7 +8,9 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use half::{bf16, f16};
+mod random_blocks;
+
+use random_blocks::random_row;
 use pocketlm::backend::cpu::acts::{ActKind, QuantizedActs};
 use pocketlm::backend::cpu::dot::{vec_dot, vec_dot_scalar};
 use pocketlm::quant::{dequantize, quantize, GgmlType};
@@ -26,35 +28,6 @@ const ALL: [GgmlType; 11] = [
     GgmlType::Q5K,
     GgmlType::Q6K,
 ];
-
-/// Byte offsets of the f16 scales in each block type (random bytes elsewhere are valid values).
-fn f16_fields(ty: GgmlType) -> &'static [usize] {
-    match ty {
-        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4K | GgmlType::Q5K => &[0, 2],
-        GgmlType::Q6K => &[208],
-        _ => &[0],
-    }
-}
-
-/// A random row of `n` values in `ty`: real quantization where pocketlm has a quantizer,
-/// random blocks with sane f16 scales otherwise.
-fn random_row(rng: &mut fastrand::Rng, ty: GgmlType, n: usize) -> Vec<u8> {
-    let x: Vec<f32> = (0..n).map(|_| rng.f32() * 2.0 - 1.0).collect();
-    match ty {
-        GgmlType::F32 | GgmlType::F16 | GgmlType::Q4_0 | GgmlType::Q8_0 => quantize(ty, &x),
-        GgmlType::BF16 => x.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect(),
-        _ => {
-            let mut row: Vec<u8> = (0..ty.row_bytes(n)).map(|_| rng.u8(..)).collect();
-            for block in row.chunks_exact_mut(ty.block_bytes()) {
-                for &at in f16_fields(ty) {
-                    let scale = f16::from_f32(rng.f32() * 0.05 + 0.001);
-                    block[at..at + 2].copy_from_slice(&scale.to_le_bytes());
-                }
-            }
-            row
-        }
-    }
-}
 
 /// The activations as the dot product sees them, dequantized.
 fn dequantized_acts(a: &QuantizedActs, n: usize) -> Vec<f64> {

@@ -2,3 +2,4 @@
 //! backend sits beside it with the same ops.
 
 pub mod cpu;
+pub mod gpu;

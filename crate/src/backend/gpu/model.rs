@@ -1,0 +1,448 @@
+//! A model on the GPU: weights repacked and uploaded once ([`GpuModel`]), and sessions
+//! ([`GpuSession`]) whose KV cache, activations, bind groups and dispatch list are built once;
+//! each token is then one parameter write, one encoder, one submit and a 4-byte readback.
+
+use std::sync::Arc;
+
+use super::context::GpuContext;
+use super::kernels::{grid, Dims, Dispatch, Grid, KernelKind, Kernels, MatVecOut, Step};
+use super::repack::{pack, GpuFormat};
+use crate::error::{Error, GpuFailure, Result};
+use crate::model::spec::{Activation, ModelSpec};
+use crate::model::Model;
+use crate::quant::QMatrix;
+use crate::sampling::SamplingParams;
+
+/// One binding's worth of a matrix's rows.
+pub struct MatPart {
+    pub buffer: wgpu::Buffer,
+    pub first_row: usize,
+    pub rows: usize,
+    pub scale_offset: usize,
+}
+
+/// A matrix (or several stacked by rows, or a gate/up pair) in its GPU layout.
+pub struct GpuMatrix {
+    pub format: GpuFormat,
+    pub cols: usize,
+    /// Output rows (for a gate/up pair: rows of each).
+    pub rows: usize,
+    pub gated: bool,
+    pub parts: Vec<MatPart>,
+}
+
+impl GpuMatrix {
+    /// `mats` stacked by rows (`gated`: exactly a gate and an up matrix, computed together).
+    pub fn upload(ctx: &GpuContext, label: &str, mats: &[&QMatrix], gated: bool) -> Result<GpuMatrix> {
+        let (ty, cols) = (mats[0].ty, mats[0].cols);
+        if cols % 32 != 0 || mats.iter().any(|m| m.ty != ty || m.cols != cols) {
+            return Err(Error::gpu(GpuFailure::Limit, format!("{label}: the GPU kernels need rows of a multiple of 32 values in one type")));
+        }
+        let format = GpuFormat::for_type(ty);
+        let rows = if gated { mats[0].rows } else { mats.iter().map(|m| m.rows).sum() };
+        let per_row = (format.row_words(cols) + format.scale_words(1, cols) + 1) as u64 * 4 * if gated { 2 } else { 1 };
+        let max_rows = (ctx.max_weight_binding() / per_row) as usize;
+        if max_rows == 0 {
+            return Err(Error::gpu(GpuFailure::Limit, format!("{label}: one row needs {per_row} bytes, more than the adapter binds")));
+        }
+        let mut parts = Vec::new();
+        let mut first = 0;
+        while first < rows {
+            let n = max_rows.min(rows - first);
+            let ranges: Vec<(&QMatrix, usize, usize)> = if gated { vec![(mats[0], first, n), (mats[1], first, n)] } else { row_ranges(mats, first, n) };
+            let packed = pack(&ranges);
+            let buffer = ctx.upload(label, &packed.words)?;
+            parts.push(MatPart { buffer, first_row: first, rows: n, scale_offset: packed.scale_offset });
+            first += n;
+        }
+        Ok(GpuMatrix { format, cols, rows, gated, parts })
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.buffer.size()).sum()
+    }
+
+    /// Invocations sharing a row: enough 32-value chunks for each, at most 64.
+    fn threads_per_row(&self) -> u32 {
+        let chunks = (self.cols / 32).max(1) as u32;
+        (1u32 << (31 - chunks.leading_zeros())).min(64)
+    }
+
+    /// The dispatches of `out[out_offset..] (op)= self · x`, one per part.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matvec(&self, k: &Kernels, step: &wgpu::Buffer, x: &wgpu::Buffer, norm: Option<&wgpu::Buffer>, bias: Option<&wgpu::Buffer>, out: &wgpu::Buffer, out_offset: usize, op: MatVecOut, eps: f32, dummy: &wgpu::Buffer) -> Result<Vec<Dispatch>> {
+        let tpr = self.threads_per_row();
+        let kernel = k.get(KernelKind::MatVec { format: self.format, norm: norm.is_some(), bias: bias.is_some(), out: op, threads_per_row: tpr })?;
+        let ctx = k.ctx();
+        let max = ctx.limits.max_compute_workgroups_per_dimension;
+        self.parts
+            .iter()
+            .map(|p| {
+                let dims = Dims { a: [p.rows as u32, self.cols as u32, p.scale_offset as u32, (out_offset + p.first_row) as u32], b: [(out_offset + p.first_row) as u32, 0, 0, 0], f: [eps, 0.0, 0.0, 0.0] };
+                let groups = (p.rows as u32).div_ceil(64 / tpr);
+                Dispatch::new(ctx, "matvec", kernel.clone(), dims, step, &[&p.buffer, x, norm.unwrap_or(dummy), bias.unwrap_or(dummy), out], grid(groups, max))
+            })
+            .collect()
+    }
+}
+
+/// Rows `first..first+n` of `mats` stacked, as ranges of the individual matrices.
+fn row_ranges<'a>(mats: &[&'a QMatrix], mut first: usize, mut n: usize) -> Vec<(&'a QMatrix, usize, usize)> {
+    let mut out = Vec::new();
+    for m in mats {
+        if first >= m.rows {
+            first -= m.rows;
+            continue;
+        }
+        let take = n.min(m.rows - first);
+        out.push((*m, first, take));
+        n -= take;
+        first = 0;
+        if n == 0 {
+            break;
+        }
+    }
+    out
+}
+
+enum Ffn {
+    Gated(GpuMatrix),
+    Separate(GpuMatrix, GpuMatrix),
+}
+
+struct GpuLayer {
+    attn_norm: wgpu::Buffer,
+    /// Q, K and V: one matrix when they share a type, else one per run of equal types, each
+    /// with its offset in the QKV output.
+    qkv: Vec<(GpuMatrix, usize)>,
+    qkv_bias: Option<wgpu::Buffer>,
+    q_norm: Option<wgpu::Buffer>,
+    k_norm: Option<wgpu::Buffer>,
+    inv_freq: wgpu::Buffer,
+    wo: GpuMatrix,
+    post_attn_norm: Option<wgpu::Buffer>,
+    ffn_norm: wgpu::Buffer,
+    ffn: Ffn,
+    w_down: GpuMatrix,
+    post_ffn_norm: Option<wgpu::Buffer>,
+}
+
+/// A model's weights on one device, shared by its sessions.
+pub struct GpuModel {
+    pub kernels: Kernels,
+    pub spec: ModelSpec,
+    embed: GpuMatrix,
+    /// `None`: tied to the embedding.
+    output: Option<GpuMatrix>,
+    output_norm: wgpu::Buffer,
+    layers: Vec<GpuLayer>,
+    /// Bytes of weights on the device.
+    pub weight_bytes: u64,
+}
+
+fn same_bytes(a: &QMatrix, b: &QMatrix) -> bool {
+    std::ptr::eq(a.bytes().as_ptr(), b.bytes().as_ptr()) && a.bytes().len() == b.bytes().len()
+}
+
+impl GpuModel {
+    /// Checks the model fits the kernels and the adapter, then uploads every weight.
+    pub async fn load(ctx: Arc<GpuContext>, model: &Model) -> Result<Arc<GpuModel>> {
+        let spec = &model.spec;
+        let w = &model.weights;
+        let unfit = |m: String| Err(Error::gpu(GpuFailure::Limit, m));
+        if spec.head_dim > 256 || spec.head_dim % 2 != 0 || spec.rope_dims > spec.head_dim {
+            return unfit(format!("head size {} is beyond the GPU attention kernel (even, at most 256)", spec.head_dim));
+        }
+        if spec.dim % 32 != 0 || spec.n_kv_heads == 0 || spec.n_heads % spec.n_kv_heads != 0 {
+            return unfit("model width or head counts the GPU kernels do not handle".into());
+        }
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let mut layers = Vec::with_capacity(spec.n_layers);
+        for (l, lw) in w.layers.iter().enumerate() {
+            let mut qkv = Vec::new();
+            let mut offset = 0;
+            let mats = [&lw.wq, &lw.wk, &lw.wv];
+            let mut i = 0;
+            while i < 3 {
+                let mut j = i + 1;
+                while j < 3 && mats[j].ty == mats[i].ty {
+                    j += 1;
+                }
+                let m = GpuMatrix::upload(&ctx, &format!("blk.{l}.qkv"), &mats[i..j], false)?;
+                let rows = m.rows;
+                qkv.push((m, offset));
+                offset += rows;
+                i = j;
+            }
+            let qkv_bias = if lw.bq.is_some() || lw.bk.is_some() || lw.bv.is_some() {
+                let mut b = Vec::with_capacity(offset);
+                for (v, n) in [(&lw.bq, spec.q_dim()), (&lw.bk, spec.kv_dim()), (&lw.bv, spec.kv_dim())] {
+                    match v {
+                        Some(v) => b.extend_from_slice(v),
+                        None => b.extend(std::iter::repeat_n(0.0, n)),
+                    }
+                }
+                Some(ctx.upload_f32("qkv bias", &b)?)
+            } else {
+                None
+            };
+            let opt = |v: &Option<Vec<f32>>, name: &str| v.as_ref().map(|v| ctx.upload_f32(name, v)).transpose();
+            let ffn = if lw.w_gate.ty == lw.w_up.ty {
+                Ffn::Gated(GpuMatrix::upload(&ctx, &format!("blk.{l}.ffn_gate_up"), &[&lw.w_gate, &lw.w_up], true)?)
+            } else {
+                Ffn::Separate(GpuMatrix::upload(&ctx, &format!("blk.{l}.ffn_gate"), &[&lw.w_gate], false)?, GpuMatrix::upload(&ctx, &format!("blk.{l}.ffn_up"), &[&lw.w_up], false)?)
+            };
+            layers.push(GpuLayer {
+                attn_norm: ctx.upload_f32("attn_norm", &lw.attn_norm)?,
+                qkv,
+                qkv_bias,
+                q_norm: opt(&lw.q_norm, "q_norm")?,
+                k_norm: opt(&lw.k_norm, "k_norm")?,
+                inv_freq: ctx.upload_f32("inv_freq", &spec.inv_freq(l))?,
+                wo: GpuMatrix::upload(&ctx, &format!("blk.{l}.attn_output"), &[&lw.wo], false)?,
+                post_attn_norm: opt(&lw.post_attn_norm, "post_attn_norm")?,
+                ffn_norm: ctx.upload_f32("ffn_norm", &lw.ffn_norm)?,
+                ffn,
+                w_down: GpuMatrix::upload(&ctx, &format!("blk.{l}.ffn_down"), &[&lw.w_down], false)?,
+                post_ffn_norm: opt(&lw.post_ffn_norm, "post_ffn_norm")?,
+            });
+        }
+        let embed = GpuMatrix::upload(&ctx, "token_embd", &[&w.token_embd], false)?;
+        let output = if same_bytes(&w.output, &w.token_embd) { None } else { Some(GpuMatrix::upload(&ctx, "output", &[&w.output], false)?) };
+        let output_norm = ctx.upload_f32("output_norm", &w.output_norm)?;
+        if scope.pop().await.is_some() {
+            return Err(Error::OutOfMemory { what: format!("the weights of {} on the GPU", model.name), bytes: 0 });
+        }
+        ctx.check()?;
+        let mut weight_bytes = embed.bytes() + output.as_ref().map_or(0, |o| o.bytes());
+        for l in &layers {
+            weight_bytes += l.qkv.iter().map(|(m, _)| m.bytes()).sum::<u64>() + l.wo.bytes() + l.w_down.bytes();
+            weight_bytes += match &l.ffn {
+                Ffn::Gated(m) => m.bytes(),
+                Ffn::Separate(g, u) => g.bytes() + u.bytes(),
+            };
+        }
+        Ok(Arc::new(GpuModel { kernels: Kernels::new(ctx), spec: spec.clone(), embed, output, output_norm, layers, weight_bytes }))
+    }
+
+    pub fn ctx(&self) -> &Arc<GpuContext> {
+        self.kernels.ctx()
+    }
+}
+
+/// Counters proving the per-token rule (one submit, a 4-byte readback).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GpuStats {
+    pub tokens: u64,
+    pub submits: u64,
+    pub bytes_read_back: u64,
+    /// Dispatches recorded (all in one compute pass per token).
+    pub dispatches: u64,
+}
+
+/// What a step should leave for the caller.
+pub enum Want<'a> {
+    /// Nothing (prompt tokens before the last).
+    Nothing,
+    /// The next-token logits, read back in full.
+    Logits,
+    /// A token sampled on the GPU.
+    Token { params: &'a SamplingParams, draw: f32, penalties: &'a [(u32, u32)] },
+}
+
+pub enum StepOutput {
+    Nothing,
+    Logits(Vec<f32>),
+    Token(u32),
+}
+
+/// A session's buffers and its recorded dispatches.
+pub struct GpuSession {
+    model: Arc<GpuModel>,
+    pub capacity: usize,
+    step: wgpu::Buffer,
+    logits: wgpu::Buffer,
+    pen: wgpu::Buffer,
+    result: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    body: Vec<Dispatch>,
+    head: Vec<Dispatch>,
+    sampling: Vec<Dispatch>,
+    pub stats: GpuStats,
+}
+
+impl GpuSession {
+    pub fn new(model: Arc<GpuModel>, capacity: usize) -> Result<GpuSession> {
+        let ctx = model.ctx().clone();
+        let k = &model.kernels;
+        let s = &model.spec;
+        let (dim, q_dim, kv_dim, hd, nh, nkv) = (s.dim, s.q_dim(), s.kv_dim(), s.head_dim, s.n_heads, s.n_kv_heads);
+        let st = wgpu::BufferUsages::STORAGE;
+        let f32s = |n: usize| n as u64 * 4;
+        let buf = |label: &str, bytes: u64, extra: wgpu::BufferUsages| ctx.buffer(label, bytes, st | extra);
+        let step = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("step"), size: 48, usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+        let none = wgpu::BufferUsages::empty();
+        let x = buf("x", f32s(dim), none)?;
+        let qkv = buf("qkv", f32s(q_dim + 2 * kv_dim), none)?;
+        let att = buf("att", f32s(q_dim), none)?;
+        let tmp = buf("tmp", f32s(dim), none)?;
+        let gate = buf("gate", f32s(s.ffn_dim), none)?;
+        let up = buf("up", f32s(s.ffn_dim), none)?;
+        let logits = buf("logits", f32s(s.vocab_size), wgpu::BufferUsages::COPY_SRC)?;
+        let max_splits = capacity.div_ceil(64);
+        let part = buf("attention splits", f32s(nh * max_splits * (2 + hd)), none)?;
+        let pen = buf("penalties", (capacity as u64 + 1) * 8, wgpu::BufferUsages::COPY_DST)?;
+        let result = buf("result", 4, wgpu::BufferUsages::COPY_SRC)?;
+        let staging = ctx.buffer("readback", f32s(s.vocab_size), wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST)?;
+        let dummy = buf("unused binding", 16, none)?;
+        let kv_bytes = (capacity * kv_dim * 2) as u64;
+        let mut caches = Vec::with_capacity(s.n_layers);
+        for _ in 0..s.n_layers {
+            caches.push((buf("k cache", kv_bytes, none)?, buf("v cache", kv_bytes, none)?));
+        }
+        let eps = s.norm_eps;
+        let max = ctx.limits.max_compute_workgroups_per_dimension;
+        let mut body = Vec::new();
+        let embed_kernel = k.get(KernelKind::Embed { format: model.embed.format })?;
+        for p in &model.embed.parts {
+            let dims = Dims { a: [p.rows as u32, dim as u32, p.scale_offset as u32, 0], b: [p.first_row as u32, 0, 0, 0], f: [s.embed_scale.unwrap_or(1.0), 0.0, 0.0, 0.0] };
+            body.push(Dispatch::new(&ctx, "embed", embed_kernel.clone(), dims, &step, &[&p.buffer, &x], Grid::Fixed([(dim as u32 / 4).div_ceil(64), 1, 1]))?);
+        }
+        let (rope_k, split_k, merge_k, norm_add_k, act_k) = (k.get(KernelKind::RopeKv)?, k.get(KernelKind::AttnSplit)?, k.get(KernelKind::AttnMerge)?, k.get(KernelKind::NormAdd)?, k.get(KernelKind::ActMul)?);
+        let norm_add = |body: &mut Vec<Dispatch>, norm: &wgpu::Buffer| -> Result<()> {
+            let dims = Dims { a: [dim as u32, 0, 0, 0], f: [eps, 0.0, 0.0, 0.0], ..Default::default() };
+            body.push(Dispatch::new(&ctx, "norm_add", norm_add_k.clone(), dims, &step, &[&x, &tmp, norm], Grid::Fixed([1, 1, 1]))?);
+            Ok(())
+        };
+        for (l, (lw, (kc, vc))) in model.layers.iter().zip(&caches).enumerate() {
+            for (m, off) in &lw.qkv {
+                body.extend(m.matvec(k, &step, &x, Some(&lw.attn_norm), lw.qkv_bias.as_ref(), &qkv, *off, MatVecOut::Store, eps, &dummy)?);
+            }
+            let flags = lw.q_norm.is_some() as u32 | (lw.k_norm.is_some() as u32) << 1 | (s.rope_interleaved as u32) << 2;
+            let dims = Dims { a: [nh as u32, nkv as u32, hd as u32, s.rope_dims as u32], b: [flags, 0, 0, kv_dim as u32], f: [eps, s.rope_attn_factor(), 0.0, 0.0] };
+            body.push(Dispatch::new(&ctx, "rope_kv", rope_k.clone(), dims, &step, &[&qkv, lw.q_norm.as_ref().unwrap_or(&dummy), lw.k_norm.as_ref().unwrap_or(&dummy), &lw.inv_freq, kc, vc], Grid::Fixed([(nh + 2 * nkv) as u32, 1, 1]))?);
+            let window = match s.sliding_window {
+                Some(win) if s.is_sliding_layer(l) => win as u32,
+                _ => 0,
+            };
+            let dims = Dims { a: [nh as u32, nkv as u32, hd as u32, kv_dim as u32], b: [max_splits as u32, window, 0, 0], f: [s.attn_scale, s.attn_softcap.unwrap_or(0.0), 0.0, 0.0] };
+            body.push(Dispatch::new(&ctx, "attention", split_k.clone(), dims, &step, &[&qkv, kc, vc, &part], Grid::AttnSplits { heads: nh as u32 })?);
+            let dims = Dims { a: [nh as u32, hd as u32, max_splits as u32, 0], ..Default::default() };
+            body.push(Dispatch::new(&ctx, "attention merge", merge_k.clone(), dims, &step, &[&part, &att], Grid::Fixed([nh as u32, 1, 1]))?);
+            match &lw.post_attn_norm {
+                Some(n) => {
+                    body.extend(lw.wo.matvec(k, &step, &att, None, None, &tmp, 0, MatVecOut::Store, eps, &dummy)?);
+                    norm_add(&mut body, n)?;
+                }
+                None => body.extend(lw.wo.matvec(k, &step, &att, None, None, &x, 0, MatVecOut::Add, eps, &dummy)?),
+            }
+            let gated = match s.activation {
+                Activation::Silu => MatVecOut::GatedSilu,
+                Activation::GeluTanh => MatVecOut::GatedGelu,
+            };
+            match &lw.ffn {
+                Ffn::Gated(m) => body.extend(m.matvec(k, &step, &x, Some(&lw.ffn_norm), None, &gate, 0, gated, eps, &dummy)?),
+                Ffn::Separate(g, u) => {
+                    body.extend(g.matvec(k, &step, &x, Some(&lw.ffn_norm), None, &gate, 0, MatVecOut::Store, eps, &dummy)?);
+                    body.extend(u.matvec(k, &step, &x, Some(&lw.ffn_norm), None, &up, 0, MatVecOut::Store, eps, &dummy)?);
+                    let dims = Dims { a: [s.ffn_dim as u32, (gated == MatVecOut::GatedGelu) as u32, 0, 0], ..Default::default() };
+                    body.push(Dispatch::new(&ctx, "act_mul", act_k.clone(), dims, &step, &[&gate, &up, &dummy], grid((s.ffn_dim as u32).div_ceil(64), max))?);
+                }
+            }
+            match &lw.post_ffn_norm {
+                Some(n) => {
+                    body.extend(lw.w_down.matvec(k, &step, &gate, None, None, &tmp, 0, MatVecOut::Store, eps, &dummy)?);
+                    norm_add(&mut body, n)?;
+                }
+                None => body.extend(lw.w_down.matvec(k, &step, &gate, None, None, &x, 0, MatVecOut::Add, eps, &dummy)?),
+            }
+        }
+        let output = model.output.as_ref().unwrap_or(&model.embed);
+        let mut head = output.matvec(k, &step, &x, Some(&model.output_norm), None, &logits, 0, MatVecOut::Store, eps, &dummy)?;
+        if let Some(cap) = s.final_softcap {
+            let dims = Dims { a: [s.vocab_size as u32, 0, 0, 0], f: [cap, 0.0, 0.0, 0.0], ..Default::default() };
+            head.push(Dispatch::new(&ctx, "soft_cap", k.get(KernelKind::SoftCap)?, dims, &step, &[&logits, &dummy, &dummy], grid((s.vocab_size as u32).div_ceil(64), max))?);
+        }
+        let dims = Dims { a: [s.vocab_size as u32, 0, 0, 0], ..Default::default() };
+        let sampling = vec![
+            Dispatch::new(&ctx, "penalize", k.get(KernelKind::Penalize)?, dims, &step, &[&logits, &pen, &result], grid((capacity as u32 + 1).div_ceil(64), max))?,
+            Dispatch::new(&ctx, "pick", k.get(KernelKind::Pick)?, dims, &step, &[&logits, &pen, &result], Grid::Fixed([1, 1, 1]))?,
+        ];
+        ctx.check()?;
+        Ok(GpuSession { model, capacity, step, logits, pen, result, staging, body, head, sampling, stats: GpuStats::default() })
+    }
+
+    pub fn model(&self) -> &Arc<GpuModel> {
+        &self.model
+    }
+
+    /// Runs `token` at position `pos` (the KV cache keeps positions before it) in one submit.
+    pub async fn step(&mut self, token: u32, pos: usize, want: Want<'_>) -> Result<StepOutput> {
+        let ctx = self.model.ctx().clone();
+        ctx.check()?;
+        if pos >= self.capacity {
+            return Err(Error::ContextFull { needed: pos + 1, capacity: self.capacity });
+        }
+        let mut st = Step { pos: pos as u32, token, kv_len: pos as u32 + 1, ..Default::default() };
+        if let Want::Token { params, draw, penalties } = &want {
+            let n = penalties.len().min(self.capacity + 1);
+            st.n_penalties = n as u32;
+            st.temperature = params.temperature;
+            st.top_k = params.top_k as u32;
+            st.top_p = params.top_p;
+            st.min_p = params.min_p;
+            st.repetition_penalty = params.repetition_penalty;
+            st.frequency_penalty = params.frequency_penalty;
+            st.presence_penalty = params.presence_penalty;
+            st.draw = *draw;
+            if n > 0 {
+                let flat: Vec<u32> = penalties[..n].iter().flat_map(|&(t, c)| [t, c]).collect();
+                ctx.queue.write_buffer(&self.pen, 0, bytemuck::cast_slice(&flat));
+            }
+        }
+        ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&st));
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("token") });
+        let mut dispatched = self.body.len();
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("token"), timestamp_writes: None });
+            self.body.iter().for_each(|d| d.record(&mut pass, pos as u32));
+            if !matches!(want, Want::Nothing) {
+                self.head.iter().for_each(|d| d.record(&mut pass, pos as u32));
+                dispatched += self.head.len();
+            }
+            if matches!(want, Want::Token { .. }) {
+                self.sampling.iter().for_each(|d| d.record(&mut pass, pos as u32));
+                dispatched += self.sampling.len();
+            }
+        }
+        let is_token = matches!(want, Want::Token { .. });
+        let read = match want {
+            Want::Nothing => 0,
+            Want::Logits => {
+                let n = self.logits.size().min(self.model.spec.vocab_size as u64 * 4);
+                enc.copy_buffer_to_buffer(&self.logits, 0, &self.staging, 0, n);
+                n
+            }
+            Want::Token { .. } => {
+                enc.copy_buffer_to_buffer(&self.result, 0, &self.staging, 0, 4);
+                4
+            }
+        };
+        ctx.queue.submit([enc.finish()]);
+        self.stats.tokens += 1;
+        self.stats.submits += 1;
+        self.stats.dispatches += dispatched as u64;
+        if read == 0 {
+            ctx.check()?;
+            return Ok(StepOutput::Nothing);
+        }
+        let bytes = ctx.read(&self.staging, read).await?;
+        self.stats.bytes_read_back += read;
+        let mut values = bytes.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]);
+        Ok(if is_token {
+            StepOutput::Token(values.next().map_or(0, u32::from_le_bytes))
+        } else {
+            StepOutput::Logits(values.map(f32::from_le_bytes).collect())
+        })
+    }
+}

@@ -1,0 +1,34 @@
+//! Random rows of every ggml block type, for tests of the dot products and kernels.
+
+use half::{bf16, f16};
+use pocketlm::quant::{quantize, GgmlType};
+
+/// Byte offsets of the f16 scales in each block type (random bytes elsewhere are valid values).
+fn f16_fields(ty: GgmlType) -> &'static [usize] {
+    match ty {
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4K | GgmlType::Q5K => &[0, 2],
+        GgmlType::Q6K => &[208],
+        _ => &[0],
+    }
+}
+
+/// A random row of `n` values in `ty`: real quantization where pocketlm has a quantizer,
+/// random blocks with sane f16 scales otherwise.
+pub fn random_row(rng: &mut fastrand::Rng, ty: GgmlType, n: usize) -> Vec<u8> {
+    let x: Vec<f32> = (0..n).map(|_| rng.f32() * 2.0 - 1.0).collect();
+    match ty {
+        GgmlType::F32 | GgmlType::F16 | GgmlType::Q4_0 | GgmlType::Q8_0 => quantize(ty, &x),
+        GgmlType::BF16 => x.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect(),
+        _ => {
+            let mut row: Vec<u8> = (0..ty.row_bytes(n)).map(|_| rng.u8(..)).collect();
+            for block in row.chunks_exact_mut(ty.block_bytes()) {
+                for &at in f16_fields(ty) {
+                    let scale = f16::from_f32(rng.f32() * 0.05 + 0.001);
+                    block[at..at + 2].copy_from_slice(&scale.to_le_bytes());
+                }
+            }
+            row
+        }
+    }
+}
+
