@@ -21,5 +21,5 @@ pub mod web;
 
 pub use error::{Error, Result};
 pub use model::{LoadOptions, Model};
-pub use runtime::{FinishReason, GenerateOptions, Generation, Session};
+pub use runtime::{BackendChoice, FinishReason, GenerateOptions, Generation, Session};
 pub use sampling::SamplingParams;

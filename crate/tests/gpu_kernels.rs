@@ -50,7 +50,7 @@ fn runner(opts: GpuOptions) -> OpRunner {
 fn runners() -> Vec<(&'static str, OpRunner)> {
     vec![
         ("default", runner(GpuOptions::default())),
-        ("no subgroups, weights split in 4 KiB buffers", runner(GpuOptions { subgroups: false, f16: false, max_weight_binding: Some(4096) })),
+        ("no subgroups, weights split in 4 KiB buffers", runner(GpuOptions { subgroups: false, f16: false, max_weight_binding: Some(4096), ..Default::default() })),
     ]
 }
 
@@ -205,7 +205,7 @@ fn split_kv_attention_matches_the_cpu() {
             let mut want = vec![0.0; nh * hd];
             cpu::attention(&q, &kc, &vc, nh, nkv, hd, first, n_ctx, scale, cap, &mut Vec::new(), &mut want);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!((g - w).abs() <= 2e-3, "{name} heads {nh}/{nkv} hd {hd} ctx {n_ctx}: out[{i}] gpu {g} cpu {w}");
+                assert!((g - w).abs() <= 1e-4, "{name} heads {nh}/{nkv} hd {hd} ctx {n_ctx}: out[{i}] gpu {g} cpu {w}");
             }
         }
     }

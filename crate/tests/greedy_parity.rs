@@ -19,12 +19,26 @@ use pocketlm::{GenerateOptions, LoadOptions, Model, Session};
 const NEAR_TIE: f32 = 0.1;
 
 fn greedy(model: &Model, prompt_ids: &[u32], n: usize) -> Vec<u32> {
-    let mut s = Session::new(model, 512).unwrap();
+    greedy_on(model, "cpu", prompt_ids, n)
+}
+
+fn greedy_on(model: &Model, backend: &str, prompt_ids: &[u32], n: usize) -> Vec<u32> {
+    let mut s = common::session(model, backend, 512);
     s.generate(prompt_ids, &GenerateOptions { max_tokens: n, ..Default::default() }, |_| true).unwrap().ids
 }
 
 #[test]
 fn greedy_tokens_agree_with_llama_cpp_on_every_reference_model() {
+    parity_with_llama_cpp("cpu");
+}
+
+/// The same on the GPU backend (Vulkan natively; lavapipe without a GPU).
+#[test]
+fn gpu_greedy_tokens_agree_with_llama_cpp_on_every_reference_model() {
+    parity_with_llama_cpp("gpu");
+}
+
+fn parity_with_llama_cpp(backend: &str) {
     let fx = common::fixture("greedy_llama_cpp.json");
     let n = fx["max_tokens"].as_u64().unwrap() as usize;
     let mut models: BTreeMap<String, Model> = BTreeMap::new();
@@ -40,16 +54,16 @@ fn greedy_tokens_agree_with_llama_cpp_on_every_reference_model() {
         let exact = model.weights.layers[0].wq.ty == GgmlType::F32;
 
         // Free generation: equal up to the first near-tie (all the way for F32 weights).
-        let got = greedy(model, &prompt_ids, n);
+        let got = greedy_on(model, backend, &prompt_ids, n);
         let first_tie = if exact { want.len() } else { margins.iter().position(|&m| m < NEAR_TIE).unwrap_or(want.len()) };
         let agree = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
-        assert!(agree >= first_tie.min(want.len()), "{file} after {prompt:?}: tokens differ at {agree}, before llama.cpp's first near-tie at {first_tie}\n got: {got:?}\nwant: {want:?}");
+        assert!(agree >= first_tie.min(want.len()), "{backend}: {file} after {prompt:?}: tokens differ at {agree}, before llama.cpp's first near-tie at {first_tie}\n got: {got:?}\nwant: {want:?}");
         if exact {
-            assert_eq!(got, want, "{file}: greedy tokens after {prompt:?}");
+            assert_eq!(got, want, "{backend}: {file}: greedy tokens after {prompt:?}");
         }
 
         // Teacher forcing along llama.cpp's path: top-1 equal wherever llama.cpp is decided.
-        let mut s = Session::new(model, 512).unwrap();
+        let mut s = common::session(model, backend, 512);
         let mut path = prompt_ids.clone();
         path.extend(&want);
         for (i, &t) in path.iter().enumerate().take(prompt_ids.len() + want.len()) {
@@ -64,7 +78,7 @@ fn greedy_tokens_agree_with_llama_cpp_on_every_reference_model() {
                 ties += 1;
                 continue;
             }
-            assert_eq!(argmax(l), expected, "{file} after {prompt:?}: step {step} (llama.cpp margin {})", margins[step]);
+            assert_eq!(argmax(l), expected, "{backend}: {file} after {prompt:?}: step {step} (llama.cpp margin {})", margins[step]);
         }
         cases += 1;
     }

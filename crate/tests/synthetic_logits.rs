@@ -20,6 +20,16 @@ const LOGIT_TOL: f32 = 0.15;
 
 #[test]
 fn synthetic_real_shape_models_agree_with_llama_cpp() {
+    agree_with_llama_cpp("cpu");
+}
+
+/// The same on the GPU backend (Vulkan natively; lavapipe without a GPU).
+#[test]
+fn gpu_synthetic_real_shape_models_agree_with_llama_cpp() {
+    agree_with_llama_cpp("gpu");
+}
+
+fn agree_with_llama_cpp(backend: &str) {
     let fx = common::fixture("logits_llama_cpp.json");
     let (mut positions, mut top1_equal) = (0usize, 0usize);
     let mut worst = 0.0f32;
@@ -31,7 +41,7 @@ fn synthetic_real_shape_models_agree_with_llama_cpp() {
         let sha = format!("{:x}", Sha256::digest(&bytes));
         assert_eq!(sha, case["sha256"].as_str().unwrap(), "{file} differs from the file llama.cpp's logits were taken on");
         let model = pocketlm::Model::from_gguf(file, bytes).unwrap();
-        let mut s = pocketlm::Session::new(&model, 64).unwrap();
+        let mut s = common::session(&model, backend, 64);
         let tokens = common::ids(&case["tokens"]);
         let mut file_worst = 0.0f32;
         for (i, &t) in tokens.iter().enumerate() {
@@ -51,10 +61,10 @@ fn synthetic_real_shape_models_agree_with_llama_cpp() {
                 }
             }
         }
-        eprintln!("{file}: worst top-5 logit error {file_worst:.4} std");
+        eprintln!("{backend}: {file}: worst top-5 logit error {file_worst:.4} std");
         worst = worst.max(file_worst);
     }
-    eprintln!("top-1 equal at {top1_equal}/{positions} positions; worst top-5 logit error {worst:.4} std");
+    eprintln!("{backend}: top-1 equal at {top1_equal}/{positions} positions; worst top-5 logit error {worst:.4} std");
     assert!(failures.is_empty(), "{} logits beyond {LOGIT_TOL} std:\n{}", failures.len(), failures.join("\n"));
     assert!(positions >= 5 * 24, "{positions} positions");
     assert!(top1_equal * 100 >= positions * 99, "top-1 equal at only {top1_equal} of {positions} positions");

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use pocketlm::chat::Message;
-use pocketlm::{GenerateOptions, LoadOptions, Model, SamplingParams, Session};
+use pocketlm::backend::gpu::context::block_on;
+use pocketlm::backend::gpu::GpuOptions;
+use pocketlm::{BackendChoice, GenerateOptions, LoadOptions, Model, SamplingParams, Session};
 
 #[derive(Parser)]
 #[command(name = "pocketlm", version, about = "Run 4-bit small language models from GGUF or safetensors")]
@@ -86,9 +88,6 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> pocketlm::Result<()> {
     let Command::Generate { model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, no_quantize, json } = cli.command;
-    if matches!(backend, Backend::Gpu) {
-        return Err(pocketlm::Error::InvalidArgument("the GPU backend is not built yet: use --backend cpu or auto".into()));
-    }
     let opts = LoadOptions { quantize: if no_quantize { None } else { LoadOptions::default().quantize } };
     let model = Model::open(&model, &opts)?;
     let text = if chat {
@@ -105,7 +104,15 @@ fn run(cli: Cli) -> pocketlm::Result<()> {
     let prompt_ids = model.tokenizer.encode(&text, !chat)?;
     let sampling = SamplingParams { temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, ..Default::default() };
     let gen_opts = GenerateOptions { max_tokens, sampling, stop, ignore_eos: false };
-    let mut session = Session::new(&model, ctx)?;
+    let choice = match backend {
+        Backend::Cpu => BackendChoice::Cpu,
+        Backend::Gpu => BackendChoice::Gpu,
+        Backend::Auto => BackendChoice::Auto,
+    };
+    let (mut session, adapter) = block_on(Session::open(&model, ctx, choice, &GpuOptions::default()))?;
+    if let Some(reason) = session.fallback_reason() {
+        eprintln!("pocketlm: running on the CPU: {reason}");
+    }
     let mut out = std::io::stdout();
     let g = session.generate(&prompt_ids, &gen_opts, |piece| {
         if !json {
@@ -120,14 +127,17 @@ fn run(cli: Cli) -> pocketlm::Result<()> {
             "ids": g.ids,
             "text": g.text,
             "finish_reason": g.finish_reason.as_str(),
-            "backend": "cpu",
+            "backend": session.backend(),
+            "adapter": adapter.as_ref().map(|a| &a.name),
+            "gpu_stats": session.gpu_stats(),
             "prefill_tok_s": g.prefill_tok_s(),
             "decode_tok_s": g.decode_tok_s(),
         });
         println!("{obj}");
     } else {
         println!();
-        eprintln!("[{} prompt tokens, {} generated, prefill {:.1} tok/s, decode {:.1} tok/s, {}]", g.prompt_ids.len(), g.ids.len(), g.prefill_tok_s(), g.decode_tok_s(), g.finish_reason.as_str());
+        let on = adapter.map_or("cpu".to_string(), |a| format!("gpu: {}", a.name));
+        eprintln!("[{} prompt tokens, {} generated, prefill {:.1} tok/s, decode {:.1} tok/s, {}, {on}]", g.prompt_ids.len(), g.ids.len(), g.prefill_tok_s(), g.decode_tok_s(), g.finish_reason.as_str());
     }
     Ok(())
 }

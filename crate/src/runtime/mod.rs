@@ -2,9 +2,11 @@
 //! conditions and streaming of whole UTF-8 characters.
 
 use std::borrow::Borrow;
+use std::sync::Arc;
 
+use crate::backend::gpu::{AdapterSummary, GpuContext, GpuModel, GpuOptions, GpuSession, GpuStats, StepOutput, Want};
 use crate::clock::now_ms;
-use crate::error::{Error, Result};
+use crate::error::{Error, GpuFailure, Result};
 use crate::model::forward::{forward, ForwardState, KvCache};
 use crate::model::Model;
 use crate::sampling::{Sampler, SamplingParams};
@@ -74,14 +76,46 @@ impl Generation {
     }
 }
 
+/// Where a session computes: its KV cache and scratch live on that backend.
+enum Compute {
+    Cpu { cache: KvCache, state: ForwardState },
+    Gpu(GpuSession),
+}
+
 /// A model with its KV cache. Consecutive calls whose prompt extends the tokens already in the
 /// cache reuse them. `M` is how the session holds its model: `&Model`, `Arc<Model>` or `Model`.
+///
+/// The methods are `async` because the GPU backend reads its results back asynchronously in a
+/// browser; on the CPU they complete at once. Natively, the same methods without `_async` block.
 pub struct Session<M: Borrow<Model>> {
     model: M,
-    cache: KvCache,
-    state: ForwardState,
+    compute: Compute,
     /// The tokens whose keys/values are in the cache, in order.
     tokens: Vec<u32>,
+    /// The last logits a GPU step read back (the CPU keeps them in its state).
+    gpu_logits: Vec<f32>,
+    /// Why the session runs on the CPU when the GPU was asked for or lost.
+    fallback: Option<String>,
+}
+
+/// The backend a caller asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    Cpu,
+    Gpu,
+    /// The GPU when an adapter exists and the model fits it, else the CPU.
+    Auto,
+}
+
+impl BackendChoice {
+    pub fn parse(s: &str) -> Result<BackendChoice> {
+        match s {
+            "cpu" => Ok(BackendChoice::Cpu),
+            "gpu" | "webgpu" => Ok(BackendChoice::Gpu),
+            "auto" => Ok(BackendChoice::Auto),
+            _ => Err(Error::InvalidArgument(format!("backend must be \"auto\", \"webgpu\" (or \"gpu\") or \"cpu\", not \"{s}\""))),
+        }
+    }
 }
 
 /// One generation in progress, advanced a piece of text at a time by [`Session::next_text`]
@@ -96,6 +130,8 @@ pub struct Generator {
     /// Bytes of `text` already handed out.
     emitted: usize,
     history: Vec<u32>,
+    /// The next token, already sampled on the GPU with the step that produced its logits.
+    pending: Option<u32>,
     finish: Option<FinishReason>,
     cached: usize,
     prefill_ms: f64,
@@ -149,23 +185,106 @@ impl Generator {
 }
 
 impl<M: Borrow<Model>> Session<M> {
-    /// A session holding up to `context_size` tokens (capped at the model's trained context).
+    /// A CPU session holding up to `context_size` tokens (capped at the model's trained context).
     pub fn new(model: M, context_size: usize) -> Result<Session<M>> {
+        let capacity = Self::capacity_for(model.borrow(), context_size)?;
+        let spec = &model.borrow().spec;
+        let compute = Compute::Cpu { cache: KvCache::new(spec, capacity), state: ForwardState::new(spec) };
+        Ok(Session { model, compute, tokens: Vec::new(), gpu_logits: Vec::new(), fallback: None })
+    }
+
+    /// A session on the backend `choice` names. `Auto` tries the GPU and runs on the CPU when
+    /// there is no adapter or the model does not fit it; the reason is then in
+    /// [`Session::fallback_reason`]. Returns the adapter when the GPU was opened.
+    pub async fn open(model: M, context_size: usize, choice: BackendChoice, gpu: &GpuOptions) -> Result<(Session<M>, Option<AdapterSummary>)> {
+        if choice == BackendChoice::Cpu {
+            return Ok((Session::new(model, context_size)?, None));
+        }
+        let opened = async {
+            let ctx = GpuContext::new(gpu).await?;
+            let summary = ctx.summary.clone();
+            let weights = GpuModel::load(ctx, model.borrow()).await?;
+            Ok::<_, Error>((weights, summary))
+        }
+        .await;
+        match opened {
+            Ok((weights, summary)) => Ok((Session::new_gpu(model, weights, context_size)?, Some(summary))),
+            Err(e) if choice == BackendChoice::Auto && matches!(e, Error::Gpu { .. } | Error::OutOfMemory { .. }) => {
+                let mut s = Session::new(model, context_size)?;
+                s.fallback = Some(format!("{} ({})", e, e.code()));
+                Ok((s, None))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Why this session runs on the CPU though the GPU was wanted (no adapter, a limit, a
+    /// lost device), if it does.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
+    /// Moves the session to the CPU (after a lost device): the tokens in the GPU's cache are
+    /// run again on the CPU, so the conversation goes on.
+    pub fn move_to_cpu(&mut self, reason: &str) -> Result<()> {
+        let model = self.model.borrow();
+        let spec = &model.spec;
+        let (mut cache, mut state) = (KvCache::new(spec, self.capacity()), ForwardState::new(spec));
+        for &t in &self.tokens {
+            forward(spec, &model.weights, &mut state, &mut cache, t, false)?;
+        }
+        self.compute = Compute::Cpu { cache, state };
+        self.fallback = Some(reason.to_string());
+        Ok(())
+    }
+
+    /// A session on the GPU, with `gpu` the model's weights uploaded by [`GpuModel::load`].
+    pub fn new_gpu(model: M, gpu: Arc<GpuModel>, context_size: usize) -> Result<Session<M>> {
+        let capacity = Self::capacity_for(model.borrow(), context_size)?;
+        let compute = Compute::Gpu(GpuSession::new(gpu, capacity)?);
+        Ok(Session { model, compute, tokens: Vec::new(), gpu_logits: Vec::new(), fallback: None })
+    }
+
+    fn capacity_for(model: &Model, context_size: usize) -> Result<usize> {
         if context_size == 0 {
             return Err(Error::InvalidArgument("context size must be at least 1".into()));
         }
-        let spec = &model.borrow().spec;
-        let capacity = context_size.min(spec.context_length);
-        let (cache, state) = (KvCache::new(spec, capacity), ForwardState::new(spec));
-        Ok(Session { model, cache, state, tokens: Vec::new() })
+        Ok(context_size.min(model.spec.context_length))
     }
 
     pub fn model(&self) -> &Model {
         self.model.borrow()
     }
 
+    /// "cpu" or "gpu".
+    pub fn backend(&self) -> &'static str {
+        match self.compute {
+            Compute::Cpu { .. } => "cpu",
+            Compute::Gpu(_) => "gpu",
+        }
+    }
+
+    /// The GPU's per-token counters (`None` on the CPU).
+    pub fn gpu_stats(&self) -> Option<GpuStats> {
+        match &self.compute {
+            Compute::Gpu(g) => Some(g.stats),
+            Compute::Cpu { .. } => None,
+        }
+    }
+
+    /// The GPU session, for callers that inspect the device (`None` on the CPU).
+    pub fn gpu(&self) -> Option<&GpuSession> {
+        match &self.compute {
+            Compute::Gpu(g) => Some(g),
+            Compute::Cpu { .. } => None,
+        }
+    }
+
     pub fn capacity(&self) -> usize {
-        self.cache.capacity
+        match &self.compute {
+            Compute::Cpu { cache, .. } => cache.capacity,
+            Compute::Gpu(g) => g.capacity,
+        }
     }
 
     /// Tokens now in the cache.
@@ -174,49 +293,112 @@ impl<M: Borrow<Model>> Session<M> {
     }
 
     pub fn reset(&mut self) {
-        self.tokens.clear();
-        self.cache.len = 0;
+        self.truncate(0);
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.tokens.truncate(n);
+        if let Compute::Cpu { cache, .. } = &mut self.compute {
+            cache.len = self.tokens.len();
+        }
+    }
+
+    /// Runs one token; leaves what `want` asks for (the GPU's sampled token is returned). A
+    /// GPU lost on the way moves the session to the CPU, which runs the token instead.
+    async fn run(&mut self, token: u32, want: Want<'_>) -> Result<Option<u32>> {
+        let pos = self.tokens.len();
+        if pos >= self.capacity() {
+            return Err(Error::ContextFull { needed: pos + 1, capacity: self.capacity() });
+        }
+        let vocab = self.model.borrow().spec.vocab_size;
+        if let Compute::Gpu(g) = &mut self.compute {
+            if token as usize >= vocab {
+                return Err(Error::InvalidArgument(format!("token id {token} is outside the vocabulary of {vocab}")));
+            }
+            match g.step(token, pos, want).await {
+                Ok(out) => {
+                    self.tokens.push(token);
+                    return Ok(match out {
+                        StepOutput::Token(t) => Some(t),
+                        StepOutput::Logits(l) => {
+                            self.gpu_logits = l;
+                            None
+                        }
+                        StepOutput::Nothing => None,
+                    });
+                }
+                Err(e @ Error::Gpu { failure: GpuFailure::DeviceLost, .. }) => self.move_to_cpu(&format!("{e} (DEVICE_LOST): moved to the CPU"))?,
+                Err(e) => return Err(e),
+            }
+        }
+        let model = self.model.borrow();
+        let Compute::Cpu { cache, state } = &mut self.compute else { unreachable!("the GPU case returned or moved to the CPU") };
+        forward(&model.spec, &model.weights, state, cache, token, !matches!(want, Want::Nothing))?;
+        self.tokens.push(token);
+        Ok(None)
+    }
+
+    fn logits_mut(&mut self) -> &mut [f32] {
+        match &mut self.compute {
+            Compute::Cpu { state, .. } => &mut state.logits,
+            Compute::Gpu(_) => &mut self.gpu_logits,
+        }
     }
 
     /// Runs one token; returns the next-token logits when asked.
-    pub fn step(&mut self, token: u32, want_logits: bool) -> Result<Option<&[f32]>> {
-        if self.cache.len >= self.cache.capacity {
-            return Err(Error::ContextFull { needed: self.cache.len + 1, capacity: self.cache.capacity });
-        }
-        let model = self.model.borrow();
-        forward(&model.spec, &model.weights, &mut self.state, &mut self.cache, token, want_logits)?;
-        self.tokens.push(token);
-        Ok(want_logits.then_some(&self.state.logits[..]))
+    pub async fn step_async(&mut self, token: u32, want_logits: bool) -> Result<Option<&[f32]>> {
+        self.run(token, if want_logits { Want::Logits } else { Want::Nothing }).await?;
+        Ok(if want_logits { Some(self.logits_mut()) } else { None })
     }
 
-    /// Puts `prompt` in the cache, reusing the longest prefix already there; leaves the logits
-    /// after its last token in the state. Returns how many tokens came from the cache.
-    pub fn prefill(&mut self, prompt: &[u32]) -> Result<usize> {
+    /// Puts all of `prompt` but its last token in the cache, reusing the longest prefix already
+    /// there. Returns how many tokens came from the cache.
+    async fn prefill_all_but_last(&mut self, prompt: &[u32]) -> Result<usize> {
         if prompt.is_empty() {
             return Err(Error::InvalidArgument("the prompt has no tokens".into()));
         }
-        if prompt.len() > self.cache.capacity {
-            return Err(Error::ContextFull { needed: prompt.len(), capacity: self.cache.capacity });
+        if prompt.len() > self.capacity() {
+            return Err(Error::ContextFull { needed: prompt.len(), capacity: self.capacity() });
         }
         let common = self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         // The last prompt token always runs, to produce the logits.
         let keep = common.min(prompt.len() - 1);
-        self.tokens.truncate(keep);
-        self.cache.len = keep;
-        for (i, &t) in prompt[keep..].iter().enumerate() {
-            self.step(t, keep + i + 1 == prompt.len())?;
+        self.truncate(keep);
+        for &t in &prompt[keep..prompt.len() - 1] {
+            self.run(t, Want::Nothing).await?;
         }
         Ok(keep)
     }
 
+    /// Puts `prompt` in the cache, reusing the longest prefix already there; leaves the logits
+    /// after its last token. Returns how many tokens came from the cache.
+    pub async fn prefill_async(&mut self, prompt: &[u32]) -> Result<usize> {
+        let keep = self.prefill_all_but_last(prompt).await?;
+        self.run(prompt[prompt.len() - 1], Want::Logits).await?;
+        Ok(keep)
+    }
+
+    /// Runs `token` so that the next one can be chosen: the CPU keeps the logits for the
+    /// sampler; the GPU samples on the device in the same submit and reads back only the id.
+    async fn run_for_next(&mut self, token: u32, g: &mut Generator) -> Result<()> {
+        if matches!(self.compute, Compute::Cpu { .. }) {
+            self.run(token, Want::Logits).await?;
+            return Ok(());
+        }
+        let penalties = g.sampler.penalty_counts(&g.history);
+        let draw = if g.sampler.params.temperature > 0.0 { g.sampler.next_draw() } else { 0.0 };
+        let params = g.sampler.params.clone();
+        g.pending = self.run(token, Want::Token { params: &params, draw, penalties: &penalties }).await?;
+        Ok(())
+    }
+
     /// Prefills `prompt` (token ids, BOS included when wanted) and returns the generation, ready
-    /// for [`Session::next_text`].
-    pub fn start(&mut self, prompt: &[u32], opts: &GenerateOptions) -> Result<Generator> {
+    /// for [`Session::next_text_async`].
+    pub async fn start_async(&mut self, prompt: &[u32], opts: &GenerateOptions) -> Result<Generator> {
         let sampler = Sampler::new(opts.sampling.clone())?;
         let t0 = now_ms();
-        let cached = self.prefill(prompt)?;
-        let t1 = now_ms();
-        Ok(Generator {
+        let cached = self.prefill_all_but_last(prompt).await?;
+        let mut g = Generator {
             opts: opts.clone(),
             sampler,
             decode: DecodeState::default(),
@@ -225,23 +407,36 @@ impl<M: Borrow<Model>> Session<M> {
             text: String::new(),
             emitted: 0,
             history: prompt.to_vec(),
+            pending: None,
             finish: if opts.max_tokens == 0 { Some(FinishReason::Length) } else { None },
             cached,
-            prefill_ms: t1 - t0,
-            decode_start: t1,
-            decode_end: t1,
-        })
+            prefill_ms: 0.0,
+            decode_start: 0.0,
+            decode_end: 0.0,
+        };
+        self.run_for_next(prompt[prompt.len() - 1], &mut g).await?;
+        let t1 = now_ms();
+        (g.prefill_ms, g.decode_start, g.decode_end) = (t1 - t0, t1, t1);
+        Ok(g)
     }
 
     /// Samples one token and returns the text it completes (empty while a UTF-8 character or a
     /// possible stop string is incomplete; at the end, whatever was held back), or `None` once
     /// the generation has ended. Text of a stop string is never returned.
-    pub fn next_text(&mut self, g: &mut Generator) -> Result<Option<String>> {
+    pub async fn next_text_async(&mut self, g: &mut Generator) -> Result<Option<String>> {
         if g.finish.is_some() {
             return Ok(None);
         }
+        let next = match g.pending.take() {
+            Some(t) => t,
+            None => {
+                let history = std::mem::take(&mut g.history);
+                let t = g.sampler.sample(self.logits_mut(), &history);
+                g.history = history;
+                t
+            }
+        };
         let tok = &self.model.borrow().tokenizer;
-        let next = g.sampler.sample(&mut self.state.logits, &g.history);
         if !g.opts.ignore_eos && tok.eos.contains(&next) {
             return Ok(g.end(FinishReason::Stop));
         }
@@ -257,10 +452,10 @@ impl<M: Borrow<Model>> Session<M> {
         if g.ids.len() == g.opts.max_tokens {
             return Ok(g.end(FinishReason::Length));
         }
-        if self.cache.len >= self.cache.capacity {
+        if self.tokens.len() >= self.capacity() {
             return Ok(g.end(FinishReason::ContextFull));
         }
-        self.step(next, true)?;
+        self.run_for_next(next, g).await?;
         let safe = g.text.len() - held_back(&g.text, &g.opts.stop);
         let piece = g.text[g.emitted..safe.max(g.emitted)].to_string();
         g.emitted = safe.max(g.emitted);
@@ -270,14 +465,38 @@ impl<M: Borrow<Model>> Session<M> {
     /// Generates from `prompt` (token ids, BOS included when wanted). `on_text` receives each
     /// piece of text as it is complete (never a split UTF-8 character, never text of a stop
     /// string) and returns `false` to abort.
-    pub fn generate(&mut self, prompt: &[u32], opts: &GenerateOptions, mut on_text: impl FnMut(&str) -> bool) -> Result<Generation> {
-        let mut g = self.start(prompt, opts)?;
-        while let Some(piece) = self.next_text(&mut g)? {
+    pub async fn generate_async(&mut self, prompt: &[u32], opts: &GenerateOptions, mut on_text: impl FnMut(&str) -> bool) -> Result<Generation> {
+        let mut g = self.start_async(prompt, opts).await?;
+        while let Some(piece) = self.next_text_async(&mut g).await? {
             if !piece.is_empty() && !on_text(&piece) {
                 g.abort();
             }
         }
         Ok(g.finish())
+    }
+}
+
+/// The blocking forms of the session's methods (native: the GPU's futures finish when polled).
+#[cfg(not(target_arch = "wasm32"))]
+impl<M: Borrow<Model>> Session<M> {
+    pub fn step(&mut self, token: u32, want_logits: bool) -> Result<Option<&[f32]>> {
+        crate::backend::gpu::context::block_on(self.step_async(token, want_logits))
+    }
+
+    pub fn prefill(&mut self, prompt: &[u32]) -> Result<usize> {
+        crate::backend::gpu::context::block_on(self.prefill_async(prompt))
+    }
+
+    pub fn start(&mut self, prompt: &[u32], opts: &GenerateOptions) -> Result<Generator> {
+        crate::backend::gpu::context::block_on(self.start_async(prompt, opts))
+    }
+
+    pub fn next_text(&mut self, g: &mut Generator) -> Result<Option<String>> {
+        crate::backend::gpu::context::block_on(self.next_text_async(g))
+    }
+
+    pub fn generate(&mut self, prompt: &[u32], opts: &GenerateOptions, on_text: impl FnMut(&str) -> bool) -> Result<Generation> {
+        crate::backend::gpu::context::block_on(self.generate_async(prompt, opts, on_text))
     }
 }
 

@@ -66,13 +66,19 @@ impl Sampler {
         Ok(Sampler { params, rng, candidates: Vec::new() })
     }
 
-    /// Applies the penalties to `logits` for the tokens in `history`.
-    pub fn apply_penalties(&self, logits: &mut [f32], history: &[u32]) {
+    /// Whether any of the penalties is on.
+    pub fn has_penalties(&self) -> bool {
         let p = &self.params;
-        if p.repetition_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0 {
-            return;
+        p.repetition_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0
+    }
+
+    /// The tokens the penalties apply to, with how often each occurs in the last
+    /// `penalty_last_n` tokens of `history` (empty when no penalty is on).
+    pub fn penalty_counts(&self, history: &[u32]) -> Vec<(u32, u32)> {
+        if !self.has_penalties() {
+            return Vec::new();
         }
-        let recent = &history[history.len().saturating_sub(p.penalty_last_n)..];
+        let recent = &history[history.len().saturating_sub(self.params.penalty_last_n)..];
         let mut counts: Vec<(u32, u32)> = Vec::new();
         for &t in recent {
             match counts.iter_mut().find(|(id, _)| *id == t) {
@@ -80,7 +86,13 @@ impl Sampler {
                 None => counts.push((t, 1)),
             }
         }
-        for (t, n) in counts {
+        counts
+    }
+
+    /// Applies the penalties to `logits` for the tokens in `history`.
+    pub fn apply_penalties(&self, logits: &mut [f32], history: &[u32]) {
+        let p = &self.params;
+        for (t, n) in self.penalty_counts(history) {
             let Some(l) = logits.get_mut(t as usize) else { continue };
             if *l > 0.0 {
                 *l /= p.repetition_penalty;
@@ -89,6 +101,12 @@ impl Sampler {
             }
             *l -= n as f32 * p.frequency_penalty + p.presence_penalty;
         }
+    }
+
+    /// The uniform number in [0, 1) the next draw uses, for a sampler running elsewhere (the
+    /// GPU): the same stream [`Sampler::sample`] consumes, one number per non-greedy draw.
+    pub fn next_draw(&mut self) -> f32 {
+        self.rng.f32()
     }
 
     /// The next token. `logits` is modified (penalties applied).

@@ -18,11 +18,15 @@ pub struct GpuOptions {
     /// Put at most this many bytes of a weight matrix in one buffer even if the adapter binds
     /// more (tests of the split of large tensors across bindings).
     pub max_weight_binding: Option<u64>,
+    /// Round mat-vec inputs as the CPU backend and llama.cpp quantize them (8-bit blocks), so
+    /// both backends compute the same products and pick the same tokens; `false` keeps f32
+    /// activations with RMSNorm folded into the mat-vec (one dispatch fewer per input).
+    pub quantized_activations: bool,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions { subgroups: true, f16: true, max_weight_binding: None }
+        GpuOptions { subgroups: true, f16: true, max_weight_binding: None, quantized_activations: true }
     }
 }
 
@@ -44,6 +48,7 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub limits: wgpu::Limits,
     pub summary: AdapterSummary,
+    pub quantized_activations: bool,
     max_weight_binding: u64,
     lost: Arc<AtomicBool>,
     /// The first error the device reported outside an error scope.
@@ -106,7 +111,7 @@ impl GpuContext {
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         };
         let max_weight_binding = opts.max_weight_binding.unwrap_or(u64::MAX);
-        Ok(Arc::new(GpuContext { device, queue, limits, summary, max_weight_binding, lost, error }))
+        Ok(Arc::new(GpuContext { device, queue, limits, summary, quantized_activations: opts.quantized_activations, max_weight_binding, lost, error }))
     }
 
     /// Fails when the device was lost or reported an error since the last check.

@@ -25,8 +25,10 @@ pub enum MatVecOut {
 pub enum KernelKind {
     MatVec { format: GpuFormat, norm: bool, bias: bool, out: MatVecOut, threads_per_row: u32 },
     Embed { format: GpuFormat },
+    QuantActs,
     RopeKv,
-    AttnSplit,
+    AttnScores,
+    AttnValues,
     AttnMerge,
     ActMul,
     NormAdd,
@@ -48,8 +50,10 @@ impl KernelKind {
         match self {
             KernelKind::MatVec { .. } => (vec![WEIGHTS, include_str!("shaders/matvec.wgsl")], "main", vec![R, R, R, R, RW]),
             KernelKind::Embed { .. } => (vec![WEIGHTS, include_str!("shaders/embed.wgsl")], "main", vec![R, RW]),
+            KernelKind::QuantActs => (vec![include_str!("shaders/quant_acts.wgsl")], "main", vec![R, R, RW]),
             KernelKind::RopeKv => (vec![include_str!("shaders/rope_kv.wgsl")], "main", vec![RW, R, R, R, RW, RW]),
-            KernelKind::AttnSplit => (vec![include_str!("shaders/attn_split.wgsl")], "main", vec![R, R, R, RW]),
+            KernelKind::AttnScores => (vec![include_str!("shaders/attn_scores.wgsl")], "main", vec![R, R, RW, RW]),
+            KernelKind::AttnValues => (vec![include_str!("shaders/attn_values.wgsl")], "main", vec![R, R, R, RW]),
             KernelKind::AttnMerge => (vec![include_str!("shaders/attn_merge.wgsl")], "main", vec![R, RW]),
             KernelKind::ActMul => (vec![include_str!("shaders/vector_ops.wgsl")], "act_mul", vec![RW, R, R]),
             KernelKind::NormAdd => (vec![include_str!("shaders/vector_ops.wgsl")], "norm_add", vec![RW, R, R]),

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use super::context::GpuContext;
 use super::kernels::{grid, Dims, Dispatch, Grid, KernelKind, Kernels, MatVecOut, Step};
-use super::repack::{pack, GpuFormat};
+use super::repack::{pack, padded_cols, GpuFormat};
 use crate::error::{Error, GpuFailure, Result};
 use crate::model::spec::{Activation, ModelSpec};
 use crate::model::Model;
-use crate::quant::QMatrix;
+use crate::backend::cpu::acts::ActKind;
+use crate::quant::{GgmlType, QMatrix};
 use crate::sampling::SamplingParams;
 
 /// One binding's worth of a matrix's rows.
@@ -23,6 +24,8 @@ pub struct MatPart {
 
 /// A matrix (or several stacked by rows, or a gate/up pair) in its GPU layout.
 pub struct GpuMatrix {
+    /// The file's type (which decides how the CPU rounds the activations it multiplies).
+    pub ty: GgmlType,
     pub format: GpuFormat,
     pub cols: usize,
     /// Output rows (for a gate/up pair: rows of each).
@@ -34,10 +37,11 @@ pub struct GpuMatrix {
 impl GpuMatrix {
     /// `mats` stacked by rows (`gated`: exactly a gate and an up matrix, computed together).
     pub fn upload(ctx: &GpuContext, label: &str, mats: &[&QMatrix], gated: bool) -> Result<GpuMatrix> {
-        let (ty, cols) = (mats[0].ty, mats[0].cols);
-        if cols % 32 != 0 || mats.iter().any(|m| m.ty != ty || m.cols != cols) {
-            return Err(Error::gpu(GpuFailure::Limit, format!("{label}: the GPU kernels need rows of a multiple of 32 values in one type")));
+        let ty = mats[0].ty;
+        if mats.iter().any(|m| m.ty != ty || m.cols != mats[0].cols) {
+            return Err(Error::gpu(GpuFailure::Internal, format!("{label}: stacked matrices must share a type and a width")));
         }
+        let cols = padded_cols(mats[0].cols);
         let format = GpuFormat::for_type(ty);
         let rows = if gated { mats[0].rows } else { mats.iter().map(|m| m.rows).sum() };
         let per_row = (format.row_words(cols) + format.scale_words(1, cols) + 1) as u64 * 4 * if gated { 2 } else { 1 };
@@ -55,7 +59,7 @@ impl GpuMatrix {
             parts.push(MatPart { buffer, first_row: first, rows: n, scale_offset: packed.scale_offset });
             first += n;
         }
-        Ok(GpuMatrix { format, cols, rows, gated, parts })
+        Ok(GpuMatrix { ty, format, cols, rows, gated, parts })
     }
 
     pub fn bytes(&self) -> u64 {
@@ -83,6 +87,16 @@ impl GpuMatrix {
                 Dispatch::new(ctx, "matvec", kernel.clone(), dims, step, &[&p.buffer, x, norm.unwrap_or(dummy), bias.unwrap_or(dummy), out], grid(groups, max))
             })
             .collect()
+    }
+}
+
+/// The `quant_acts.wgsl` rounding (its `kind`) the CPU applies to inputs of `ty` weights.
+fn act_kind_index(ty: GgmlType) -> usize {
+    match ActKind::for_weights(ty) {
+        ActKind::Q8_0 | ActKind::Q8_1 => 0,
+        ActKind::Q8K => 1,
+        ActKind::F16 => 2,
+        ActKind::F32 => 3,
     }
 }
 
@@ -118,7 +132,7 @@ struct GpuLayer {
     qkv_bias: Option<wgpu::Buffer>,
     q_norm: Option<wgpu::Buffer>,
     k_norm: Option<wgpu::Buffer>,
-    inv_freq: wgpu::Buffer,
+    inv_freq: Vec<f32>,
     wo: GpuMatrix,
     post_attn_norm: Option<wgpu::Buffer>,
     ffn_norm: wgpu::Buffer,
@@ -198,7 +212,7 @@ impl GpuModel {
                 qkv_bias,
                 q_norm: opt(&lw.q_norm, "q_norm")?,
                 k_norm: opt(&lw.k_norm, "k_norm")?,
-                inv_freq: ctx.upload_f32("inv_freq", &spec.inv_freq(l))?,
+                inv_freq: spec.inv_freq(l),
                 wo: GpuMatrix::upload(&ctx, &format!("blk.{l}.attn_output"), &[&lw.wo], false)?,
                 post_attn_norm: opt(&lw.post_attn_norm, "post_attn_norm")?,
                 ffn_norm: ctx.upload_f32("ffn_norm", &lw.ffn_norm)?,
@@ -230,6 +244,20 @@ impl GpuModel {
     }
 }
 
+/// RoPE's (cos, sin) × `attn_factor` for `positions` positions and each pair of `inv_freq`,
+/// computed as the CPU backend computes them (the GPU's own sin/cos lose accuracy on large
+/// angles on some drivers).
+pub fn rope_table(inv_freq: &[f32], attn_factor: f32, positions: usize) -> Vec<f32> {
+    let mut t = Vec::with_capacity(positions * inv_freq.len() * 2);
+    for pos in 0..positions {
+        for &f in inv_freq {
+            let (sin, cos) = (pos as f32 * f).sin_cos();
+            t.extend([cos * attn_factor, sin * attn_factor]);
+        }
+    }
+    t
+}
+
 /// Counters proving the per-token rule (one submit, a 4-byte readback).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GpuStats {
@@ -241,6 +269,7 @@ pub struct GpuStats {
 }
 
 /// What a step should leave for the caller.
+#[derive(Clone, Copy)]
 pub enum Want<'a> {
     /// Nothing (prompt tokens before the last).
     Nothing,
@@ -284,18 +313,29 @@ impl GpuSession {
         let none = wgpu::BufferUsages::empty();
         let x = buf("x", f32s(dim), none)?;
         let qkv = buf("qkv", f32s(q_dim + 2 * kv_dim), none)?;
-        let att = buf("att", f32s(q_dim), none)?;
+        let att = buf("att", f32s(padded_cols(q_dim)), none)?;
         let tmp = buf("tmp", f32s(dim), none)?;
-        let gate = buf("gate", f32s(s.ffn_dim), none)?;
-        let up = buf("up", f32s(s.ffn_dim), none)?;
+        // Inputs of mat-vecs are as wide as the kernels' padded rows, the padding zero.
+        let gate = buf("gate", f32s(padded_cols(s.ffn_dim)), none)?;
+        let up = buf("up", f32s(padded_cols(s.ffn_dim)), none)?;
         let logits = buf("logits", f32s(s.vocab_size), wgpu::BufferUsages::COPY_SRC)?;
         let max_splits = capacity.div_ceil(64);
-        let part = buf("attention splits", f32s(nh * max_splits * (2 + hd)), none)?;
+        let stats = buf("attention split stats", f32s(nh * max_splits * 2), none)?;
+        let scores = buf("attention scores", f32s(nh * capacity), none)?;
+        let part = buf("attention split values", f32s(nh * max_splits * hd), none)?;
         let pen = buf("penalties", (capacity as u64 + 1) * 8, wgpu::BufferUsages::COPY_DST)?;
         let result = buf("result", 4, wgpu::BufferUsages::COPY_SRC)?;
         let staging = ctx.buffer("readback", f32s(s.vocab_size), wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST)?;
         let dummy = buf("unused binding", 16, none)?;
         let kv_bytes = (capacity * kv_dim * 2) as u64;
+        // One RoPE table per distinct frequency set (Gemma 3's local and global layers differ).
+        let mut rope_tables: Vec<(&[f32], wgpu::Buffer)> = Vec::new();
+        for lw in &model.layers {
+            if !rope_tables.iter().any(|(f, _)| *f == &lw.inv_freq[..]) {
+                let table = rope_table(&lw.inv_freq[..s.rope_dims / 2], s.rope_attn_factor(), capacity);
+                rope_tables.push((&lw.inv_freq, ctx.upload_f32("rope table", &table)?));
+            }
+        }
         let mut caches = Vec::with_capacity(s.n_layers);
         for _ in 0..s.n_layers {
             caches.push((buf("k cache", kv_bytes, none)?, buf("v cache", kv_bytes, none)?));
@@ -308,57 +348,86 @@ impl GpuSession {
             let dims = Dims { a: [p.rows as u32, dim as u32, p.scale_offset as u32, 0], b: [p.first_row as u32, 0, 0, 0], f: [s.embed_scale.unwrap_or(1.0), 0.0, 0.0, 0.0] };
             body.push(Dispatch::new(&ctx, "embed", embed_kernel.clone(), dims, &step, &[&p.buffer, &x], Grid::Fixed([(dim as u32 / 4).div_ceil(64), 1, 1]))?);
         }
-        let (rope_k, split_k, merge_k, norm_add_k, act_k) = (k.get(KernelKind::RopeKv)?, k.get(KernelKind::AttnSplit)?, k.get(KernelKind::AttnMerge)?, k.get(KernelKind::NormAdd)?, k.get(KernelKind::ActMul)?);
+        let (rope_k, scores_k, values_k, merge_k) = (k.get(KernelKind::RopeKv)?, k.get(KernelKind::AttnScores)?, k.get(KernelKind::AttnValues)?, k.get(KernelKind::AttnMerge)?);
+        let (norm_add_k, act_k) = (k.get(KernelKind::NormAdd)?, k.get(KernelKind::ActMul)?);
         let norm_add = |body: &mut Vec<Dispatch>, norm: &wgpu::Buffer| -> Result<()> {
             let dims = Dims { a: [dim as u32, 0, 0, 0], f: [eps, 0.0, 0.0, 0.0], ..Default::default() };
             body.push(Dispatch::new(&ctx, "norm_add", norm_add_k.clone(), dims, &step, &[&x, &tmp, norm], Grid::Fixed([1, 1, 1]))?);
             Ok(())
         };
+        // Mat-vec inputs: rounded by a quant_acts dispatch per rounding kind (RMSNorm applied
+        // there), or read as f32 with RMSNorm folded into the mat-vec.
+        let widest = padded_cols(dim.max(q_dim).max(s.ffn_dim));
+        let xq: Vec<wgpu::Buffer> = (0..4).map(|_| buf("rounded activations", f32s(widest), none)).collect::<Result<_>>()?;
+        let quant_k = k.get(KernelKind::QuantActs)?;
+        let quantize = ctx.quantized_activations;
+        #[allow(clippy::too_many_arguments)]
+        let mv = |list: &mut Vec<Dispatch>, rounded: &mut [bool; 4], m: &GpuMatrix, x: &wgpu::Buffer, n: usize, norm: Option<&wgpu::Buffer>, bias: Option<&wgpu::Buffer>, out: &wgpu::Buffer, off: usize, op: MatVecOut| -> Result<()> {
+            if !quantize {
+                list.extend(m.matvec(k, &step, x, norm, bias, out, off, op, eps, &dummy)?);
+                return Ok(());
+            }
+            let ki = act_kind_index(m.ty);
+            if !rounded[ki] {
+                let dims = Dims { a: [n as u32, ki as u32, norm.is_some() as u32, 0], f: [eps, 0.0, 0.0, 0.0], ..Default::default() };
+                list.push(Dispatch::new(&ctx, "quantize activations", quant_k.clone(), dims, &step, &[x, norm.unwrap_or(&dummy), &xq[ki]], Grid::Fixed([1, 1, 1]))?);
+                rounded[ki] = true;
+            }
+            list.extend(m.matvec(k, &step, &xq[ki], None, bias, out, off, op, eps, &dummy)?);
+            Ok(())
+        };
         for (l, (lw, (kc, vc))) in model.layers.iter().zip(&caches).enumerate() {
+            let mut r = [false; 4];
             for (m, off) in &lw.qkv {
-                body.extend(m.matvec(k, &step, &x, Some(&lw.attn_norm), lw.qkv_bias.as_ref(), &qkv, *off, MatVecOut::Store, eps, &dummy)?);
+                mv(&mut body, &mut r, m, &x, dim, Some(&lw.attn_norm), lw.qkv_bias.as_ref(), &qkv, *off, MatVecOut::Store)?;
             }
             let flags = lw.q_norm.is_some() as u32 | (lw.k_norm.is_some() as u32) << 1 | (s.rope_interleaved as u32) << 2;
-            let dims = Dims { a: [nh as u32, nkv as u32, hd as u32, s.rope_dims as u32], b: [flags, 0, 0, kv_dim as u32], f: [eps, s.rope_attn_factor(), 0.0, 0.0] };
-            body.push(Dispatch::new(&ctx, "rope_kv", rope_k.clone(), dims, &step, &[&qkv, lw.q_norm.as_ref().unwrap_or(&dummy), lw.k_norm.as_ref().unwrap_or(&dummy), &lw.inv_freq, kc, vc], Grid::Fixed([(nh + 2 * nkv) as u32, 1, 1]))?);
+            let dims = Dims { a: [nh as u32, nkv as u32, hd as u32, s.rope_dims as u32], b: [flags, 0, 0, kv_dim as u32], f: [eps, 0.0, 0.0, 0.0] };
+            let rope = rope_tables.iter().find(|(f, _)| *f == &lw.inv_freq[..]).map(|(_, b)| b).unwrap_or(&dummy);
+            body.push(Dispatch::new(&ctx, "rope_kv", rope_k.clone(), dims, &step, &[&qkv, lw.q_norm.as_ref().unwrap_or(&dummy), lw.k_norm.as_ref().unwrap_or(&dummy), rope, kc, vc], Grid::Fixed([(nh + 2 * nkv) as u32, 1, 1]))?);
             let window = match s.sliding_window {
                 Some(win) if s.is_sliding_layer(l) => win as u32,
                 _ => 0,
             };
-            let dims = Dims { a: [nh as u32, nkv as u32, hd as u32, kv_dim as u32], b: [max_splits as u32, window, 0, 0], f: [s.attn_scale, s.attn_softcap.unwrap_or(0.0), 0.0, 0.0] };
-            body.push(Dispatch::new(&ctx, "attention", split_k.clone(), dims, &step, &[&qkv, kc, vc, &part], Grid::AttnSplits { heads: nh as u32 })?);
+            let dims = Dims { a: [nh as u32, nkv as u32, hd as u32, kv_dim as u32], b: [max_splits as u32, window, capacity as u32, 0], f: [s.attn_scale, s.attn_softcap.unwrap_or(0.0), 0.0, 0.0] };
+            body.push(Dispatch::new(&ctx, "attention scores", scores_k.clone(), dims, &step, &[&qkv, kc, &stats, &scores], Grid::AttnSplits { heads: nh as u32 })?);
+            body.push(Dispatch::new(&ctx, "attention values", values_k.clone(), dims, &step, &[&stats, &scores, vc, &part], Grid::AttnSplits { heads: nh as u32 })?);
             let dims = Dims { a: [nh as u32, hd as u32, max_splits as u32, 0], ..Default::default() };
             body.push(Dispatch::new(&ctx, "attention merge", merge_k.clone(), dims, &step, &[&part, &att], Grid::Fixed([nh as u32, 1, 1]))?);
+            let mut r = [false; 4];
             match &lw.post_attn_norm {
                 Some(n) => {
-                    body.extend(lw.wo.matvec(k, &step, &att, None, None, &tmp, 0, MatVecOut::Store, eps, &dummy)?);
+                    mv(&mut body, &mut r, &lw.wo, &att, q_dim, None, None, &tmp, 0, MatVecOut::Store)?;
                     norm_add(&mut body, n)?;
                 }
-                None => body.extend(lw.wo.matvec(k, &step, &att, None, None, &x, 0, MatVecOut::Add, eps, &dummy)?),
+                None => mv(&mut body, &mut r, &lw.wo, &att, q_dim, None, None, &x, 0, MatVecOut::Add)?,
             }
             let gated = match s.activation {
                 Activation::Silu => MatVecOut::GatedSilu,
                 Activation::GeluTanh => MatVecOut::GatedGelu,
             };
+            let mut r = [false; 4];
             match &lw.ffn {
-                Ffn::Gated(m) => body.extend(m.matvec(k, &step, &x, Some(&lw.ffn_norm), None, &gate, 0, gated, eps, &dummy)?),
+                Ffn::Gated(m) => mv(&mut body, &mut r, m, &x, dim, Some(&lw.ffn_norm), None, &gate, 0, gated)?,
                 Ffn::Separate(g, u) => {
-                    body.extend(g.matvec(k, &step, &x, Some(&lw.ffn_norm), None, &gate, 0, MatVecOut::Store, eps, &dummy)?);
-                    body.extend(u.matvec(k, &step, &x, Some(&lw.ffn_norm), None, &up, 0, MatVecOut::Store, eps, &dummy)?);
+                    mv(&mut body, &mut r, g, &x, dim, Some(&lw.ffn_norm), None, &gate, 0, MatVecOut::Store)?;
+                    mv(&mut body, &mut r, u, &x, dim, Some(&lw.ffn_norm), None, &up, 0, MatVecOut::Store)?;
                     let dims = Dims { a: [s.ffn_dim as u32, (gated == MatVecOut::GatedGelu) as u32, 0, 0], ..Default::default() };
                     body.push(Dispatch::new(&ctx, "act_mul", act_k.clone(), dims, &step, &[&gate, &up, &dummy], grid((s.ffn_dim as u32).div_ceil(64), max))?);
                 }
             }
+            let mut r = [false; 4];
             match &lw.post_ffn_norm {
                 Some(n) => {
-                    body.extend(lw.w_down.matvec(k, &step, &gate, None, None, &tmp, 0, MatVecOut::Store, eps, &dummy)?);
+                    mv(&mut body, &mut r, &lw.w_down, &gate, s.ffn_dim, None, None, &tmp, 0, MatVecOut::Store)?;
                     norm_add(&mut body, n)?;
                 }
-                None => body.extend(lw.w_down.matvec(k, &step, &gate, None, None, &x, 0, MatVecOut::Add, eps, &dummy)?),
+                None => mv(&mut body, &mut r, &lw.w_down, &gate, s.ffn_dim, None, None, &x, 0, MatVecOut::Add)?,
             }
         }
         let output = model.output.as_ref().unwrap_or(&model.embed);
-        let mut head = output.matvec(k, &step, &x, Some(&model.output_norm), None, &logits, 0, MatVecOut::Store, eps, &dummy)?;
+        let mut head = Vec::new();
+        mv(&mut head, &mut [false; 4], output, &x, dim, Some(&model.output_norm), None, &logits, 0, MatVecOut::Store)?;
         if let Some(cap) = s.final_softcap {
             let dims = Dims { a: [s.vocab_size as u32, 0, 0, 0], f: [cap, 0.0, 0.0, 0.0], ..Default::default() };
             head.push(Dispatch::new(&ctx, "soft_cap", k.get(KernelKind::SoftCap)?, dims, &step, &[&logits, &dummy, &dummy], grid((s.vocab_size as u32).div_ceil(64), max))?);

@@ -7,7 +7,7 @@ use half::f16;
 
 use super::context::GpuContext;
 use super::kernels::{grid, Dims, Dispatch, Grid, KernelKind, Kernels, MatVecOut, Step};
-use super::model::GpuMatrix;
+use super::model::{rope_table, GpuMatrix};
 use crate::error::Result;
 use crate::quant::QMatrix;
 use crate::sampling::SamplingParams;
@@ -97,13 +97,13 @@ impl OpRunner {
         let qb = self.rw("qkv", qkv)?;
         let kc = self.rw("k", &vec![0.0; (pos + 1) * kv_dim / 2])?;
         let vc = self.rw("v", &vec![0.0; (pos + 1) * kv_dim / 2])?;
-        let inv = ctx.upload_f32("inv_freq", inv_freq)?;
+        let inv = ctx.upload_f32("rope table", &rope_table(&inv_freq[..rope_dims / 2], attn_factor, pos + 1))?;
         let (qn, kn, eps) = match norms {
             Some((q, k, eps)) => (Some(ctx.upload_f32("qn", q)?), Some(ctx.upload_f32("kn", k)?), eps),
             None => (None, None, 0.0),
         };
         let flags = qn.is_some() as u32 * 3 | (interleaved as u32) << 2;
-        let dims = Dims { a: [n_heads as u32, n_kv_heads as u32, head_dim as u32, rope_dims as u32], b: [flags, 0, 0, kv_dim as u32], f: [eps, attn_factor, 0.0, 0.0] };
+        let dims = Dims { a: [n_heads as u32, n_kv_heads as u32, head_dim as u32, rope_dims as u32], b: [flags, 0, 0, kv_dim as u32], f: [eps, 0.0, 0.0, 0.0] };
         let kernel = self.kernels.get(KernelKind::RopeKv)?;
         let d = [Dispatch::new(ctx, "rope_kv", kernel, dims, &self.step, &[&qb, qn.as_ref().unwrap_or(&self.dummy), kn.as_ref().unwrap_or(&self.dummy), &inv, &kc, &vc], Grid::Fixed([(n_heads + 2 * n_kv_heads) as u32, 1, 1]))?];
         let step = Step { pos: pos as u32, ..Default::default() };
@@ -123,13 +123,17 @@ impl OpRunner {
         let qb = ctx.upload_f32("q", q)?;
         let kc = ctx.upload("k", &pack_f16(k_cache))?;
         let vc = ctx.upload("v", &pack_f16(v_cache))?;
-        let part = self.rw("part", &vec![0.0; n_heads * max_splits * (2 + head_dim)])?;
+        let stats = self.rw("stats", &vec![0.0; n_heads * max_splits * 2])?;
+        let scores = self.rw("scores", &vec![0.0; n_heads * n_ctx])?;
+        let part = self.rw("part", &vec![0.0; n_heads * max_splits * head_dim])?;
         let out = self.rw("out", &vec![0.0; n_heads * head_dim])?;
-        let dims = Dims { a: [n_heads as u32, n_kv_heads as u32, head_dim as u32, kv_dim as u32], b: [max_splits as u32, window as u32, 0, 0], f: [scale, soft_cap.unwrap_or(0.0), 0.0, 0.0] };
-        let split = Dispatch::new(ctx, "attention", self.kernels.get(KernelKind::AttnSplit)?, dims, &self.step, &[&qb, &kc, &vc, &part], Grid::AttnSplits { heads: n_heads as u32 })?;
+        let dims = Dims { a: [n_heads as u32, n_kv_heads as u32, head_dim as u32, kv_dim as u32], b: [max_splits as u32, window as u32, n_ctx as u32, 0], f: [scale, soft_cap.unwrap_or(0.0), 0.0, 0.0] };
+        let heads = Grid::AttnSplits { heads: n_heads as u32 };
+        let score = Dispatch::new(ctx, "attention scores", self.kernels.get(KernelKind::AttnScores)?, dims, &self.step, &[&qb, &kc, &stats, &scores], heads)?;
+        let values = Dispatch::new(ctx, "attention values", self.kernels.get(KernelKind::AttnValues)?, dims, &self.step, &[&stats, &scores, &vc, &part], heads)?;
         let dims = Dims { a: [n_heads as u32, head_dim as u32, max_splits as u32, 0], ..Default::default() };
         let merge = Dispatch::new(ctx, "merge", self.kernels.get(KernelKind::AttnMerge)?, dims, &self.step, &[&part, &out], Grid::Fixed([n_heads as u32, 1, 1]))?;
-        self.run_f32(&[split, merge], Step { pos: n_ctx as u32 - 1, ..Default::default() }, &out, n_heads * head_dim).await
+        self.run_f32(&[score, values, merge], Step { pos: n_ctx as u32 - 1, ..Default::default() }, &out, n_heads * head_dim).await
     }
 
     /// `x = act(x) * y` (`gelu` or SiLU), `x += RMSNorm(y) * w` and `x = cap * tanh(x / cap)`.

@@ -70,6 +70,12 @@ pub struct PackedPart {
     pub scale_offset: usize,
 }
 
+/// Columns as the kernels see them: float rows are padded with zeros to a multiple of 32 (the
+/// quantized types are always whole blocks of 32).
+pub fn padded_cols(cols: usize) -> usize {
+    cols.next_multiple_of(32)
+}
+
 /// Packs the given row ranges (each `(matrix, first row, count)`, all of one type and width),
 /// one after the other, into one part.
 pub fn pack(ranges: &[(&QMatrix, usize, usize)]) -> PackedPart {
@@ -77,6 +83,9 @@ pub fn pack(ranges: &[(&QMatrix, usize, usize)]) -> PackedPart {
     let (ty, cols) = (m0.ty, m0.cols);
     let fmt = GpuFormat::for_type(ty);
     let rows: usize = ranges.iter().map(|r| r.2).sum();
+    if cols % 32 != 0 {
+        return pack_padded_floats(ranges, fmt);
+    }
     let scale_offset = rows * fmt.row_words(cols);
     let mut words = Vec::with_capacity(scale_offset + fmt.scale_words(rows, cols));
     let mut scales16: Vec<u16> = Vec::new();
@@ -93,6 +102,25 @@ pub fn pack(ranges: &[(&QMatrix, usize, usize)]) -> PackedPart {
     }
     words.extend(scales32);
     PackedPart { rows, words, scale_offset }
+}
+
+/// Float rows (F32, F16, BF16) of any width, padded with zeros to [`padded_cols`].
+fn pack_padded_floats(ranges: &[(&QMatrix, usize, usize)], fmt: GpuFormat) -> PackedPart {
+    let (m0, ..) = ranges[0];
+    let padded = padded_cols(m0.cols);
+    let mut words = Vec::new();
+    let mut row = vec![0.0f32; padded];
+    for &(m, first, n) in ranges {
+        for r in first..first + n {
+            m.dequantize_row(r, &mut row[..m.cols]);
+            match fmt {
+                GpuFormat::F16 => words.extend(row.chunks_exact(2).map(|p| half::f16::from_f32(p[0]).to_bits() as u32 | (half::f16::from_f32(p[1]).to_bits() as u32) << 16)),
+                _ => words.extend(row.iter().map(|v| v.to_bits())),
+            }
+        }
+    }
+    let rows = ranges.iter().map(|r| r.2).sum();
+    PackedPart { rows, scale_offset: words.len(), words }
 }
 
 fn le_words(b: &[u8]) -> impl Iterator<Item = u32> + '_ {

@@ -2,11 +2,13 @@
 // K, V into the f16 KV cache at position step.pos. One workgroup per head: the n_heads Q heads,
 // then the n_kv_heads K heads, then the V heads, in QKV's order.
 // dims.a = (n_heads, n_kv_heads, head_dim, rope_dims)
-// dims.b = (flags: 1 Q norm, 2 K norm, 4 interleaved pairs, kv_dim), dims.f = (eps, attn_factor, -, -)
+// dims.b = (flags: 1 Q norm, 2 K norm, 4 interleaved pairs, kv_dim), dims.f = (eps, -, -, -)
 @group(0) @binding(2) var<storage, read_write> QKV: array<f32>;
 @group(0) @binding(3) var<storage, read> QN: array<f32>;
 @group(0) @binding(4) var<storage, read> KN: array<f32>;
-@group(0) @binding(5) var<storage, read> INV_FREQ: array<f32>;
+// cos and sin (times the attention factor) per position and pair, computed once by the host
+// exactly as the CPU backend computes them.
+@group(0) @binding(5) var<storage, read> ROPE: array<vec2<f32>>;
 @group(0) @binding(6) var<storage, read_write> KC: array<u32>;
 @group(0) @binding(7) var<storage, read_write> VC: array<u32>;
 
@@ -45,9 +47,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 a = 2u * i;
                 b = 2u * i + 1u;
             }
-            let theta = f32(step.pos) * INV_FREQ[i];
-            let c = cos(theta) * dims.f.y;
-            let s = sin(theta) * dims.f.y;
+            let cs = ROPE[step.pos * half + i];
+            let c = cs.x;
+            let s = cs.y;
             let x0 = head[a];
             let x1 = head[b];
             head[a] = x0 * c - x1 * s;
