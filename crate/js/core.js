@@ -100,9 +100,7 @@ export class LocalEngine {
   static async create(options = {}) {
     const { onProgress, signal, backend = "auto" } = options;
     if (!["auto", "cpu", "webgpu"].includes(backend)) throw new PocketLMError("INVALID_ARGUMENT", `backend must be "auto", "webgpu" or "cpu", not ${JSON.stringify(backend)}`);
-    if (backend === "webgpu") throw new PocketLMError("NO_WEBGPU", "this build of pocketlm has no WebGPU backend yet: use backend \"cpu\" or \"auto\"");
-    const hasGpu = typeof navigator !== "undefined" && !!navigator.gpu;
-    const reason = backend === "cpu" ? "asked for the CPU" : hasGpu ? "WebGPU is present, but this build has no WebGPU backend yet: wasm SIMD on the CPU" : "no WebGPU here: wasm SIMD on the CPU";
+    if (backend === "webgpu" && !(typeof navigator !== "undefined" && navigator.gpu)) throw new PocketLMError("NO_WEBGPU", "this browser has no WebGPU (navigator.gpu): use backend \"cpu\" or \"auto\"");
     const { mod, variant } = await loadWasm(options.wasm);
     const src = await resolveModel(options.model);
     const loader = new mod.ModelLoader(src.name);
@@ -121,9 +119,9 @@ export class LocalEngine {
         await readModel(manifest, sink);
       }
       onProgress?.({ phase: "compile", loaded: 0, total: 1, file: src.name });
-      const engine = loader.finish({ context_size: options.contextSize, quantize: options.quantize });
+      const engine = await loader.finish({ context_size: options.contextSize, quantize: options.quantize, backend: backend === "webgpu" ? "gpu" : backend });
       onProgress?.({ phase: "compile", loaded: 1, total: 1, file: src.name });
-      return new LocalEngine(engine, { model: src.name, id: src.id ?? null, backend: "cpu", backendReason: reason, wasm: variant, loadMs: performance.now() - t0 });
+      return new LocalEngine(engine, { model: src.name, id: src.id ?? null, wasm: variant, loadMs: performance.now() - t0, requestedBackend: backend });
     } catch (e) {
       // finish() consumes the loader (even when it fails); before it, free the received bytes.
       if (loader.__wbg_ptr) loader.free();
@@ -133,7 +131,8 @@ export class LocalEngine {
 
   info() {
     const m = this.#engine.info();
-    return { ...this.#meta, ...m, memory: { wasmBytes: m.wasm_memory_bytes } };
+    const backendReason = m.backend_reason ?? (m.backend === "webgpu" ? `WebGPU on ${m.adapter?.name || "the browser's adapter"}` : this.#meta.requestedBackend === "cpu" ? "asked for the CPU" : "wasm SIMD on the CPU");
+    return { ...this.#meta, ...m, backendReason, memory: { wasmBytes: m.wasm_memory_bytes } };
   }
 
   tokenize(text, addSpecial = true) {
@@ -160,13 +159,13 @@ export class LocalEngine {
       const opts = {};
       for (const k of REQUEST_FIELDS) if (request[k] !== undefined && request[k] !== null) opts[k] = request[k];
       const t0 = performance.now();
-      if (kind === "chat") this.#engine.startChat(request.messages, opts);
-      else this.#engine.startCompletion(String(request.prompt ?? ""), opts);
+      if (kind === "chat") await this.#engine.startChat(request.messages, opts);
+      else await this.#engine.startCompletion(String(request.prompt ?? ""), opts);
       let ttft = null;
       let lastYield = performance.now();
       for (;;) {
         if (signal?.aborted) this.#engine.abort();
-        const piece = this.#engine.nextText();
+        const piece = await this.#engine.nextText();
         if (piece === undefined) break;
         if (piece) {
           ttft ??= performance.now() - t0;
@@ -197,6 +196,11 @@ export class LocalEngine {
     this.#engine.reset();
   }
 
+  /** Testing hook: behave as if the GPU device were lost (the session moves to the CPU). */
+  loseDevice() {
+    this.#engine.simulateDeviceLoss();
+  }
+
   unload() {
     this.#engine.free();
     this.#engine = null;
@@ -219,6 +223,8 @@ export function dispatch(engine, method, args, { onPiece, signal } = {}) {
       return engine.run(args.kind, args.request, onPiece, signal);
     case "reset":
       return engine.reset();
+    case "loseDevice":
+      return engine.loseDevice();
     default:
       throw new PocketLMError("INVALID_ARGUMENT", `unknown method ${method}`);
   }

@@ -137,6 +137,18 @@ export interface EngineInfo {
   weight_types: string[];
   has_chat_template: boolean;
   memory: { wasmBytes: number };
+  /** The WebGPU adapter in use (null on the CPU). */
+  adapter: {
+    name: string;
+    backend: string;
+    driver: string;
+    subgroup_size: number;
+    shader_f16: boolean;
+    max_buffer_size: number;
+    max_storage_buffer_binding_size: number;
+  } | null;
+  /** The GPU backend's counters: tokens run, queue submits, bytes read back, dispatches. */
+  gpu_stats: { tokens: number; submits: number; bytes_read_back: number; dispatches: number } | null;
 }
 
 export interface Engine {
@@ -156,6 +168,9 @@ export interface Engine {
   applyChatTemplate(messages: Message[]): Promise<string>;
   /** Forgets the cached conversation. */
   reset(): Promise<void>;
+  /** Testing hooks. `loseDevice()`: behave as if the GPU device were lost; the session moves
+   * to the CPU (info().backendReason says so) and generation goes on. */
+  debug: { loseDevice(): Promise<void> };
   /** Frees the model and ends the worker. */
   unload(): Promise<void>;
 }

@@ -147,6 +147,10 @@ export class Engine {
   applyChatTemplate(messages) {
     return this.#client.call("applyChatTemplate", { messages });
   }
+  /** Testing hooks: `loseDevice()` behaves as if the GPU device were lost (a driver reset):
+   * the session moves to the CPU and goes on. */
+  debug = { loseDevice: () => this.#client.call("loseDevice", {}) };
+
   /** Forgets the cached conversation (the next request prefills from scratch). */
   reset() {
     return this.#client.call("reset", {});

@@ -18,7 +18,7 @@ test("greedy ids equal the native CLI's and llama.cpp's", async () => {
   const prompt = "Once upon a time";
   const r = await engine.completions.create({ prompt, max_tokens: 40, temperature: 0 });
   const cli = JSON.parse(
-    execFileSync(`${root}target/release/pocketlm`, ["generate", "--model", `${root}models/TinyStories-656K-Q8_0.gguf`, "--prompt", prompt, "-n", "40", "--temperature", "0", "--json"], { encoding: "utf8" }),
+    execFileSync(`${root}target/release/pocketlm`, ["generate", "--backend", "cpu", "--model", `${root}models/TinyStories-656K-Q8_0.gguf`, "--prompt", prompt, "-n", "40", "--temperature", "0", "--json"], { encoding: "utf8" }),
   );
   assert.deepEqual(r.pocketlm.prompt_ids, cli.prompt_ids);
   assert.deepEqual(r.pocketlm.ids, cli.ids);

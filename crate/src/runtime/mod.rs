@@ -218,6 +218,11 @@ impl<M: Borrow<Model>> Session<M> {
         }
     }
 
+    /// Records why the session runs on the CPU (for a caller that chose the CPU itself).
+    pub fn set_fallback_reason(&mut self, reason: &str) {
+        self.fallback = Some(reason.to_string());
+    }
+
     /// Why this session runs on the CPU though the GPU was wanted (no adapter, a limit, a
     /// lost device), if it does.
     pub fn fallback_reason(&self) -> Option<&str> {

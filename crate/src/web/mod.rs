@@ -4,14 +4,18 @@
 //! event loop runs between tokens (streaming, abort). Every failure reaches JS as an `Error`
 //! with a `code` property ([`crate::Error::code`]); nothing panics on bad input.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
+use crate::backend::gpu::{AdapterSummary, GpuOptions, GpuStats};
 use crate::chat::Message;
 use crate::error::Error;
 use crate::model::{LoadOptions, Model};
 use crate::quant::GgmlType;
-use crate::runtime::{GenerateOptions, Generator, Session};
+use crate::runtime::{BackendChoice, GenerateOptions, Generator, Session};
 use crate::sampling::SamplingParams;
 
 #[wasm_bindgen(start)]
@@ -64,6 +68,8 @@ struct EngineOptions {
     context_size: Option<usize>,
     /// What safetensors weights are quantized to at load: "q4_0" (default), "q8_0" or "none".
     quantize: Option<String>,
+    /// "auto" (default: WebGPU when an adapter exists and the model fits it), "webgpu" or "cpu".
+    backend: Option<String>,
 }
 
 #[wasm_bindgen]
@@ -101,8 +107,9 @@ impl ModelLoader {
         Ok(())
     }
 
-    /// Parses the files and builds the engine. `options`: `{ context_size?, quantize? }`.
-    pub fn finish(self, options: JsValue) -> Result<Engine, JsValue> {
+    /// Parses the files and builds the engine on the backend asked for (uploading the weights
+    /// to the GPU for WebGPU). `options`: `{ context_size?, quantize?, backend? }`.
+    pub async fn finish(self, options: JsValue) -> Result<Engine, JsValue> {
         let opts: EngineOptions = from_js(options, "engine options")?;
         let quantize = match opts.quantize.as_deref() {
             None | Some("q4_0") => Some(GgmlType::Q4_0),
@@ -131,16 +138,42 @@ impl ModelLoader {
         }
         .map_err(js_error)?;
         let context = opts.context_size.unwrap_or(2048);
-        let session = Session::new(model, context).map_err(js_error)?;
-        Ok(Engine { session, generator: None })
+        let choice = BackendChoice::parse(opts.backend.as_deref().unwrap_or("auto")).map_err(js_error)?;
+        if choice != BackendChoice::Cpu && !has_webgpu() {
+            if choice == BackendChoice::Gpu {
+                return Err(js_error(Error::gpu(crate::error::GpuFailure::NoAdapter, "this browser has no WebGPU (navigator.gpu)")));
+            }
+            let mut session = Session::new(model, context).map_err(js_error)?;
+            session.set_fallback_reason("no WebGPU in this browser (navigator.gpu): wasm SIMD on the CPU");
+            return Ok(Engine::new(session, None));
+        }
+        let (session, adapter) = Session::open(model, context, choice, &GpuOptions::default()).await.map_err(js_error)?;
+        Ok(Engine::new(session, adapter))
     }
 }
 
-/// A loaded model with its KV cache: one conversation at a time.
-#[wasm_bindgen]
-pub struct Engine {
+/// Whether this global (window or worker) has `navigator.gpu`.
+fn has_webgpu() -> bool {
+    let global = js_sys::global();
+    js_sys::Reflect::get(&global, &"navigator".into()).ok().filter(|n| !n.is_undefined()).and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok()).is_some_and(|g| !g.is_undefined() && !g.is_null())
+}
+
+struct EngineState {
     session: Session<Model>,
     generator: Option<Generator>,
+}
+
+/// A loaded model with its KV cache: one conversation at a time. Generation calls return
+/// promises (a GPU step reads its token back asynchronously); one call runs at a time, and a
+/// call made while another is running fails with a clear error instead of waiting.
+#[wasm_bindgen]
+pub struct Engine {
+    state: Rc<RefCell<EngineState>>,
+    adapter: Option<AdapterSummary>,
+}
+
+fn busy() -> JsValue {
+    bad_argument("the engine is busy with another call: await it first")
 }
 
 /// Generation options in the OpenAI request's names.
@@ -213,6 +246,12 @@ struct Info {
     has_chat_template: bool,
     wasm_memory_bytes: f64,
     relaxed_simd: bool,
+    /// "webgpu" or "cpu".
+    backend: &'static str,
+    /// Why the CPU runs though WebGPU was wanted (no adapter, a limit, a lost device).
+    backend_reason: Option<String>,
+    adapter: Option<AdapterSummary>,
+    gpu_stats: Option<GpuStats>,
 }
 
 #[derive(Serialize)]
@@ -230,100 +269,146 @@ struct Finished {
     decode_tok_s: f64,
 }
 
+impl Engine {
+    fn new(session: Session<Model>, adapter: Option<AdapterSummary>) -> Engine {
+        Engine { state: Rc::new(RefCell::new(EngineState { session, generator: None })), adapter }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut EngineState) -> Result<T, JsValue>) -> Result<T, JsValue> {
+        let mut st = self.state.try_borrow_mut().map_err(|_| busy())?;
+        f(&mut st)
+    }
+
+    /// Runs `f` on the state as a promise; the state stays borrowed until it settles.
+    fn promise<F, Fut>(&self, f: F) -> js_sys::Promise
+    where
+        F: FnOnce(Rc<RefCell<EngineState>>) -> Fut,
+        Fut: std::future::Future<Output = Result<JsValue, JsValue>> + 'static,
+    {
+        if self.state.try_borrow_mut().is_err() {
+            return js_sys::Promise::reject(&busy());
+        }
+        wasm_bindgen_futures::future_to_promise(f(self.state.clone()))
+    }
+}
+
 #[wasm_bindgen]
 impl Engine {
-    /// What is loaded: `{name, architecture, parameters, vocab_size, layers, context_size, ...}`.
-    pub fn info(&self) -> JsValue {
-        let m = self.session.model();
-        let w = &m.weights;
-        let mut types: Vec<String> = std::iter::once(&w.token_embd).chain(w.layers.iter().flat_map(|l| [&l.wq, &l.w_gate, &l.w_down])).map(|q| q.ty.name().to_string()).collect();
-        types.sort();
-        types.dedup();
-        let s = &m.spec;
-        let matrices = w.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]).chain([&w.token_embd]);
-        let parameters: usize = matrices.map(|q| q.rows * q.cols).sum();
-        to_js(&Info {
-            name: m.name.clone(),
-            architecture: format!("{:?}", s.arch).to_lowercase(),
-            parameters: parameters as u64,
-            vocab_size: s.vocab_size,
-            layers: s.n_layers,
-            dim: s.dim,
-            heads: s.n_heads,
-            kv_heads: s.n_kv_heads,
-            context_length: s.context_length,
-            context_size: self.session.capacity(),
-            weight_types: types,
-            has_chat_template: m.chat_template.is_some(),
-            wasm_memory_bytes: (core::arch::wasm32::memory_size(0) * 65536) as f64,
-            relaxed_simd: cfg!(target_feature = "relaxed-simd"),
+    /// What is loaded: `{name, architecture, parameters, vocab_size, layers, context_size,
+    /// backend, backend_reason, adapter, gpu_stats, ...}`.
+    pub fn info(&self) -> Result<JsValue, JsValue> {
+        self.with(|st| {
+            let session = &st.session;
+            let m = session.model();
+            let w = &m.weights;
+            let mut types: Vec<String> = std::iter::once(&w.token_embd).chain(w.layers.iter().flat_map(|l| [&l.wq, &l.w_gate, &l.w_down])).map(|q| q.ty.name().to_string()).collect();
+            types.sort();
+            types.dedup();
+            let s = &m.spec;
+            let matrices = w.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]).chain([&w.token_embd]);
+            let parameters: usize = matrices.map(|q| q.rows * q.cols).sum();
+            let on_gpu = session.backend() == "gpu";
+            Ok(to_js(&Info {
+                name: m.name.clone(),
+                architecture: format!("{:?}", s.arch).to_lowercase(),
+                parameters: parameters as u64,
+                vocab_size: s.vocab_size,
+                layers: s.n_layers,
+                dim: s.dim,
+                heads: s.n_heads,
+                kv_heads: s.n_kv_heads,
+                context_length: s.context_length,
+                context_size: session.capacity(),
+                weight_types: types,
+                has_chat_template: m.chat_template.is_some(),
+                wasm_memory_bytes: (core::arch::wasm32::memory_size(0) * 65536) as f64,
+                relaxed_simd: cfg!(target_feature = "relaxed-simd"),
+                backend: if on_gpu { "webgpu" } else { "cpu" },
+                backend_reason: session.fallback_reason().map(str::to_string),
+                adapter: if on_gpu { self.adapter.clone() } else { None },
+                gpu_stats: session.gpu_stats(),
+            }))
         })
     }
 
     /// Token ids of `text`; `add_special` adds BOS when the model wants one.
     pub fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, JsValue> {
-        self.session.model().tokenizer.encode(text, add_special).map_err(js_error)
+        self.with(|st| st.session.model().tokenizer.encode(text, add_special).map_err(js_error))
     }
 
     /// The text of `ids`; `skip_special` drops special tokens such as BOS/EOS.
     pub fn detokenize(&self, ids: Vec<u32>, skip_special: bool) -> Result<String, JsValue> {
-        let vocab = self.session.model().spec.vocab_size;
-        if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
-            return Err(bad_argument(format!("token id {bad} is outside the vocabulary of {vocab}")));
-        }
-        self.session.model().tokenizer.decode(&ids, skip_special).map_err(js_error)
+        self.with(|st| {
+            let vocab = st.session.model().spec.vocab_size;
+            if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
+                return Err(bad_argument(format!("token id {bad} is outside the vocabulary of {vocab}")));
+            }
+            st.session.model().tokenizer.decode(&ids, skip_special).map_err(js_error)
+        })
     }
 
     /// The prompt text of `messages` (`[{role, content}]`) through the model's chat template.
     #[wasm_bindgen(js_name = applyChatTemplate)]
     pub fn apply_chat_template(&self, messages: JsValue, add_generation_prompt: bool) -> Result<String, JsValue> {
         let messages: Vec<Message> = serde_wasm_bindgen::from_value(messages).map_err(|e| bad_argument(format!("messages must be [{{role, content}}]: {e}")))?;
-        self.session.model().apply_chat_template(&messages, add_generation_prompt).map_err(js_error)
+        self.with(|st| st.session.model().apply_chat_template(&messages, add_generation_prompt).map_err(js_error))
     }
 
     /// Starts a chat completion: renders `messages`, prefills (reusing the cache of the previous
-    /// turn when the conversation extends it). Then call [`Engine::next_text`] until `undefined`.
+    /// turn when the conversation extends it). Resolves when ready; then await
+    /// [`Engine::next_text`] until it gives `undefined`.
     #[wasm_bindgen(js_name = startChat)]
-    pub fn start_chat(&mut self, messages: JsValue, options: JsValue) -> Result<(), JsValue> {
-        let text = self.apply_chat_template(messages, true)?;
+    pub fn start_chat(&self, messages: JsValue, options: JsValue) -> js_sys::Promise {
+        let ids = self.apply_chat_template(messages, true).and_then(|text| self.tokenize(&text, false));
         // The template writes BOS itself when the model wants one.
-        let ids = self.tokenize(&text, false)?;
         self.start_ids(ids, options)
     }
 
     /// Starts a raw completion of `prompt` (BOS added when the model wants one).
     #[wasm_bindgen(js_name = startCompletion)]
-    pub fn start_completion(&mut self, prompt: &str, options: JsValue) -> Result<(), JsValue> {
-        let ids = self.tokenize(prompt, true)?;
+    pub fn start_completion(&self, prompt: &str, options: JsValue) -> js_sys::Promise {
+        let ids = self.tokenize(prompt, true);
         self.start_ids(ids, options)
     }
 
-    fn start_ids(&mut self, ids: Vec<u32>, options: JsValue) -> Result<(), JsValue> {
-        let opts = from_js::<RequestOptions>(options, "request options")?.into_generate_options()?;
-        self.generator = None;
-        self.generator = Some(self.session.start(&ids, &opts).map_err(js_error)?);
-        Ok(())
+    fn start_ids(&self, ids: Result<Vec<u32>, JsValue>, options: JsValue) -> js_sys::Promise {
+        let opts = from_js::<RequestOptions>(options, "request options").and_then(RequestOptions::into_generate_options);
+        self.promise(move |state| async move {
+            let (ids, opts) = (ids?, opts?);
+            let mut st = state.borrow_mut();
+            st.generator = None;
+            let g = st.session.start_async(&ids, &opts).await.map_err(js_error)?;
+            st.generator = Some(g);
+            Ok(JsValue::UNDEFINED)
+        })
     }
 
-    /// Generates one token; returns the text it completes (possibly empty), or `undefined` when
-    /// the generation has ended.
+    /// Generates one token; resolves with the text it completes (possibly empty), or
+    /// `undefined` when the generation has ended.
     #[wasm_bindgen(js_name = nextText)]
-    pub fn next_text(&mut self) -> Result<Option<String>, JsValue> {
-        let g = self.generator.as_mut().ok_or_else(|| bad_argument("no generation in progress"))?;
-        self.session.next_text(g).map_err(js_error)
+    pub fn next_text(&self) -> js_sys::Promise {
+        self.promise(|state| async move {
+            let mut st = state.borrow_mut();
+            let EngineState { session, generator } = &mut *st;
+            let g = generator.as_mut().ok_or_else(|| bad_argument("no generation in progress"))?;
+            Ok(session.next_text_async(g).await.map_err(js_error)?.map_or(JsValue::UNDEFINED, JsValue::from))
+        })
     }
 
     /// Stops the generation in progress; [`Engine::finish`] then reports `finish_reason: "aborted"`.
-    pub fn abort(&mut self) {
-        if let Some(g) = self.generator.as_mut() {
-            g.abort();
-        }
+    pub fn abort(&self) -> Result<(), JsValue> {
+        self.with(|st| {
+            if let Some(g) = st.generator.as_mut() {
+                g.abort();
+            }
+            Ok(())
+        })
     }
 
     /// Ends the generation and returns `{ids, text, finish_reason, prompt_tokens,
     /// completion_tokens, cached_prompt_tokens, prefill_ms, decode_ms, prefill_tok_s, decode_tok_s}`.
-    pub fn finish(&mut self) -> Result<JsValue, JsValue> {
-        let g = self.generator.take().ok_or_else(|| bad_argument("no generation in progress"))?.finish();
+    pub fn finish(&self) -> Result<JsValue, JsValue> {
+        let g = self.with(|st| st.generator.take().ok_or_else(|| bad_argument("no generation in progress")))?.finish();
         Ok(to_js(&Finished {
             prefill_tok_s: g.prefill_tok_s(),
             decode_tok_s: g.decode_tok_s(),
@@ -340,8 +425,23 @@ impl Engine {
     }
 
     /// Forgets the cached conversation.
-    pub fn reset(&mut self) {
-        self.generator = None;
-        self.session.reset();
+    pub fn reset(&self) -> Result<(), JsValue> {
+        self.with(|st| {
+            st.generator = None;
+            st.session.reset();
+            Ok(())
+        })
+    }
+
+    /// Simulates the loss of the GPU device (what a driver reset does), for tests of recovery:
+    /// the next step moves the session to the CPU. No effect on the CPU.
+    #[wasm_bindgen(js_name = simulateDeviceLoss)]
+    pub fn simulate_device_loss(&self) -> Result<(), JsValue> {
+        self.with(|st| {
+            if let Some(g) = st.session.gpu() {
+                g.model().ctx().simulate_loss();
+            }
+            Ok(())
+        })
     }
 }
