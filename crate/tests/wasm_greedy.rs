@@ -11,7 +11,7 @@ const NEAR_TIE: f64 = 0.1;
 
 const FIXTURE: &str = include_str!("../../tests/fixtures/greedy_llama_cpp.json");
 
-fn check(file: &str, bytes: &[u8]) {
+async fn check(file: &str, bytes: &[u8]) {
     let fx: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
     let model = Model::from_gguf(file, bytes.to_vec()).unwrap();
     let ids = |v: &serde_json::Value| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
@@ -22,7 +22,7 @@ fn check(file: &str, bytes: &[u8]) {
         assert_eq!(prompt_ids, ids(&case["prompt_ids"]), "{file}: prompt ids of {prompt:?}");
         let want = ids(&case["ids"]);
         let first_tie = case["top2_margins"].as_array().unwrap().iter().position(|m| m.as_f64().unwrap() < NEAR_TIE).unwrap_or(want.len());
-        let got = Session::new(&model, 256).unwrap().generate(&prompt_ids, &GenerateOptions { max_tokens: want.len(), ..Default::default() }, |_| true).unwrap().ids;
+        let got = Session::new(&model, 256).unwrap().generate_async(&prompt_ids, &GenerateOptions { max_tokens: want.len(), ..Default::default() }, |_| true).await.unwrap().ids;
         let agree = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
         assert!(agree >= first_tie, "{file} after {prompt:?}: differs from llama.cpp at {agree}, before its first near-tie at {first_tie}\n got {got:?}\nwant {want:?}");
         cases += 1;
@@ -31,11 +31,11 @@ fn check(file: &str, bytes: &[u8]) {
 }
 
 #[wasm_bindgen_test]
-fn greedy_q8_0_matches_llama_cpp_in_wasm() {
-    check("TinyStories-656K-Q8_0.gguf", include_bytes!("../../../shared/models/tinystories-656k-q8_0/TinyStories-656K-Q8_0.gguf"));
+async fn greedy_q8_0_matches_llama_cpp_in_wasm() {
+    check("TinyStories-656K-Q8_0.gguf", include_bytes!("../../../shared/models/tinystories-656k-q8_0/TinyStories-656K-Q8_0.gguf")).await;
 }
 
 #[wasm_bindgen_test]
-fn greedy_q4_0_matches_llama_cpp_in_wasm() {
-    check("TinyStories-656K-Q4_0.gguf", include_bytes!("../../tests/fixtures/models/TinyStories-656K-Q4_0.gguf"));
+async fn greedy_q4_0_matches_llama_cpp_in_wasm() {
+    check("TinyStories-656K-Q4_0.gguf", include_bytes!("../../tests/fixtures/models/TinyStories-656K-Q4_0.gguf")).await;
 }

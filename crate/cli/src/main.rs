@@ -74,6 +74,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure the GPU backend: a 4096×4096 Q4_0 decode mat-vec (GB/s of weight reads) and,
+    /// with --model, a model's decode tokens/s and GPU time per op.
+    BenchGpu {
+        /// A model (e.g. the Qwen2.5-0.5B-shaped file of tests/synthetic/).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Tokens to decode for the tokens/s figure.
+        #[arg(long, default_value_t = 64)]
+        tokens: usize,
+        /// Repetitions per timed op.
+        #[arg(long, default_value_t = 20)]
+        reps: u32,
+        /// f32 activations with RMSNorm folded into the mat-vec, instead of the CPU's rounding.
+        #[arg(long)]
+        f32_activations: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,7 +105,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> pocketlm::Result<()> {
-    let Command::Generate { model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, no_quantize, json } = cli.command;
+    let (model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, no_quantize, json) = match cli.command {
+        Command::BenchGpu { model, tokens, reps, f32_activations, json } => return bench_gpu(model, tokens, reps, f32_activations, json),
+        Command::Generate { model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, no_quantize, json } => {
+            (model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, no_quantize, json)
+        }
+    };
     let opts = LoadOptions { quantize: if no_quantize { None } else { LoadOptions::default().quantize } };
     let model = Model::open(&model, &opts)?;
     let text = if chat {
@@ -138,6 +161,68 @@ fn run(cli: Cli) -> pocketlm::Result<()> {
         println!();
         let on = adapter.map_or("cpu".to_string(), |a| format!("gpu: {}", a.name));
         eprintln!("[{} prompt tokens, {} generated, prefill {:.1} tok/s, decode {:.1} tok/s, {}, {on}]", g.prompt_ids.len(), g.ids.len(), g.prefill_tok_s(), g.decode_tok_s(), g.finish_reason.as_str());
+    }
+    Ok(())
+}
+
+fn bench_gpu(model: Option<PathBuf>, tokens: usize, reps: u32, f32_activations: bool, json: bool) -> pocketlm::Result<()> {
+    use pocketlm::backend::gpu::ops::OpRunner;
+    use pocketlm::backend::gpu::{GpuContext, GpuModel};
+    use pocketlm::quant::{quantize, GgmlType, QMatrix};
+    let opts = GpuOptions { quantized_activations: !f32_activations, ..Default::default() };
+    let ctx = block_on(GpuContext::new(&opts))?;
+    let (n, m) = (4096, 4096);
+    let mut rng_state = 1u32;
+    let values: Vec<f32> = (0..n * m)
+        .map(|_| {
+            rng_state = rng_state.wrapping_mul(1664525).wrapping_add(1013904223);
+            (rng_state >> 8) as f32 / (1 << 24) as f32 - 0.5
+        })
+        .collect();
+    let w = QMatrix::owned(GgmlType::Q4_0, n, m, quantize(GgmlType::Q4_0, &values));
+    let ops = OpRunner::new(ctx.clone())?;
+    ops.time_matvec(&w, 2)?;
+    let (secs, bytes) = ops.time_matvec(&w, reps)?;
+    let gbs = bytes as f64 / secs / 1e9;
+    let mut report = serde_json::json!({
+        "adapter": ctx.summary,
+        "matvec_q4_0_4096x4096": { "ms": secs * 1e3, "weight_bytes": bytes, "gb_per_s": gbs },
+    });
+    if !json {
+        println!("adapter: {} ({}, subgroups {}, f16 {})", ctx.summary.name, ctx.summary.backend, ctx.summary.subgroup_size, ctx.summary.shader_f16);
+        println!("Q4_0 4096x4096 decode mat-vec: {:.3} ms, {:.2} GB/s of weight reads ({} bytes)", secs * 1e3, gbs, bytes);
+    }
+    if let Some(path) = model {
+        let model = Model::open(&path, &LoadOptions::default())?;
+        let t0 = std::time::Instant::now();
+        let weights = block_on(GpuModel::load(ctx.clone(), &model))?;
+        let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let weight_bytes = weights.weight_bytes;
+        let mut session = Session::new_gpu(&model, weights, tokens + 16)?;
+        let prompt = model.tokenizer.encode("Once upon a time", true)?;
+        let g = session.generate(&prompt, &GenerateOptions { max_tokens: tokens, ignore_eos: true, ..Default::default() }, |_| true)?;
+        let profile = session.gpu().expect("a GPU session").profile(prompt.len() + tokens - 1, reps)?;
+        let token_ms = profile.last().map_or(0.0, |p| p.2);
+        report["model"] = serde_json::json!({
+            "file": path.display().to_string(),
+            "weight_bytes": weight_bytes,
+            "load_ms": load_ms,
+            "decode_tok_s": g.decode_tok_s(),
+            "gpu_ms_per_token": token_ms,
+            "weight_gb_per_s": weight_bytes as f64 / (token_ms / 1e3) / 1e9,
+            "ops": profile.iter().map(|(name, count, ms)| serde_json::json!({"op": name, "dispatches": count, "ms": ms})).collect::<Vec<_>>(),
+        });
+        if !json {
+            println!("{}: {:.1} MB of weights on the GPU, loaded in {:.0} ms", path.display(), weight_bytes as f64 / 1e6, load_ms);
+            println!("decode: {:.2} tok/s over {} tokens (GPU time per token {:.2} ms: {:.2} GB/s of weights)", g.decode_tok_s(), g.ids.len(), token_ms, weight_bytes as f64 / (token_ms / 1e3) / 1e9);
+            println!("{:<22} {:>10} {:>12} {:>7}", "op", "dispatches", "ms/token", "share");
+            for (name, count, ms) in &profile[..profile.len() - 1] {
+                println!("{:<22} {:>10} {:>12.3} {:>6.1}%", name, count, ms, 100.0 * ms / token_ms);
+            }
+        }
+    }
+    if json {
+        println!("{report}");
     }
     Ok(())
 }

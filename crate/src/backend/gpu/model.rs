@@ -515,3 +515,49 @@ impl GpuSession {
         })
     }
 }
+
+/// Timings for benchmarks (native: they wait on the queue).
+#[cfg(not(target_arch = "wasm32"))]
+impl GpuSession {
+    /// Runs the dispatches of one token at position `pos` that `keep` selects, `reps` times in
+    /// one pass, and returns the wall time per repetition in ms (the queue is drained first).
+    fn time_dispatches(&self, pos: usize, reps: u32, keep: impl Fn(&Dispatch) -> bool) -> Result<f64> {
+        let ctx = self.model.ctx();
+        let st = Step { pos: pos as u32, kv_len: pos as u32 + 1, ..Default::default() };
+        ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&st));
+        let all: Vec<&Dispatch> = self.body.iter().chain(&self.head).chain(&self.sampling).filter(|d| keep(d)).collect();
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for _ in 0..reps {
+                all.iter().for_each(|d| d.record(&mut pass, pos as u32));
+            }
+        }
+        let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
+        let t0 = std::time::Instant::now();
+        ctx.queue.submit([enc.finish()]);
+        ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::gpu(GpuFailure::DeviceLost, e))?;
+        ctx.check()?;
+        Ok(t0.elapsed().as_secs_f64() * 1000.0 / reps as f64)
+    }
+
+    /// GPU time per token of each kind of op (by dispatch name), each measured alone over
+    /// `reps` repetitions at position `pos`: `(name, dispatches per token, ms per token)`, and
+    /// the whole token's dispatches together last (`"token"`).
+    pub fn profile(&self, pos: usize, reps: u32) -> Result<Vec<(&'static str, usize, f64)>> {
+        let mut names: Vec<&'static str> = Vec::new();
+        for d in self.body.iter().chain(&self.head).chain(&self.sampling) {
+            if !names.contains(&d.name) {
+                names.push(d.name);
+            }
+        }
+        let mut out = Vec::new();
+        for name in names {
+            let count = self.body.iter().chain(&self.head).chain(&self.sampling).filter(|d| d.name == name).count();
+            out.push((name, count, self.time_dispatches(pos, reps, |d| d.name == name)?));
+        }
+        let total = self.body.len() + self.head.len() + self.sampling.len();
+        out.push(("token", total, self.time_dispatches(pos, reps, |_| true)?));
+        Ok(out)
+    }
+}

@@ -178,3 +178,29 @@ impl OpRunner {
         Ok(self.run(&d, step, &result, 1).await?[0])
     }
 }
+
+#[cfg(not(target_arch = "wasm32"))]
+impl OpRunner {
+    /// Seconds per decode mat-vec `W · x` of `m` (f32 input), over `reps` runs in one pass, and
+    /// the bytes of weights each run reads.
+    pub fn time_matvec(&self, m: &QMatrix, reps: u32) -> Result<(f64, u64)> {
+        let ctx = self.ctx();
+        let g = GpuMatrix::upload(ctx, "W", &[m], false)?;
+        let x = ctx.upload_f32("x", &vec![0.5; m.cols])?;
+        let out = self.rw("out", &vec![0.0; m.rows])?;
+        let d = g.matvec(&self.kernels, &self.step, &x, None, None, &out, 0, MatVecOut::Store, 0.0, &self.dummy)?;
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for _ in 0..reps {
+                d.iter().for_each(|d| d.record(&mut pass, 0));
+            }
+        }
+        let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
+        let t0 = std::time::Instant::now();
+        ctx.queue.submit([enc.finish()]);
+        let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
+        ctx.check()?;
+        Ok((t0.elapsed().as_secs_f64() / reps as f64, g.bytes()))
+    }
+}
