@@ -25,13 +25,13 @@ fn each_decoded_token_is_one_submit_and_a_four_byte_readback() {
         let g = s.generate(&prompt, &opts, |_| true).unwrap();
         assert_eq!(g.ids.len(), 30);
         let st = s.gpu_stats().unwrap();
-        // The prompt's tokens are one submit each; the last samples the first new token. Each
-        // generated token but the last then runs once and reads back only the next token's id.
-        let runs = prompt.len() + g.ids.len() - 1;
-        assert_eq!(st.tokens as usize, runs, "{sampling:?}");
+        // The prompt but its last token runs in prefill chunks (mat-mat, no readback); the last
+        // prompt token and every generated token but the last are one submit each, reading back
+        // only the next token's id.
+        assert_eq!(st.prefill_tokens as usize, prompt.len() - 1, "{sampling:?}");
+        assert_eq!(st.tokens as usize, g.ids.len(), "{sampling:?}");
         assert_eq!(st.submits, st.tokens, "one submit per token ({sampling:?})");
-        let sampled = g.ids.len() as u64;
-        assert_eq!(st.bytes_read_back, 4 * sampled, "4 bytes per sampled token and nothing else ({sampling:?})");
+        assert_eq!(st.bytes_read_back, 4 * g.ids.len() as u64, "4 bytes per sampled token and nothing else ({sampling:?})");
         // Asking for the logits reads them, and only then.
         let before = s.gpu_stats().unwrap();
         let logits = s.step(g.ids[0], true).unwrap().unwrap().to_vec();
@@ -95,5 +95,31 @@ fn f32_activations_without_rounding_stay_close_to_the_cpu() {
         let std = (c.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / c.len() as f32).sqrt();
         let worst = c.iter().zip(&g).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(worst <= 0.1 * std, "logits {worst} apart (std {std})");
+    }
+}
+
+#[test]
+fn prefill_in_chunks_gives_the_logits_of_token_by_token_steps() {
+    // Chunks of up to 32 tokens through the mat-mat kernels (8 tokens per workgroup, a partial
+    // group at the end) against one mat-vec step per token, on layouts that exercise the
+    // batched attention, RoPE, norms, post-norms, soft-caps, sliding windows and mixed types.
+    for file in ["gemma2-layout-Q4_K_M.gguf", "smollm2-135m-Q4_K_M.gguf"] {
+        let path = common::root().join("tests/synthetic").join(file);
+        let model = Model::open(&path, &Default::default()).unwrap_or_else(|e| panic!("{e}: run python3 tests/synthetic/make_synthetic.py"));
+        let prompt: Vec<u32> = (0..45u32).map(|i| (i * 7919 + 13) % model.spec.vocab_size as u32).collect();
+        let mut chunked = common::session(&model, "gpu", 128);
+        chunked.prefill(&prompt).unwrap();
+        let a = chunked.step(5, true).unwrap().unwrap().to_vec();
+        assert_eq!(chunked.gpu_stats().unwrap().prefill_submits, 2, "{file}: 44 prompt tokens in chunks of 32");
+        let mut stepwise = common::session(&model, "gpu", 128);
+        for &t in &prompt {
+            stepwise.step(t, false).unwrap();
+        }
+        let b = stepwise.step(5, true).unwrap().unwrap().to_vec();
+        let mean = b.iter().sum::<f32>() / b.len() as f32;
+        let std = (b.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / b.len() as f32).sqrt();
+        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        eprintln!("{file}: chunked vs stepwise prefill: worst logit difference {worst} (std {std})");
+        assert!(worst <= 1e-3 * std, "{file}: logits {worst} apart (std {std})");
     }
 }

@@ -369,7 +369,25 @@ impl<M: Borrow<Model>> Session<M> {
         // The last prompt token always runs, to produce the logits.
         let keep = common.min(prompt.len() - 1);
         self.truncate(keep);
-        for &t in &prompt[keep..prompt.len() - 1] {
+        let rest = &prompt[keep..prompt.len() - 1];
+        let vocab = self.model.borrow().spec.vocab_size;
+        if let Some(bad) = rest.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::InvalidArgument(format!("token id {bad} is outside the vocabulary of {vocab}")));
+        }
+        if let Compute::Gpu(g) = &mut self.compute {
+            // The GPU runs the prompt in chunks through its mat-mat kernels.
+            if g.prefill_chunk > 1 && !rest.is_empty() {
+                match g.prefill(rest, keep) {
+                    Ok(()) => {
+                        self.tokens.extend_from_slice(rest);
+                        return Ok(keep);
+                    }
+                    Err(e @ Error::Gpu { failure: GpuFailure::DeviceLost, .. }) => self.move_to_cpu(&format!("{e} (DEVICE_LOST): moved to the CPU"))?,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        for &t in rest {
             self.run(t, Want::Nothing).await?;
         }
         Ok(keep)

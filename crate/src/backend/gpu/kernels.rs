@@ -23,7 +23,8 @@ pub enum MatVecOut {
 /// Every kernel variant pocketlm builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KernelKind {
-    MatVec { format: GpuFormat, norm: bool, bias: bool, out: MatVecOut, threads_per_row: u32 },
+    /// `tokens`: token rows per workgroup (1 for decode, 8 for prefill's mat-mat).
+    MatVec { format: GpuFormat, norm: bool, bias: bool, out: MatVecOut, threads_per_row: u32, tokens: u32 },
     Embed { format: GpuFormat },
     QuantActs,
     RopeKv,
@@ -49,7 +50,7 @@ impl KernelKind {
     fn parts(self) -> (Vec<&'static str>, &'static str, Vec<Bind>) {
         match self {
             KernelKind::MatVec { .. } => (vec![WEIGHTS, include_str!("shaders/matvec.wgsl")], "main", vec![R, R, R, R, RW]),
-            KernelKind::Embed { .. } => (vec![WEIGHTS, include_str!("shaders/embed.wgsl")], "main", vec![R, RW]),
+            KernelKind::Embed { .. } => (vec![WEIGHTS, include_str!("shaders/embed.wgsl")], "main", vec![R, RW, R]),
             KernelKind::QuantActs => (vec![include_str!("shaders/quant_acts.wgsl")], "main", vec![R, R, RW]),
             KernelKind::RopeKv => (vec![include_str!("shaders/rope_kv.wgsl")], "main", vec![RW, R, R, R, RW, RW]),
             KernelKind::AttnScores => (vec![include_str!("shaders/attn_scores.wgsl")], "main", vec![R, R, RW, RW]),
@@ -66,8 +67,8 @@ impl KernelKind {
     fn constants(self, subgroup_size: u32) -> Vec<(&'static str, f64)> {
         let mut c = vec![("SG", subgroup_size as f64)];
         match self {
-            KernelKind::MatVec { format, norm, bias, out, threads_per_row } => {
-                c.extend([("FORMAT", format as u32 as f64), ("NORM", norm as u32 as f64), ("HAS_BIAS", bias as u32 as f64), ("MODE", out as u32 as f64), ("TPR", threads_per_row as f64)]);
+            KernelKind::MatVec { format, norm, bias, out, threads_per_row, tokens } => {
+                c.extend([("FORMAT", format as u32 as f64), ("NORM", norm as u32 as f64), ("HAS_BIAS", bias as u32 as f64), ("MODE", out as u32 as f64), ("TPR", threads_per_row as f64), ("TB", tokens as f64)]);
             }
             KernelKind::Embed { format } => c.push(("FORMAT", format as u32 as f64)),
             _ => {}
@@ -172,7 +173,7 @@ pub struct Dims {
 pub struct Step {
     pub pos: u32,
     pub token: u32,
-    pub kv_len: u32,
+    pub n_tokens: u32,
     pub n_penalties: u32,
     pub temperature: f32,
     pub top_k: u32,
@@ -184,11 +185,15 @@ pub struct Step {
     pub draw: f32,
 }
 
-/// How many workgroups a dispatch runs.
+/// How many workgroups a dispatch runs, for a step of `n` tokens from position `pos`.
 #[derive(Debug, Clone, Copy)]
 pub enum Grid {
     Fixed([u32; 3]),
-    /// Attention splits: `heads × ceil((pos + 1) / 64)`.
+    /// `[x, n, 1]`: one row of workgroups per token.
+    TokensY(u32),
+    /// `[x, y, ceil(n / tokens_per_group)]`.
+    TokensZ([u32; 2], u32),
+    /// Attention splits: `[heads, ceil((pos + n) / 64), n]`.
     AttnSplits { heads: u32 },
 }
 
@@ -213,10 +218,12 @@ impl Dispatch {
         Ok(Dispatch { kernel, bind_group, grid, name })
     }
 
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, pos: u32) {
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, pos: u32, n: u32) {
         let [x, y, z] = match self.grid {
             Grid::Fixed(g) => g,
-            Grid::AttnSplits { heads } => [heads, (pos + 1).div_ceil(64), 1],
+            Grid::TokensY(x) => [x, n, 1],
+            Grid::TokensZ([x, y], tb) => [x, y, n.div_ceil(tb)],
+            Grid::AttnSplits { heads } => [heads, (pos + n).div_ceil(64), n],
         };
         pass.set_pipeline(&self.kernel.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
@@ -225,11 +232,16 @@ impl Dispatch {
 }
 
 /// Workgroups for `n` independent groups, folded into two dimensions past the per-dimension limit.
-pub fn grid(n: u32, max_per_dim: u32) -> Grid {
+pub fn fold(n: u32, max_per_dim: u32) -> [u32; 2] {
     if n <= max_per_dim {
-        Grid::Fixed([n.max(1), 1, 1])
+        [n.max(1), 1]
     } else {
         let y = n.div_ceil(max_per_dim);
-        Grid::Fixed([n.div_ceil(y), y, 1])
+        [n.div_ceil(y), y]
     }
+}
+
+pub fn grid(n: u32, max_per_dim: u32) -> Grid {
+    let [x, y] = fold(n, max_per_dim);
+    Grid::Fixed([x, y, 1])
 }

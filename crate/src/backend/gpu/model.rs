@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::context::GpuContext;
-use super::kernels::{grid, Dims, Dispatch, Grid, KernelKind, Kernels, MatVecOut, Step};
+use super::kernels::{fold, grid, Dims, Dispatch, Grid, KernelKind, Kernels, MatVecOut, Step};
 use super::repack::{pack, padded_cols, GpuFormat};
 use crate::error::{Error, GpuFailure, Result};
 use crate::model::spec::{Activation, ModelSpec};
@@ -72,19 +72,22 @@ impl GpuMatrix {
         (1u32 << (31 - chunks.leading_zeros())).min(64)
     }
 
-    /// The dispatches of `out[out_offset..] (op)= self · x`, one per part.
+    /// The dispatches of `out[t][out_offset..] (op)= self · x[t]` for the step's tokens, one per
+    /// part: `tokens` token rows per workgroup (1: decode mat-vec; 8: prefill mat-mat);
+    /// `out_stride` and `x_stride` are the row strides of `out` and `x` in values.
     #[allow(clippy::too_many_arguments)]
-    pub fn matvec(&self, k: &Kernels, step: &wgpu::Buffer, x: &wgpu::Buffer, norm: Option<&wgpu::Buffer>, bias: Option<&wgpu::Buffer>, out: &wgpu::Buffer, out_offset: usize, op: MatVecOut, eps: f32, dummy: &wgpu::Buffer) -> Result<Vec<Dispatch>> {
+    pub fn matvec(&self, k: &Kernels, step: &wgpu::Buffer, x: &wgpu::Buffer, norm: Option<&wgpu::Buffer>, bias: Option<&wgpu::Buffer>, out: &wgpu::Buffer, out_offset: usize, op: MatVecOut, eps: f32, dummy: &wgpu::Buffer, tokens: u32, out_stride: usize, x_stride: usize) -> Result<Vec<Dispatch>> {
         let tpr = self.threads_per_row();
-        let kernel = k.get(KernelKind::MatVec { format: self.format, norm: norm.is_some(), bias: bias.is_some(), out: op, threads_per_row: tpr })?;
+        let kernel = k.get(KernelKind::MatVec { format: self.format, norm: norm.is_some(), bias: bias.is_some(), out: op, threads_per_row: tpr, tokens })?;
         let ctx = k.ctx();
         let max = ctx.limits.max_compute_workgroups_per_dimension;
         self.parts
             .iter()
             .map(|p| {
-                let dims = Dims { a: [p.rows as u32, self.cols as u32, p.scale_offset as u32, (out_offset + p.first_row) as u32], b: [(out_offset + p.first_row) as u32, 0, 0, 0], f: [eps, 0.0, 0.0, 0.0] };
+                let first = (out_offset + p.first_row) as u32;
+                let dims = Dims { a: [p.rows as u32, self.cols as u32, p.scale_offset as u32, first], b: [first, out_stride as u32, (x_stride / 4) as u32, 0], f: [eps, 0.0, 0.0, 0.0] };
                 let groups = (p.rows as u32).div_ceil(64 / tpr);
-                Dispatch::new(ctx, "matvec", kernel.clone(), dims, step, &[&p.buffer, x, norm.unwrap_or(dummy), bias.unwrap_or(dummy), out], grid(groups, max))
+                Dispatch::new(ctx, "matvec", kernel.clone(), dims, step, &[&p.buffer, x, norm.unwrap_or(dummy), bias.unwrap_or(dummy), out], Grid::TokensZ(fold(groups, max), tokens))
             })
             .collect()
     }
@@ -261,8 +264,12 @@ pub fn rope_table(inv_freq: &[f32], attn_factor: f32, positions: usize) -> Vec<f
 /// Counters proving the per-token rule (one submit, a 4-byte readback).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GpuStats {
+    /// Single-token steps (decode, and the last prompt token) and their submits.
     pub tokens: u64,
     pub submits: u64,
+    /// Prompt tokens run in prefill chunks, and those chunks' submits.
+    pub prefill_tokens: u64,
+    pub prefill_submits: u64,
     pub bytes_read_back: u64,
     /// Dispatches recorded (all in one compute pass per token).
     pub dispatches: u64,
@@ -289,15 +296,38 @@ pub enum StepOutput {
 pub struct GpuSession {
     model: Arc<GpuModel>,
     pub capacity: usize,
+    /// Prompt tokens one prefill submit runs (the activation buffers' rows).
+    pub prefill_chunk: usize,
     step: wgpu::Buffer,
+    tokens: wgpu::Buffer,
     logits: wgpu::Buffer,
     pen: wgpu::Buffer,
     result: wgpu::Buffer,
     staging: wgpu::Buffer,
-    body: Vec<Dispatch>,
+    /// One token: mat-vecs, then the output head and the sampler.
+    decode: Vec<Dispatch>,
     head: Vec<Dispatch>,
     sampling: Vec<Dispatch>,
+    /// A chunk of prompt tokens: mat-mats (8 tokens per workgroup), no head.
+    prefill: Vec<Dispatch>,
     pub stats: GpuStats,
+}
+
+/// Prefill's token rows per mat-mat workgroup.
+const PREFILL_TOKENS_PER_GROUP: u32 = 8;
+
+/// The buffers one forward pass reads and writes, each with room for `rows` tokens.
+struct Activations {
+    x: wgpu::Buffer,
+    qkv: wgpu::Buffer,
+    att: wgpu::Buffer,
+    tmp: wgpu::Buffer,
+    gate: wgpu::Buffer,
+    up: wgpu::Buffer,
+    xq: Vec<wgpu::Buffer>,
+    stats: wgpu::Buffer,
+    scores: wgpu::Buffer,
+    part: wgpu::Buffer,
 }
 
 impl GpuSession {
@@ -309,20 +339,30 @@ impl GpuSession {
         let st = wgpu::BufferUsages::STORAGE;
         let f32s = |n: usize| n as u64 * 4;
         let buf = |label: &str, bytes: u64, extra: wgpu::BufferUsages| ctx.buffer(label, bytes, st | extra);
-        let step = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("step"), size: 48, usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
         let none = wgpu::BufferUsages::empty();
-        let x = buf("x", f32s(dim), none)?;
-        let qkv = buf("qkv", f32s(q_dim + 2 * kv_dim), none)?;
-        let att = buf("att", f32s(padded_cols(q_dim)), none)?;
-        let tmp = buf("tmp", f32s(dim), none)?;
-        // Inputs of mat-vecs are as wide as the kernels' padded rows, the padding zero.
-        let gate = buf("gate", f32s(padded_cols(s.ffn_dim)), none)?;
-        let up = buf("up", f32s(padded_cols(s.ffn_dim)), none)?;
-        let logits = buf("logits", f32s(s.vocab_size), wgpu::BufferUsages::COPY_SRC)?;
         let max_splits = capacity.div_ceil(64);
-        let stats = buf("attention split stats", f32s(nh * max_splits * 2), none)?;
-        let scores = buf("attention scores", f32s(nh * capacity), none)?;
-        let part = buf("attention split values", f32s(nh * max_splits * hd), none)?;
+        // Prefill chunks of up to 32 tokens, fewer when the per-token attention scores
+        // (n_heads × capacity) would pass 64 MiB or a binding.
+        let per_token_scores = f32s(nh * capacity);
+        let rows = (32u64).min((64 << 20) / per_token_scores).min(ctx.max_binding() / per_token_scores).max(1) as usize;
+        let (att_w, ffn_w) = (padded_cols(q_dim), padded_cols(s.ffn_dim));
+        let qkv_w = q_dim + 2 * kv_dim;
+        let widest = padded_cols(dim.max(q_dim).max(s.ffn_dim));
+        let a = Activations {
+            x: buf("x", f32s(rows * dim), none)?,
+            qkv: buf("qkv", f32s(rows * qkv_w), none)?,
+            att: buf("att", f32s(rows * att_w), none)?,
+            tmp: buf("tmp", f32s(rows * dim), none)?,
+            gate: buf("gate", f32s(rows * ffn_w), none)?,
+            up: buf("up", f32s(rows * ffn_w), none)?,
+            xq: (0..4).map(|_| buf("rounded activations", f32s(rows * widest), none)).collect::<Result<_>>()?,
+            stats: buf("attention split stats", f32s(rows * nh * max_splits * 2), none)?,
+            scores: buf("attention scores", per_token_scores * rows as u64, none)?,
+            part: buf("attention split values", f32s(rows * nh * max_splits * hd), none)?,
+        };
+        let step = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("step"), size: 48, usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+        let tokens = buf("tokens", rows as u64 * 4, wgpu::BufferUsages::COPY_DST)?;
+        let logits = buf("logits", f32s(s.vocab_size), wgpu::BufferUsages::COPY_SRC)?;
         let pen = buf("penalties", (capacity as u64 + 1) * 8, wgpu::BufferUsages::COPY_DST)?;
         let result = buf("result", 4, wgpu::BufferUsages::COPY_SRC)?;
         let staging = ctx.buffer("readback", f32s(s.vocab_size), wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST)?;
@@ -342,107 +382,146 @@ impl GpuSession {
         }
         let eps = s.norm_eps;
         let max = ctx.limits.max_compute_workgroups_per_dimension;
-        let mut body = Vec::new();
-        let embed_kernel = k.get(KernelKind::Embed { format: model.embed.format })?;
-        for p in &model.embed.parts {
-            let dims = Dims { a: [p.rows as u32, dim as u32, p.scale_offset as u32, 0], b: [p.first_row as u32, 0, 0, 0], f: [s.embed_scale.unwrap_or(1.0), 0.0, 0.0, 0.0] };
-            body.push(Dispatch::new(&ctx, "embed", embed_kernel.clone(), dims, &step, &[&p.buffer, &x], Grid::Fixed([(dim as u32 / 4).div_ceil(64), 1, 1]))?);
-        }
         let (rope_k, scores_k, values_k, merge_k) = (k.get(KernelKind::RopeKv)?, k.get(KernelKind::AttnScores)?, k.get(KernelKind::AttnValues)?, k.get(KernelKind::AttnMerge)?);
-        let (norm_add_k, act_k) = (k.get(KernelKind::NormAdd)?, k.get(KernelKind::ActMul)?);
-        let norm_add = |body: &mut Vec<Dispatch>, norm: &wgpu::Buffer| -> Result<()> {
-            let dims = Dims { a: [dim as u32, 0, 0, 0], f: [eps, 0.0, 0.0, 0.0], ..Default::default() };
-            body.push(Dispatch::new(&ctx, "norm_add", norm_add_k.clone(), dims, &step, &[&x, &tmp, norm], Grid::Fixed([1, 1, 1]))?);
-            Ok(())
-        };
-        // Mat-vec inputs: rounded by a quant_acts dispatch per rounding kind (RMSNorm applied
-        // there), or read as f32 with RMSNorm folded into the mat-vec.
-        let widest = padded_cols(dim.max(q_dim).max(s.ffn_dim));
-        let xq: Vec<wgpu::Buffer> = (0..4).map(|_| buf("rounded activations", f32s(widest), none)).collect::<Result<_>>()?;
-        let quant_k = k.get(KernelKind::QuantActs)?;
-        let quantize = ctx.quantized_activations;
-        #[allow(clippy::too_many_arguments)]
-        let mv = |list: &mut Vec<Dispatch>, rounded: &mut [bool; 4], m: &GpuMatrix, x: &wgpu::Buffer, n: usize, norm: Option<&wgpu::Buffer>, bias: Option<&wgpu::Buffer>, out: &wgpu::Buffer, off: usize, op: MatVecOut| -> Result<()> {
-            if !quantize {
-                list.extend(m.matvec(k, &step, x, norm, bias, out, off, op, eps, &dummy)?);
-                return Ok(());
+        let (norm_add_k, act_k, quant_k) = (k.get(KernelKind::NormAdd)?, k.get(KernelKind::ActMul)?, k.get(KernelKind::QuantActs)?);
+        let embed_k = k.get(KernelKind::Embed { format: model.embed.format })?;
+
+        // The forward pass over the step's tokens, `tb` token rows per mat-vec workgroup, and
+        // (decode) the output head.
+        let forward = |tb: u32| -> Result<(Vec<Dispatch>, Vec<Dispatch>)> {
+            let mut body = Vec::new();
+            for p in &model.embed.parts {
+                let dims = Dims { a: [p.rows as u32, dim as u32, p.scale_offset as u32, 0], b: [p.first_row as u32, 0, 0, 0], f: [s.embed_scale.unwrap_or(1.0), 0.0, 0.0, 0.0] };
+                body.push(Dispatch::new(&ctx, "embed", embed_k.clone(), dims, &step, &[&p.buffer, &a.x, &tokens], Grid::TokensY((dim as u32 / 4).div_ceil(64)))?);
             }
-            let ki = act_kind_index(m.ty);
-            if !rounded[ki] {
-                let dims = Dims { a: [n as u32, ki as u32, norm.is_some() as u32, 0], f: [eps, 0.0, 0.0, 0.0], ..Default::default() };
-                list.push(Dispatch::new(&ctx, "quantize activations", quant_k.clone(), dims, &step, &[x, norm.unwrap_or(&dummy), &xq[ki]], Grid::Fixed([1, 1, 1]))?);
-                rounded[ki] = true;
-            }
-            list.extend(m.matvec(k, &step, &xq[ki], None, bias, out, off, op, eps, &dummy)?);
-            Ok(())
-        };
-        for (l, (lw, (kc, vc))) in model.layers.iter().zip(&caches).enumerate() {
-            let mut r = [false; 4];
-            for (m, off) in &lw.qkv {
-                mv(&mut body, &mut r, m, &x, dim, Some(&lw.attn_norm), lw.qkv_bias.as_ref(), &qkv, *off, MatVecOut::Store)?;
-            }
-            let flags = lw.q_norm.is_some() as u32 | (lw.k_norm.is_some() as u32) << 1 | (s.rope_interleaved as u32) << 2;
-            let dims = Dims { a: [nh as u32, nkv as u32, hd as u32, s.rope_dims as u32], b: [flags, 0, 0, kv_dim as u32], f: [eps, 0.0, 0.0, 0.0] };
-            let rope = rope_tables.iter().find(|(f, _)| *f == &lw.inv_freq[..]).map(|(_, b)| b).unwrap_or(&dummy);
-            body.push(Dispatch::new(&ctx, "rope_kv", rope_k.clone(), dims, &step, &[&qkv, lw.q_norm.as_ref().unwrap_or(&dummy), lw.k_norm.as_ref().unwrap_or(&dummy), rope, kc, vc], Grid::Fixed([(nh + 2 * nkv) as u32, 1, 1]))?);
-            let window = match s.sliding_window {
-                Some(win) if s.is_sliding_layer(l) => win as u32,
-                _ => 0,
+            // Mat-vec inputs: rounded by a quant_acts dispatch per rounding kind (RMSNorm applied
+            // there), or, in decode with f32 activations, read as f32 with RMSNorm folded into the
+            // mat-vec itself.
+            let fold_norm = !ctx.quantized_activations && tb == 1;
+            #[allow(clippy::too_many_arguments)]
+            let mv = |list: &mut Vec<Dispatch>, rounded: &mut [bool; 4], m: &GpuMatrix, x: &wgpu::Buffer, n: usize, norm: Option<&wgpu::Buffer>, bias: Option<&wgpu::Buffer>, out: &wgpu::Buffer, off: usize, op: MatVecOut, out_stride: usize| -> Result<()> {
+                let x_stride = padded_cols(n);
+                if fold_norm {
+                    list.extend(m.matvec(k, &step, x, norm, bias, out, off, op, eps, &dummy, tb, out_stride, x_stride)?);
+                    return Ok(());
+                }
+                let ki = if ctx.quantized_activations { act_kind_index(m.ty) } else { 3 };
+                if !rounded[ki] {
+                    let dims = Dims { a: [n as u32, ki as u32, norm.is_some() as u32, x_stride as u32], f: [eps, 0.0, 0.0, 0.0], ..Default::default() };
+                    list.push(Dispatch::new(&ctx, "quantize activations", quant_k.clone(), dims, &step, &[x, norm.unwrap_or(&dummy), &a.xq[ki]], Grid::TokensY(1))?);
+                    rounded[ki] = true;
+                }
+                list.extend(m.matvec(k, &step, &a.xq[ki], None, bias, out, off, op, eps, &dummy, tb, out_stride, x_stride)?);
+                Ok(())
             };
-            let dims = Dims { a: [nh as u32, nkv as u32, hd as u32, kv_dim as u32], b: [max_splits as u32, window, capacity as u32, 0], f: [s.attn_scale, s.attn_softcap.unwrap_or(0.0), 0.0, 0.0] };
-            body.push(Dispatch::new(&ctx, "attention scores", scores_k.clone(), dims, &step, &[&qkv, kc, &stats, &scores], Grid::AttnSplits { heads: nh as u32 })?);
-            body.push(Dispatch::new(&ctx, "attention values", values_k.clone(), dims, &step, &[&stats, &scores, vc, &part], Grid::AttnSplits { heads: nh as u32 })?);
-            let dims = Dims { a: [nh as u32, hd as u32, max_splits as u32, 0], ..Default::default() };
-            body.push(Dispatch::new(&ctx, "attention merge", merge_k.clone(), dims, &step, &[&part, &att], Grid::Fixed([nh as u32, 1, 1]))?);
-            let mut r = [false; 4];
-            match &lw.post_attn_norm {
-                Some(n) => {
-                    mv(&mut body, &mut r, &lw.wo, &att, q_dim, None, None, &tmp, 0, MatVecOut::Store)?;
-                    norm_add(&mut body, n)?;
-                }
-                None => mv(&mut body, &mut r, &lw.wo, &att, q_dim, None, None, &x, 0, MatVecOut::Add)?,
-            }
-            let gated = match s.activation {
-                Activation::Silu => MatVecOut::GatedSilu,
-                Activation::GeluTanh => MatVecOut::GatedGelu,
+            let norm_add = |body: &mut Vec<Dispatch>, norm: &wgpu::Buffer| -> Result<()> {
+                let dims = Dims { a: [dim as u32, 0, 0, 0], f: [eps, 0.0, 0.0, 0.0], ..Default::default() };
+                body.push(Dispatch::new(&ctx, "norm_add", norm_add_k.clone(), dims, &step, &[&a.x, &a.tmp, norm], Grid::TokensY(1))?);
+                Ok(())
             };
-            let mut r = [false; 4];
-            match &lw.ffn {
-                Ffn::Gated(m) => mv(&mut body, &mut r, m, &x, dim, Some(&lw.ffn_norm), None, &gate, 0, gated)?,
-                Ffn::Separate(g, u) => {
-                    mv(&mut body, &mut r, g, &x, dim, Some(&lw.ffn_norm), None, &gate, 0, MatVecOut::Store)?;
-                    mv(&mut body, &mut r, u, &x, dim, Some(&lw.ffn_norm), None, &up, 0, MatVecOut::Store)?;
-                    let dims = Dims { a: [s.ffn_dim as u32, (gated == MatVecOut::GatedGelu) as u32, 0, 0], ..Default::default() };
-                    body.push(Dispatch::new(&ctx, "act_mul", act_k.clone(), dims, &step, &[&gate, &up, &dummy], grid((s.ffn_dim as u32).div_ceil(64), max))?);
+            for (l, (lw, (kc, vc))) in model.layers.iter().zip(&caches).enumerate() {
+                let mut r = [false; 4];
+                for (m, off) in &lw.qkv {
+                    mv(&mut body, &mut r, m, &a.x, dim, Some(&lw.attn_norm), lw.qkv_bias.as_ref(), &a.qkv, *off, MatVecOut::Store, qkv_w)?;
+                }
+                let flags = lw.q_norm.is_some() as u32 | (lw.k_norm.is_some() as u32) << 1 | (s.rope_interleaved as u32) << 2;
+                let dims = Dims { a: [nh as u32, nkv as u32, hd as u32, s.rope_dims as u32], b: [flags, 0, 0, kv_dim as u32], f: [eps, 0.0, 0.0, 0.0] };
+                let rope = rope_tables.iter().find(|(f, _)| *f == &lw.inv_freq[..]).map(|(_, b)| b).unwrap_or(&dummy);
+                body.push(Dispatch::new(&ctx, "rope_kv", rope_k.clone(), dims, &step, &[&a.qkv, lw.q_norm.as_ref().unwrap_or(&dummy), lw.k_norm.as_ref().unwrap_or(&dummy), rope, kc, vc], Grid::TokensY((nh + 2 * nkv) as u32))?);
+                let window = match s.sliding_window {
+                    Some(win) if s.is_sliding_layer(l) => win as u32,
+                    _ => 0,
+                };
+                let dims = Dims { a: [nh as u32, nkv as u32, hd as u32, kv_dim as u32], b: [max_splits as u32, window, capacity as u32, 0], f: [s.attn_scale, s.attn_softcap.unwrap_or(0.0), 0.0, 0.0] };
+                body.push(Dispatch::new(&ctx, "attention scores", scores_k.clone(), dims, &step, &[&a.qkv, kc, &a.stats, &a.scores], Grid::AttnSplits { heads: nh as u32 })?);
+                body.push(Dispatch::new(&ctx, "attention values", values_k.clone(), dims, &step, &[&a.stats, &a.scores, vc, &a.part], Grid::AttnSplits { heads: nh as u32 })?);
+                let dims = Dims { a: [nh as u32, hd as u32, max_splits as u32, att_w as u32], ..Default::default() };
+                body.push(Dispatch::new(&ctx, "attention merge", merge_k.clone(), dims, &step, &[&a.part, &a.att], Grid::TokensY(nh as u32))?);
+                let mut r = [false; 4];
+                match &lw.post_attn_norm {
+                    Some(n) => {
+                        mv(&mut body, &mut r, &lw.wo, &a.att, q_dim, None, None, &a.tmp, 0, MatVecOut::Store, dim)?;
+                        norm_add(&mut body, n)?;
+                    }
+                    None => mv(&mut body, &mut r, &lw.wo, &a.att, q_dim, None, None, &a.x, 0, MatVecOut::Add, dim)?,
+                }
+                let gated = match s.activation {
+                    Activation::Silu => MatVecOut::GatedSilu,
+                    Activation::GeluTanh => MatVecOut::GatedGelu,
+                };
+                let mut r = [false; 4];
+                match &lw.ffn {
+                    Ffn::Gated(m) => mv(&mut body, &mut r, m, &a.x, dim, Some(&lw.ffn_norm), None, &a.gate, 0, gated, ffn_w)?,
+                    Ffn::Separate(g, u) => {
+                        mv(&mut body, &mut r, g, &a.x, dim, Some(&lw.ffn_norm), None, &a.gate, 0, MatVecOut::Store, ffn_w)?;
+                        mv(&mut body, &mut r, u, &a.x, dim, Some(&lw.ffn_norm), None, &a.up, 0, MatVecOut::Store, ffn_w)?;
+                        let dims = Dims { a: [ffn_w as u32, (gated == MatVecOut::GatedGelu) as u32, 0, 0], ..Default::default() };
+                        body.push(Dispatch::new(&ctx, "act_mul", act_k.clone(), dims, &step, &[&a.gate, &a.up, &dummy], grid((rows * ffn_w) as u32 / 64 + 1, max))?);
+                    }
+                }
+                let mut r = [false; 4];
+                match &lw.post_ffn_norm {
+                    Some(n) => {
+                        mv(&mut body, &mut r, &lw.w_down, &a.gate, s.ffn_dim, None, None, &a.tmp, 0, MatVecOut::Store, dim)?;
+                        norm_add(&mut body, n)?;
+                    }
+                    None => mv(&mut body, &mut r, &lw.w_down, &a.gate, s.ffn_dim, None, None, &a.x, 0, MatVecOut::Add, dim)?,
                 }
             }
-            let mut r = [false; 4];
-            match &lw.post_ffn_norm {
-                Some(n) => {
-                    mv(&mut body, &mut r, &lw.w_down, &gate, s.ffn_dim, None, None, &tmp, 0, MatVecOut::Store)?;
-                    norm_add(&mut body, n)?;
+            let mut head = Vec::new();
+            if tb == 1 {
+                // The output head, decode only (the last prompt token runs as a decode step).
+                let output = model.output.as_ref().unwrap_or(&model.embed);
+                mv(&mut head, &mut [false; 4], output, &a.x, dim, Some(&model.output_norm), None, &logits, 0, MatVecOut::Store, 0)?;
+                if let Some(cap) = s.final_softcap {
+                    let dims = Dims { a: [s.vocab_size as u32, 0, 0, 0], f: [cap, 0.0, 0.0, 0.0], ..Default::default() };
+                    head.push(Dispatch::new(&ctx, "soft_cap", k.get(KernelKind::SoftCap)?, dims, &step, &[&logits, &dummy, &dummy], grid((s.vocab_size as u32).div_ceil(64), max))?);
                 }
-                None => mv(&mut body, &mut r, &lw.w_down, &gate, s.ffn_dim, None, None, &x, 0, MatVecOut::Add)?,
             }
-        }
-        let output = model.output.as_ref().unwrap_or(&model.embed);
-        let mut head = Vec::new();
-        mv(&mut head, &mut [false; 4], output, &x, dim, Some(&model.output_norm), None, &logits, 0, MatVecOut::Store)?;
-        if let Some(cap) = s.final_softcap {
-            let dims = Dims { a: [s.vocab_size as u32, 0, 0, 0], f: [cap, 0.0, 0.0, 0.0], ..Default::default() };
-            head.push(Dispatch::new(&ctx, "soft_cap", k.get(KernelKind::SoftCap)?, dims, &step, &[&logits, &dummy, &dummy], grid((s.vocab_size as u32).div_ceil(64), max))?);
-        }
+            Ok((body, head))
+        };
+        let (decode, head) = forward(1)?;
+        let prefill = if rows > 1 { forward(PREFILL_TOKENS_PER_GROUP)?.0 } else { Vec::new() };
         let dims = Dims { a: [s.vocab_size as u32, 0, 0, 0], ..Default::default() };
         let sampling = vec![
             Dispatch::new(&ctx, "penalize", k.get(KernelKind::Penalize)?, dims, &step, &[&logits, &pen, &result], grid((capacity as u32 + 1).div_ceil(64), max))?,
             Dispatch::new(&ctx, "pick", k.get(KernelKind::Pick)?, dims, &step, &[&logits, &pen, &result], Grid::Fixed([1, 1, 1]))?,
         ];
         ctx.check()?;
-        Ok(GpuSession { model, capacity, step, logits, pen, result, staging, body, head, sampling, stats: GpuStats::default() })
+        Ok(GpuSession { model, capacity, prefill_chunk: rows, step, tokens, logits, pen, result, staging, decode, head, sampling, prefill, stats: GpuStats::default() })
     }
 
     pub fn model(&self) -> &Arc<GpuModel> {
         &self.model
+    }
+
+    /// Runs prompt tokens from position `pos` without reading anything back: chunks of
+    /// [`GpuSession::prefill_chunk`] tokens, one submit each, through the mat-mat kernels.
+    pub fn prefill(&mut self, tokens: &[u32], pos: usize) -> Result<()> {
+        let ctx = self.model.ctx().clone();
+        ctx.check()?;
+        if pos + tokens.len() > self.capacity {
+            return Err(Error::ContextFull { needed: pos + tokens.len(), capacity: self.capacity });
+        }
+        if self.prefill.is_empty() {
+            return Err(Error::gpu(GpuFailure::Internal, "this session has no prefill pass (a context of one token)"));
+        }
+        for (i, chunk) in tokens.chunks(self.prefill_chunk).enumerate() {
+            let p = pos + i * self.prefill_chunk;
+            let st = Step { pos: p as u32, n_tokens: chunk.len() as u32, ..Default::default() };
+            ctx.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(chunk));
+            ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&st));
+            let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("prefill") });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("prefill"), timestamp_writes: None });
+                self.prefill.iter().for_each(|d| d.record(&mut pass, p as u32, chunk.len() as u32));
+            }
+            ctx.queue.submit([enc.finish()]);
+            self.stats.prefill_tokens += chunk.len() as u64;
+            self.stats.prefill_submits += 1;
+            self.stats.dispatches += self.prefill.len() as u64;
+        }
+        ctx.check()
     }
 
     /// Runs `token` at position `pos` (the KV cache keeps positions before it) in one submit.
@@ -452,7 +531,7 @@ impl GpuSession {
         if pos >= self.capacity {
             return Err(Error::ContextFull { needed: pos + 1, capacity: self.capacity });
         }
-        let mut st = Step { pos: pos as u32, token, kv_len: pos as u32 + 1, ..Default::default() };
+        let mut st = Step { pos: pos as u32, token, n_tokens: 1, ..Default::default() };
         if let Want::Token { params, draw, penalties } = &want {
             let n = penalties.len().min(self.capacity + 1);
             st.n_penalties = n as u32;
@@ -469,18 +548,19 @@ impl GpuSession {
                 ctx.queue.write_buffer(&self.pen, 0, bytemuck::cast_slice(&flat));
             }
         }
+        ctx.queue.write_buffer(&self.tokens, 0, bytemuck::bytes_of(&token));
         ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&st));
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("token") });
-        let mut dispatched = self.body.len();
+        let mut dispatched = self.decode.len();
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("token"), timestamp_writes: None });
-            self.body.iter().for_each(|d| d.record(&mut pass, pos as u32));
+            self.decode.iter().for_each(|d| d.record(&mut pass, pos as u32, 1));
             if !matches!(want, Want::Nothing) {
-                self.head.iter().for_each(|d| d.record(&mut pass, pos as u32));
+                self.head.iter().for_each(|d| d.record(&mut pass, pos as u32, 1));
                 dispatched += self.head.len();
             }
             if matches!(want, Want::Token { .. }) {
-                self.sampling.iter().for_each(|d| d.record(&mut pass, pos as u32));
+                self.sampling.iter().for_each(|d| d.record(&mut pass, pos as u32, 1));
                 dispatched += self.sampling.len();
             }
         }
@@ -523,14 +603,14 @@ impl GpuSession {
     /// one pass, and returns the wall time per repetition in ms (the queue is drained first).
     fn time_dispatches(&self, pos: usize, reps: u32, keep: impl Fn(&Dispatch) -> bool) -> Result<f64> {
         let ctx = self.model.ctx();
-        let st = Step { pos: pos as u32, kv_len: pos as u32 + 1, ..Default::default() };
+        let st = Step { pos: pos as u32, n_tokens: 1, ..Default::default() };
         ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&st));
-        let all: Vec<&Dispatch> = self.body.iter().chain(&self.head).chain(&self.sampling).filter(|d| keep(d)).collect();
+        let all: Vec<&Dispatch> = self.decode.iter().chain(&self.head).chain(&self.sampling).filter(|d| keep(d)).collect();
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
             for _ in 0..reps {
-                all.iter().for_each(|d| d.record(&mut pass, pos as u32));
+                all.iter().for_each(|d| d.record(&mut pass, pos as u32, 1));
             }
         }
         let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
@@ -546,17 +626,17 @@ impl GpuSession {
     /// the whole token's dispatches together last (`"token"`).
     pub fn profile(&self, pos: usize, reps: u32) -> Result<Vec<(&'static str, usize, f64)>> {
         let mut names: Vec<&'static str> = Vec::new();
-        for d in self.body.iter().chain(&self.head).chain(&self.sampling) {
+        for d in self.decode.iter().chain(&self.head).chain(&self.sampling) {
             if !names.contains(&d.name) {
                 names.push(d.name);
             }
         }
         let mut out = Vec::new();
         for name in names {
-            let count = self.body.iter().chain(&self.head).chain(&self.sampling).filter(|d| d.name == name).count();
+            let count = self.decode.iter().chain(&self.head).chain(&self.sampling).filter(|d| d.name == name).count();
             out.push((name, count, self.time_dispatches(pos, reps, |d| d.name == name)?));
         }
-        let total = self.body.len() + self.head.len() + self.sampling.len();
+        let total = self.decode.len() + self.head.len() + self.sampling.len();
         out.push(("token", total, self.time_dispatches(pos, reps, |_| true)?));
         Ok(out)
     }

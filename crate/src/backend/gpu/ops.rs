@@ -43,12 +43,14 @@ impl OpRunner {
     /// Records `dispatches` in one pass after writing `step`, then reads `n` words of `out`.
     pub async fn run(&self, dispatches: &[Dispatch], step: Step, out: &wgpu::Buffer, n: usize) -> Result<Vec<u32>> {
         let ctx = self.ctx();
+        // One token unless told otherwise.
+        let step = Step { n_tokens: step.n_tokens.max(1), ..step };
         ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
         let staging = ctx.buffer("staging", n as u64 * 4, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST)?;
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            dispatches.iter().for_each(|d| d.record(&mut pass, step.pos));
+            dispatches.iter().for_each(|d| d.record(&mut pass, step.pos, step.n_tokens));
         }
         enc.copy_buffer_to_buffer(out, 0, &staging, 0, n as u64 * 4);
         ctx.queue.submit([enc.finish()]);
@@ -70,7 +72,7 @@ impl OpRunner {
         let nb = norm.map(|(w, _)| ctx.upload_f32("norm", w)).transpose()?;
         let bb = bias.map(|b| ctx.upload_f32("bias", b)).transpose()?;
         let out = self.rw("out", out_init)?;
-        let d = m.matvec(&self.kernels, &self.step, &xb, nb.as_ref(), bb.as_ref(), &out, 0, op, norm.map_or(0.0, |n| n.1), &self.dummy)?;
+        let d = m.matvec(&self.kernels, &self.step, &xb, nb.as_ref(), bb.as_ref(), &out, 0, op, norm.map_or(0.0, |n| n.1), &self.dummy, 1, 0, m.cols)?;
         self.run_f32(&d, Step::default(), &out, out_init.len()).await
     }
 
@@ -79,13 +81,14 @@ impl OpRunner {
         let ctx = self.ctx();
         let g = GpuMatrix::upload(ctx, "embedding", &[m], false)?;
         let out = self.rw("x", &vec![0.0; m.cols])?;
+        let tokens = ctx.upload("tokens", &[token])?;
         let kernel = self.kernels.get(KernelKind::Embed { format: g.format })?;
         let mut d = Vec::new();
         for p in &g.parts {
             let dims = Dims { a: [p.rows as u32, m.cols as u32, p.scale_offset as u32, 0], b: [p.first_row as u32, 0, 0, 0], f: [scale, 0.0, 0.0, 0.0] };
-            d.push(Dispatch::new(ctx, "embed", kernel.clone(), dims, &self.step, &[&p.buffer, &out], Grid::Fixed([(m.cols as u32 / 4).div_ceil(64), 1, 1]))?);
+            d.push(Dispatch::new(ctx, "embed", kernel.clone(), dims, &self.step, &[&p.buffer, &out, &tokens], Grid::TokensY((m.cols as u32 / 4).div_ceil(64)))?);
         }
-        self.run_f32(&d, Step { token, ..Default::default() }, &out, m.cols).await
+        self.run_f32(&d, Step { token, n_tokens: 1, ..Default::default() }, &out, m.cols).await
     }
 
     /// RoPE (and Q/K norms) over `qkv` at `pos`, K and V written to an f16 cache of `pos + 1`
@@ -188,12 +191,12 @@ impl OpRunner {
         let g = GpuMatrix::upload(ctx, "W", &[m], false)?;
         let x = ctx.upload_f32("x", &vec![0.5; m.cols])?;
         let out = self.rw("out", &vec![0.0; m.rows])?;
-        let d = g.matvec(&self.kernels, &self.step, &x, None, None, &out, 0, MatVecOut::Store, 0.0, &self.dummy)?;
+        let d = g.matvec(&self.kernels, &self.step, &x, None, None, &out, 0, MatVecOut::Store, 0.0, &self.dummy, 1, 0, m.cols)?;
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
             for _ in 0..reps {
-                d.iter().for_each(|d| d.record(&mut pass, 0));
+                d.iter().for_each(|d| d.record(&mut pass, 0, 1));
             }
         }
         let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());

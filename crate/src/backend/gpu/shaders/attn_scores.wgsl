@@ -1,8 +1,10 @@
-// Split-KV attention ("flash decoding"), pass 1 of 3: workgroup (h, s) scores positions
-// 64s .. 64s+63 against query head h (the query rounded to f16, as ggml multiplies it with the
-// f16 cache), keeps the scores and writes the split's max and sum of exponentials.
+// Split-KV attention ("flash decoding"), pass 1 of 3: workgroup (h, s, t) scores positions
+// 64s .. 64s+63 against query head h of token t (the query rounded to f16, as ggml multiplies it
+// with the f16 cache; causal: token t sees positions up to its own), keeps the scores and writes
+// the split's max and sum of exponentials. Per token: SCORES n_heads × capacity, STATS
+// n_heads × max_splits × 2.
 // dims.a = (n_heads, n_kv_heads, head_dim, kv_dim), dims.b = (max_splits, sliding window or 0,
-// capacity, -), dims.f = (score scale, soft-cap or 0, -, -). The cache holds step.pos + 1 positions.
+// capacity, -), dims.f = (score scale, soft-cap or 0, -, -).
 @group(0) @binding(2) var<storage, read> Q: array<f32>;
 @group(0) @binding(3) var<storage, read> KC: array<u32>;
 @group(0) @binding(4) var<storage, read_write> STATS: array<f32>;
@@ -17,7 +19,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let hd = dims.a.z;
     let h = wid.x;
     let s = wid.y;
-    let len = step.pos + 1u;
+    let t = wid.z;
+    if t >= step.n_tokens {
+        return;
+    }
+    let len = step.pos + t + 1u;
+    let ms = dims.b.x;
     var first = 0u;
     if dims.b.y > 0u && len > dims.b.y {
         first = len - dims.b.y;
@@ -28,7 +35,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var score = NONE;
     if valid {
         let kb = (p * dims.a.w + kvh * hd) / 2u;
-        let qb = h * hd;
+        let qb = t * (nh * hd + 2u * dims.a.w) + h * hd;
         var acc = 0.0;
         for (var i = 0u; i < hd / 2u; i++) {
             let q = unpack2x16float(pack2x16float(vec2<f32>(Q[qb + 2u * i], Q[qb + 2u * i + 1u])));
@@ -42,7 +49,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let e = exp(2.0 * t);
             score = dims.f.y * (e - 1.0) / (e + 1.0);
         }
-        SCORES[h * dims.b.z + p] = score;
+        SCORES[(t * nh + h) * dims.b.z + p] = score;
     }
     let m = lanes_max(score, lid, WG);
     var e = 0.0;
@@ -57,7 +64,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var j = 0u; j < WG; j++) {
             l += exps[j];
         }
-        let slot = h * dims.b.x + s;
+        let slot = (t * nh + h) * ms + s;
         STATS[slot * 2u] = m;
         STATS[slot * 2u + 1u] = l;
     }

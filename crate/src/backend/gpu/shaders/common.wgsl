@@ -1,5 +1,7 @@
 // Shared by every pocketlm kernel. `dims` is the dispatch's shape, written once at load;
-// `step` holds the per-token values, written once per token before the token's one submit.
+// `step` holds the per-submit values, written once before each submit: `step.pos` is the
+// position of the first of `step.n_tokens` tokens (1 in decode, a chunk of the prompt in
+// prefill); kernels run token `t` at position `step.pos + t`.
 struct Dims {
     a: vec4<u32>,
     b: vec4<u32>,
@@ -9,7 +11,7 @@ struct Dims {
 struct Step {
     pos: u32,
     token: u32,
-    kv_len: u32,
+    n_tokens: u32,
     n_penalties: u32,
     temperature: f32,
     top_k: u32,

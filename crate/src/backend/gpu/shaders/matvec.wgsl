@@ -1,7 +1,11 @@
-// Decode mat-vec: OUT = W · X for one part of a matrix, dequantizing inside the kernel. TPR
-// invocations share a row; a workgroup of 64 computes 64 / TPR rows.
+// Quantized mat-vec (decode, TB = 1) and mat-mat (prefill, TB tokens per workgroup): OUT rows
+// = W · X rows for one part of a matrix, dequantizing inside the kernel. TPR invocations share a
+// weight row and a workgroup of 64 covers 64 / TPR rows; each weight chunk is dequantized once
+// into registers and multiplied with the TB token rows of the workgroup (workgroup z picks the
+// tokens), so prefill reads every weight once per TB tokens.
 // dims.a = (rows of the part, cols, scales word offset, first output index)
-// dims.b = (bias index of the part's first row, -, -, -), dims.f.x = RMSNorm epsilon.
+// dims.b = (bias index of the part's first row, OUT row stride, X row stride in vec4s, -)
+// dims.f.x = RMSNorm epsilon (NORM: decode only).
 @group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;
 // RMSNorm weight, applied to X before the product when NORM.
 @group(0) @binding(4) var<storage, read> NW: array<vec4<f32>>;
@@ -14,28 +18,28 @@ override HAS_BIAS: bool = false;
 // then `rows` up rows, and OUT = act(gate·X) * (up·X).
 override MODE: u32 = 0u;
 override TPR: u32 = 16u;
+// Tokens per workgroup (at most 8).
+override TB: u32 = 1u;
 
 var<private> x_scale: f32 = 1.0;
 
-fn xv(i: u32) -> vec4<f32> {
+fn xv(t: u32, i: u32) -> vec4<f32> {
+    let v = X[t * dims.b.z + i];
     if NORM {
-        return X[i] * NW[i] * x_scale;
+        return v * NW[i] * x_scale;
     }
-    return X[i];
-}
-
-fn chunk_dot(row: u32, c: u32) -> f32 {
-    var acc = 0.0;
-    for (var k = 0u; k < 8u; k++) {
-        acc += dot(chunk4(row, c, k), xv(c * 8u + k));
-    }
-    return acc;
+    return v;
 }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let rows = dims.a.x;
     let cols = dims.a.y;
+    let t0 = wid.z * TB;
+    if t0 >= step.n_tokens {
+        return;
+    }
+    let nt = min(TB, step.n_tokens - t0);
     if NORM {
         var ss = 0.0;
         for (var i = lid; i < cols / 4u; i += WG) {
@@ -46,31 +50,45 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let lane = lid % TPR;
     let row = (wid.x + wid.y * nwg.x) * (WG / TPR) + lid / TPR;
-    var acc = 0.0;
-    var acc_up = 0.0;
+    var acc = array<f32, 8>();
+    var acc_up = array<f32, 8>();
     if row < rows {
         for (var c = lane; c < cols / 32u; c += TPR) {
-            acc += chunk_dot(row, c);
-            if MODE >= 2u {
-                acc_up += chunk_dot(row + rows, c);
+            for (var k = 0u; k < 8u; k++) {
+                let w = chunk4(row, c, k);
+                var w_up = vec4<f32>(0.0);
+                if MODE >= 2u {
+                    w_up = chunk4(row + rows, c, k);
+                }
+                for (var t = 0u; t < TB; t++) {
+                    if t < nt {
+                        let x = xv(t0 + t, c * 8u + k);
+                        acc[t] += dot(w, x);
+                        if MODE >= 2u {
+                            acc_up[t] += dot(w_up, x);
+                        }
+                    }
+                }
             }
         }
     }
-    acc = lanes_sum(acc, lid, TPR);
-    if MODE >= 2u {
-        acc_up = lanes_sum(acc_up, lid, TPR);
-    }
-    if lane == 0u && row < rows {
-        var v = acc;
-        if HAS_BIAS {
-            v += BIAS[dims.b.x + row];
+    for (var t = 0u; t < TB; t++) {
+        var v = lanes_sum(acc[t], lid, TPR);
+        var u = 0.0;
+        if MODE >= 2u {
+            u = lanes_sum(acc_up[t], lid, TPR);
         }
-        let o = dims.a.w + row;
-        switch MODE {
-            case 0u: { OUT[o] = v; }
-            case 1u: { OUT[o] += v; }
-            case 2u: { OUT[o] = silu(v) * acc_up; }
-            default: { OUT[o] = gelu_tanh(v) * acc_up; }
+        if lane == 0u && row < rows && t < nt {
+            if HAS_BIAS {
+                v += BIAS[dims.b.x + row];
+            }
+            let o = (t0 + t) * dims.b.y + dims.a.w + row;
+            switch MODE {
+                case 0u: { OUT[o] = v; }
+                case 1u: { OUT[o] += v; }
+                case 2u: { OUT[o] = silu(v) * u; }
+                default: { OUT[o] = gelu_tanh(v) * u; }
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
-// Per head of this token's QKV: Q/K RMSNorm (Qwen3, Gemma 3), RoPE, then Q back in place and
-// K, V into the f16 KV cache at position step.pos. One workgroup per head: the n_heads Q heads,
-// then the n_kv_heads K heads, then the V heads, in QKV's order.
+// Per head of each token's QKV row: Q/K RMSNorm (Qwen3, Gemma 3), RoPE, then Q back in place
+// and K, V into the f16 KV cache at the token's position. Workgroup (g, t): head g of token t —
+// the n_heads Q heads, then the n_kv_heads K heads, then the V heads, in QKV's order.
 // dims.a = (n_heads, n_kv_heads, head_dim, rope_dims)
-// dims.b = (flags: 1 Q norm, 2 K norm, 4 interleaved pairs, kv_dim), dims.f = (eps, -, -, -)
+// dims.b = (flags: 1 Q norm, 2 K norm, 4 interleaved pairs, kv_dim), dims.f = (eps, -, -, -);
+// a QKV row is n_heads * head_dim + 2 * kv_dim values.
 @group(0) @binding(2) var<storage, read_write> QKV: array<f32>;
 @group(0) @binding(3) var<storage, read> QN: array<f32>;
 @group(0) @binding(4) var<storage, read> KN: array<f32>;
@@ -21,10 +22,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let hd = dims.a.z;
     let flags = dims.b.x;
     let g = wid.x;
+    let t = wid.y;
+    if t >= step.n_tokens {
+        return;
+    }
+    let pos = step.pos + t;
+    let row = t * (nh * hd + 2u * dims.b.w);
     let is_q = g < nh;
     let is_v = g >= nh + nkv;
     for (var i = lid; i < hd; i += WG) {
-        head[i] = QKV[g * hd + i];
+        head[i] = QKV[row + g * hd + i];
     }
     workgroupBarrier();
     if (is_q && (flags & 1u) != 0u) || (!is_q && !is_v && (flags & 2u) != 0u) {
@@ -47,7 +54,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 a = 2u * i;
                 b = 2u * i + 1u;
             }
-            let cs = ROPE[step.pos * half + i];
+            let cs = ROPE[pos * half + i];
             let c = cs.x;
             let s = cs.y;
             let x0 = head[a];
@@ -59,12 +66,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     if is_q {
         for (var i = lid; i < hd; i += WG) {
-            QKV[g * hd + i] = head[i];
+            QKV[row + g * hd + i] = head[i];
         }
         return;
     }
     let kh = select(g - nh, g - nh - nkv, is_v);
-    let base = (step.pos * dims.b.w + kh * hd) / 2u;
+    let base = (pos * dims.b.w + kh * hd) / 2u;
     for (var p = lid; p < hd / 2u; p += WG) {
         let packed = pack2x16float(vec2<f32>(head[2u * p], head[2u * p + 1u]));
         if is_v {
