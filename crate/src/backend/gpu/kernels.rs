@@ -145,11 +145,19 @@ impl Kernels {
             return Ok(m.clone());
         }
         let sg = self.ctx.summary.subgroup_size > 0;
-        // Browsers require the enable directive; naga (native) has subgroups without it and
-        // rejects the directive.
+        let f16 = self.ctx.summary.shader_f16;
+        // Browsers require the subgroups enable directive; naga (native) has subgroups without
+        // it and rejects the directive.
         let mut src = String::from(if sg && cfg!(target_arch = "wasm32") { "enable subgroups;\n" } else { "" });
+        if f16 {
+            src.push_str("enable f16;\n");
+        }
         src.push_str(&COMMON.replace("SUBGROUP_ADD", if sg { "subgroupAdd" } else { "" }));
-        sources.iter().for_each(|s| src.push_str(s));
+        for s in sources {
+            // The KV cache's f16 pairs: native f16 loads, or u32 words unpacked.
+            let s = if f16 { s.replace("KV_WORD", "vec2<f16>").replace("KV_PAIR", "vec2<f32>") } else { s.replace("KV_WORD", "u32").replace("KV_PAIR", "unpack2x16float") };
+            src.push_str(&s);
+        }
         let module = self.ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: None, source: wgpu::ShaderSource::Wgsl(src.into()) });
         self.ctx.check()?;
         let m = Arc::new(module);

@@ -6,7 +6,9 @@
 // dims.a = (n_heads, n_kv_heads, head_dim, kv_dim), dims.b = (max_splits, sliding window or 0,
 // capacity, -), dims.f = (score scale, soft-cap or 0, -, -).
 @group(0) @binding(2) var<storage, read> Q: array<f32>;
-@group(0) @binding(3) var<storage, read> KC: array<u32>;
+// The f16 cache: pairs read as vec2<f16> where the device has shader-f16, else as u32 words
+// unpacked (kernels.rs fills in KV_WORD and KV_PAIR).
+@group(0) @binding(3) var<storage, read> KC: array<KV_WORD>;
 @group(0) @binding(4) var<storage, read_write> STATS: array<f32>;
 @group(0) @binding(5) var<storage, read_write> SCORES: array<f32>;
 
@@ -39,7 +41,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         var acc = 0.0;
         for (var i = 0u; i < hd / 2u; i++) {
             let q = unpack2x16float(pack2x16float(vec2<f32>(Q[qb + 2u * i], Q[qb + 2u * i + 1u])));
-            let k = unpack2x16float(KC[kb + i]);
+            let k = KV_PAIR(KC[kb + i]);
             acc += q.x * k.x;
             acc += q.y * k.y;
         }

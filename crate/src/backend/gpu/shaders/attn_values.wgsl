@@ -4,7 +4,7 @@
 // dims as attn_scores.wgsl. PART[((t * n_heads + h) * max_splits + s) * head_dim + d].
 @group(0) @binding(2) var<storage, read> STATS: array<f32>;
 @group(0) @binding(3) var<storage, read> SCORES: array<f32>;
-@group(0) @binding(4) var<storage, read> VC: array<u32>;
+@group(0) @binding(4) var<storage, read> VC: array<KV_WORD>;
 @group(0) @binding(5) var<storage, read_write> PART: array<f32>;
 
 var<workgroup> weight: array<f32, 64>;
@@ -49,7 +49,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var j = 0u; j < WG; j++) {
             let pj = s * WG + j;
             if pj < len && pj >= first {
-                let v = unpack2x16float(VC[(pj * dims.a.w + kvh * hd) / 2u + d]);
+                let v = KV_PAIR(VC[(pj * dims.a.w + kvh * hd) / 2u + d]);
                 acc.x += weight[j] * v.x;
                 acc.y += weight[j] * v.y;
             }
