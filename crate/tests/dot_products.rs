@@ -13,7 +13,7 @@ mod random_blocks;
 use random_blocks::random_row;
 use pocketlm::backend::cpu::acts::{ActKind, QuantizedActs};
 use pocketlm::backend::cpu::dot::{vec_dot, vec_dot_scalar};
-use pocketlm::quant::{dequantize, quantize, GgmlType};
+use pocketlm::quant::{dequantize, GgmlType};
 
 const ALL: [GgmlType; 11] = [
     GgmlType::F32,

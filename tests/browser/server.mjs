@@ -7,7 +7,7 @@
 //   /__ctl?reset=1         all off, request log cleared;  /__log: the model requests seen
 // /hf-chat/ is TinyStories-656K's Hugging Face directory with a chat template added.
 import { createServer } from "node:http";
-import { readFileSync, statSync, existsSync } from "node:fs";
+import { readFileSync, statSync, existsSync, openSync, readSync, closeSync } from "node:fs";
 import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -31,6 +31,19 @@ function fileFor(path) {
   if (!p.startsWith(root)) return null;
   if (existsSync(p) && statSync(p).isDirectory()) return existsSync(join(p, "index.html")) ? { path: join(p, "index.html") } : null;
   return existsSync(p) ? { path: p } : null;
+}
+
+/** Bytes start..=end of a file (or of an in-memory body), without reading the rest. */
+function slice(f, start, end) {
+  if (f.body) return f.body.subarray(start, end + 1);
+  const buf = Buffer.alloc(Math.max(0, end - start + 1));
+  const fd = openSync(f.path, "r");
+  try {
+    readSync(fd, buf, 0, buf.length, start);
+  } finally {
+    closeSync(fd);
+  }
+  return buf;
 }
 
 export async function startServer({ port = 0 } = {}) {
@@ -63,8 +76,8 @@ export async function startServer({ port = 0 } = {}) {
       res.statusCode = 404;
       return res.end("not found");
     }
-    const body = f.body ?? readFileSync(f.path);
-    const size = body.length + (weights ? state.lie : 0);
+    const length = f.body ? f.body.length : statSync(f.path).size;
+    const size = length + (weights ? state.lie : 0);
     res.setHeader("Content-Type", TYPES[extname(f.path ?? url.pathname)] ?? "application/octet-stream");
     res.setHeader("Accept-Ranges", "bytes");
     if (req.method === "HEAD") {
@@ -73,18 +86,18 @@ export async function startServer({ port = 0 } = {}) {
     }
     if (range) {
       const start = Number(range[1]);
-      const end = Math.min(range[2] ? Number(range[2]) : size - 1, body.length - 1);
+      const end = Math.min(range[2] ? Number(range[2]) : size - 1, length - 1);
       if (weights && state.failFrom != null && start >= state.failFrom) {
         // Half a response, then the connection drops.
         res.writeHead(206, { "Content-Range": `bytes ${start}-${end}/${size}`, "Content-Length": end - start + 1 });
-        res.write(body.subarray(start, start + Math.floor((end - start + 1) / 2)));
+        res.write(slice(f, start, start + Math.floor((end - start + 1) / 2) - 1));
         return setTimeout(() => req.socket.destroy(), 20);
       }
       res.writeHead(206, { "Content-Range": `bytes ${start}-${end}/${size}`, "Content-Length": Math.max(0, end - start + 1) });
-      return res.end(body.subarray(start, end + 1));
+      return res.end(slice(f, start, end));
     }
-    res.setHeader("Content-Length", body.length);
-    res.end(body);
+    res.setHeader("Content-Length", length);
+    res.end(f.body ?? readFileSync(f.path));
   });
   await new Promise((r) => server.listen(port, "127.0.0.1", r));
   return { server, url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };

@@ -70,6 +70,9 @@ enum Command {
         /// Keep safetensors weights in f32 instead of quantizing them to 4 bits.
         #[arg(long)]
         no_quantize: bool,
+        /// Keep generating past end-of-sequence tokens (benchmarks on random-weight models).
+        #[arg(long)]
+        ignore_eos: bool,
         /// Print one JSON object instead of streaming text.
         #[arg(long)]
         json: bool,
@@ -105,12 +108,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> pocketlm::Result<()> {
-    let (model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, no_quantize, json) = match cli.command {
+    let (model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, no_quantize, ignore_eos, json) = match cli.command {
         Command::BenchGpu { model, tokens, reps, f32_activations, json } => return bench_gpu(model, tokens, reps, f32_activations, json),
-        Command::Generate { model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, no_quantize, json } => {
-            (model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, no_quantize, json)
+        Command::Generate { model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, no_quantize, ignore_eos, json } => {
+            (model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, no_quantize, ignore_eos, json)
         }
     };
+    let t_load = std::time::Instant::now();
     let opts = LoadOptions { quantize: if no_quantize { None } else { LoadOptions::default().quantize } };
     let model = Model::open(&model, &opts)?;
     let text = if chat {
@@ -126,7 +130,7 @@ fn run(cli: Cli) -> pocketlm::Result<()> {
     // A chat template writes BOS itself when the model wants one.
     let prompt_ids = model.tokenizer.encode(&text, !chat)?;
     let sampling = SamplingParams { temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, ..Default::default() };
-    let gen_opts = GenerateOptions { max_tokens, sampling, stop, ignore_eos: false };
+    let gen_opts = GenerateOptions { max_tokens, sampling, stop, ignore_eos };
     let choice = match backend {
         Backend::Cpu => BackendChoice::Cpu,
         Backend::Gpu => BackendChoice::Gpu,
@@ -136,6 +140,7 @@ fn run(cli: Cli) -> pocketlm::Result<()> {
     if let Some(reason) = session.fallback_reason() {
         eprintln!("pocketlm: running on the CPU: {reason}");
     }
+    let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
     let mut out = std::io::stdout();
     let g = session.generate(&prompt_ids, &gen_opts, |piece| {
         if !json {
@@ -155,6 +160,9 @@ fn run(cli: Cli) -> pocketlm::Result<()> {
             "gpu_stats": session.gpu_stats(),
             "prefill_tok_s": g.prefill_tok_s(),
             "decode_tok_s": g.decode_tok_s(),
+            // The first token comes out of prefill (its logits are the prompt's last).
+            "ttft_ms": g.prefill_ms,
+            "load_ms": load_ms,
         });
         println!("{obj}");
     } else {

@@ -170,6 +170,8 @@ struct EngineState {
 pub struct Engine {
     state: Rc<RefCell<EngineState>>,
     adapter: Option<AdapterSummary>,
+    /// The device, outside the state so that a loss can be signalled during a call.
+    gpu: Option<std::sync::Arc<crate::backend::gpu::GpuContext>>,
 }
 
 fn busy() -> JsValue {
@@ -271,7 +273,8 @@ struct Finished {
 
 impl Engine {
     fn new(session: Session<Model>, adapter: Option<AdapterSummary>) -> Engine {
-        Engine { state: Rc::new(RefCell::new(EngineState { session, generator: None })), adapter }
+        let gpu = session.gpu().map(|g| g.model().ctx().clone());
+        Engine { state: Rc::new(RefCell::new(EngineState { session, generator: None })), adapter, gpu }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut EngineState) -> Result<T, JsValue>) -> Result<T, JsValue> {
@@ -436,12 +439,9 @@ impl Engine {
     /// Simulates the loss of the GPU device (what a driver reset does), for tests of recovery:
     /// the next step moves the session to the CPU. No effect on the CPU.
     #[wasm_bindgen(js_name = simulateDeviceLoss)]
-    pub fn simulate_device_loss(&self) -> Result<(), JsValue> {
-        self.with(|st| {
-            if let Some(g) = st.session.gpu() {
-                g.model().ctx().simulate_loss();
-            }
-            Ok(())
-        })
+    pub fn simulate_device_loss(&self) {
+        if let Some(ctx) = &self.gpu {
+            ctx.simulate_loss();
+        }
     }
 }

@@ -1,0 +1,80 @@
+// The engines the benchmark runs, each on one model file with the same prompt and greedy
+// generation, returning {prompt_tokens, generated, prefill_tok_s, decode_tok_s, ttft_ms,
+// load_ms, warm_load_ms?, memory_bytes?}. Browser engines run in a page of the test server
+// (COOP/COEP: cross-origin isolated, so wllama's threads work).
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+
+export function pocketlmNative(root, file, prompt, gen, threads) {
+  if (threads > 1) return null; // the native CLI is single-threaded
+  const out = execFileSync(`${root}target/release/pocketlm`, ["generate", "--backend", "cpu", "--model", file, "--prompt", prompt, "-n", String(gen), "--temperature", "0", "--ignore-eos", "--json"], { encoding: "utf8", maxBuffer: 1 << 26 });
+  const r = JSON.parse(out);
+  return { prompt_tokens: r.prompt_ids.length, generated: r.ids.length, prefill_tok_s: r.prefill_tok_s, decode_tok_s: r.decode_tok_s, ttft_ms: r.ttft_ms, load_ms: r.load_ms };
+}
+
+export async function pocketlmNode(root, file, prompt, gen, threads) {
+  if (threads > 1) return null;
+  const { createEngine } = await import(`${root}pkg/index.js`);
+  const wasm = { variant: "simd", bytes: readFileSync(`${root}pkg/wasm/simd/pocketlm_bg.wasm`) };
+  const bytes = readFileSync(file);
+  const t0 = performance.now();
+  const engine = await createEngine({ model: new File([bytes], file.split("/").pop()), worker: false, wasm, backend: "cpu", contextSize: 1024 });
+  const load_ms = performance.now() - t0;
+  const c = await engine.completions.create({ prompt, max_tokens: gen, temperature: 0, ignore_eos: true });
+  const info = await engine.info();
+  await engine.unload();
+  const u = c.usage;
+  return { prompt_tokens: u.prompt_tokens, generated: u.completion_tokens, prefill_tok_s: u.prefill_tokens_per_second, decode_tok_s: u.decode_tokens_per_second, ttft_ms: u.time_to_first_token_ms, load_ms, memory_bytes: info.memory.wasmBytes };
+}
+
+/** pocketlm in the page: cold load (empty IndexedDB, from the network) and warm load (from IndexedDB). */
+export async function pocketlmBrowser(page, url, prompt, gen, backend, threads) {
+  if (threads > 1) return null;
+  return page.evaluate(
+    async ([url, prompt, gen, backend]) => {
+      const p = window.pocketlm;
+      await p.cache.clear();
+      let t0 = performance.now();
+      let engine = await p.createEngine({ model: url, backend, contextSize: 1024 });
+      const load_ms = performance.now() - t0;
+      await engine.unload();
+      t0 = performance.now();
+      engine = await p.createEngine({ model: url, backend, contextSize: 1024 });
+      const warm_load_ms = performance.now() - t0;
+      const c = await engine.completions.create({ prompt, max_tokens: gen, temperature: 0, ignore_eos: true });
+      const info = await engine.info();
+      await engine.unload();
+      await p.cache.clear();
+      const u = c.usage;
+      if (info.backend !== (backend === "webgpu" ? "webgpu" : "cpu")) throw new Error(`ran on ${info.backend}: ${info.backendReason}`);
+      return { prompt_tokens: u.prompt_tokens, generated: u.completion_tokens, prefill_tok_s: u.prefill_tokens_per_second, decode_tok_s: u.decode_tokens_per_second, ttft_ms: u.time_to_first_token_ms, load_ms, warm_load_ms, memory_bytes: info.memory.wasmBytes };
+    },
+    [url, prompt, gen, backend],
+  );
+}
+
+/** @wllama/wllama (llama.cpp in wasm), its own timings; `threads` 1 or more (multi-thread build). */
+export async function wllama(page, url, prompt, gen, threads) {
+  return page.evaluate(
+    async ([url, prompt, gen, threads]) => {
+      const w = new window.Wllama({ default: "/tests/node_modules/@wllama/wllama/esm/wasm/wllama.wasm" }, { suppressNativeLog: true });
+      const t0 = performance.now();
+      await w.loadModelFromUrl(url, { n_threads: threads, n_ctx: 1024, n_batch: 512 });
+      const load_ms = performance.now() - t0;
+      if (threads > 1 && !w.isMultithread()) throw new Error("wllama did not start its multi-thread build");
+      const t1 = performance.now();
+      let first = null;
+      let timings = null;
+      await w.createCompletion({
+        prompt, max_tokens: gen, temperature: 0, ignore_eos: true, stream: true,
+        onData: (c) => {
+          first ??= performance.now();
+          if (c.timings) timings = c.timings;
+        },
+      });
+      await w.exit();
+      return { prompt_tokens: timings?.prompt_n, generated: timings?.predicted_n, prefill_tok_s: timings?.prompt_per_second, decode_tok_s: timings?.predicted_per_second, ttft_ms: first - t1, load_ms, threads: w.getNumThreads?.() };
+    },
+    [url, prompt, gen, threads],
+  );
+}
