@@ -53,13 +53,14 @@ export async function pocketlmBrowser(page, url, prompt, gen, backend, threads) 
   );
 }
 
-/** @wllama/wllama (llama.cpp in wasm), its own timings; `threads` 1 or more (multi-thread build). */
-export async function wllama(page, url, prompt, gen, threads) {
+/** @wllama/wllama (llama.cpp in wasm), its own timings; `threads` 1 or more (multi-thread
+ * build); `gpu`: its WebGPU path (all layers offloaded), else the CPU only. */
+export async function wllama(page, url, prompt, gen, threads, gpu = false) {
   return page.evaluate(
-    async ([url, prompt, gen, threads]) => {
+    async ([url, prompt, gen, threads, gpu]) => {
       const w = new window.Wllama({ default: "/tests/node_modules/@wllama/wllama/esm/wasm/wllama.wasm" }, { suppressNativeLog: true });
       const t0 = performance.now();
-      await w.loadModelFromUrl(url, { n_threads: threads, n_ctx: 1024, n_batch: 512 });
+      await w.loadModelFromUrl(url, { n_threads: threads, n_ctx: 1024, n_batch: 512, n_gpu_layers: gpu ? 999 : 0 });
       const load_ms = performance.now() - t0;
       if (threads > 1 && !w.isMultithread()) throw new Error("wllama did not start its multi-thread build");
       const t1 = performance.now();
@@ -72,9 +73,11 @@ export async function wllama(page, url, prompt, gen, threads) {
           if (c.timings) timings = c.timings;
         },
       });
+      const used = w.getNumThreads();
       await w.exit();
-      return { prompt_tokens: timings?.prompt_n, generated: timings?.predicted_n, prefill_tok_s: timings?.prompt_per_second, decode_tok_s: timings?.predicted_per_second, ttft_ms: first - t1, load_ms, threads: w.getNumThreads?.() };
+      if (used !== threads) throw new Error(`wllama ran ${used} threads, not ${threads}`);
+      return { prompt_tokens: timings?.prompt_n, generated: timings?.predicted_n, prefill_tok_s: timings?.prompt_per_second, decode_tok_s: timings?.predicted_per_second, ttft_ms: first - t1, load_ms };
     },
-    [url, prompt, gen, threads],
+    [url, prompt, gen, threads, gpu],
   );
 }

@@ -5,7 +5,7 @@
 // tests/bench/results/decode.svg and the generated section of BENCHMARKS.md.
 //
 //   node tests/bench/run.mjs [--models smollm2-135m,qwen2.5-0.5b] [--quants Q4_0,Q8_0]
-//     [--engines pocketlm-native,pocketlm-node,pocketlm-chromium,pocketlm-webgpu,wllama,llama.cpp]
+//     [--engines pocketlm-native,pocketlm-node,pocketlm-chromium,pocketlm-webgpu,wllama,wllama-webgpu,llama.cpp]
 //     [--threads 1,2] [--runs 5] [--gen 128]
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
@@ -24,7 +24,7 @@ const arg = (name, dflt) => {
 };
 const models = arg("models", "smollm2-135m,qwen2.5-0.5b").split(",");
 const quants = arg("quants", "Q4_0,Q8_0").split(",");
-const engines = arg("engines", "pocketlm-native,pocketlm-node,pocketlm-chromium,pocketlm-webgpu,wllama,llama.cpp").split(",");
+const engines = arg("engines", "pocketlm-native,pocketlm-node,pocketlm-chromium,pocketlm-webgpu,wllama,wllama-webgpu,llama.cpp").split(",");
 const threadCounts = arg("threads", `1,${Math.min(cpus().length, 4)}`).split(",").map(Number);
 const runs = Number(arg("runs", 5));
 const gen = Number(arg("gen", 128));
@@ -81,8 +81,10 @@ for (const m of models) {
               return pocketlmBrowser(page, url, prompt, gen, "webgpu", threads);
             case "wllama":
               return threads > 1 && !isolated ? null : wllama(page, url, prompt, gen, threads);
+            case "wllama-webgpu":
+              return threads > 1 ? null : wllama(page, url, prompt, gen, threads, true);
             case "llama.cpp":
-              return haveLlamaCpp ? JSON.parse(execFileSync("python3", [`${root}tests/bench/llama_cpp.py`, file, prompt, String(gen), String(threads)], { encoding: "utf8" })) : null;
+              return haveLlamaCpp ? JSON.parse(execFileSync("python3", [`${root}tests/bench/native_llama.py`, file, prompt, String(gen), String(threads)], { encoding: "utf8" })) : null;
             default:
               throw new Error(`unknown engine ${engine}`);
           }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Native llama.cpp (PyPI llama-cpp-python) on one model file: the physical reference.
 
-    python3 llama_cpp.py MODEL.gguf PROMPT GEN THREADS  ->  one JSON line
+    python3 native_llama.py MODEL.gguf PROMPT GEN THREADS  ->  one JSON line
 
 Prefill is one eval of the prompt's tokens; decode is greedy, one token per eval, EOS ignored.
 """
