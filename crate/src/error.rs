@@ -32,7 +32,7 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// Memory for a model or a buffer could not be allocated (wasm's 4 GiB, the tab's budget).
-    #[error("out of memory: {what} needs {bytes} bytes")]
+    #[error("out of memory: {what}{}", if *.bytes > 0 { format!(" needs {} bytes", .bytes) } else { String::new() })]
     OutOfMemory { what: String, bytes: u64 },
     /// Generation was aborted by the caller.
     #[error("aborted")]

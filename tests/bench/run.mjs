@@ -18,6 +18,11 @@ import { pocketlmBrowser, pocketlmNative, pocketlmNode, wllama } from "./engines
 import { renderChart, renderMarkdown } from "./report.mjs";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
+if (process.argv.includes("--report-only")) {
+  // Rewrites the chart and BENCHMARKS.md's section from the last run's JSON.
+  writeReport(JSON.parse(readFileSync(`${root}tests/bench/results/latest.json`, "utf8")), false);
+  process.exit(0);
+}
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1] : dflt;
@@ -137,13 +142,19 @@ const machine = {
   date: new Date().toISOString(),
 };
 const report = { machine, prompt_chars: prompt.length, gen, runs, wasm_sizes: wasmSizes, results };
-const out = `${root}tests/bench/results/`;
-mkdirSync(out, { recursive: true });
-writeFileSync(`${out}latest.json`, JSON.stringify(report, null, 1));
-writeFileSync(`${out}${machine.date.slice(0, 10)}.json`, JSON.stringify(report, null, 1));
-writeFileSync(`${out}decode.svg`, renderChart(report));
-const md = readFileSync(`${root}BENCHMARKS.md`, "utf8");
-const [begin, end] = ["<!-- bench:begin -->", "<!-- bench:end -->"];
-const section = `${begin}\n${renderMarkdown(report)}\n${end}`;
-writeFileSync(`${root}BENCHMARKS.md`, md.includes(begin) ? md.replace(new RegExp(`${begin}[\\s\\S]*${end}`), section) : `${md}\n${section}\n`);
-console.log("wrote tests/bench/results/latest.json, tests/bench/results/decode.svg and BENCHMARKS.md");
+writeReport(report, true);
+
+function writeReport(report, withJson) {
+  const out = `${root}tests/bench/results/`;
+  mkdirSync(out, { recursive: true });
+  if (withJson) {
+    writeFileSync(`${out}latest.json`, JSON.stringify(report, null, 1));
+    writeFileSync(`${out}${report.machine.date.slice(0, 10)}.json`, JSON.stringify(report, null, 1));
+  }
+  writeFileSync(`${out}decode.svg`, renderChart(report));
+  const md = readFileSync(`${root}BENCHMARKS.md`, "utf8");
+  const [begin, end] = ["<!-- bench:begin -->", "<!-- bench:end -->"];
+  const section = `${begin}\n${renderMarkdown(report)}\n${end}`;
+  writeFileSync(`${root}BENCHMARKS.md`, md.includes(begin) ? md.replace(new RegExp(`${begin}[\\s\\S]*${end}`), section) : `${md}\n${section}\n`);
+  console.log("wrote tests/bench/results/latest.json, tests/bench/results/decode.svg and BENCHMARKS.md");
+}

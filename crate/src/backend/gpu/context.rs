@@ -121,7 +121,7 @@ impl GpuContext {
         }
         if let Some(e) = self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
             if e.to_lowercase().contains("out of memory") {
-                return Err(Error::OutOfMemory { what: "GPU buffers".into(), bytes: 0 });
+                return Err(Error::OutOfMemory { what: format!("the GPU device ({e})"), bytes: 0 });
             }
             return Err(Error::gpu(GpuFailure::Internal, e));
         }

@@ -227,8 +227,9 @@ impl GpuModel {
         let embed = GpuMatrix::upload(&ctx, "token_embd", &[&w.token_embd], false)?;
         let output = if same_bytes(&w.output, &w.token_embd) { None } else { Some(GpuMatrix::upload(&ctx, "output", &[&w.output], false)?) };
         let output_norm = ctx.upload_f32("output_norm", &w.output_norm)?;
-        if scope.pop().await.is_some() {
-            return Err(Error::OutOfMemory { what: format!("the weights of {} on the GPU", model.name), bytes: 0 });
+        if let Some(e) = scope.pop().await {
+            let bytes = std::iter::once(&w.token_embd).chain(w.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])).map(|m| m.bytes().len() as u64).sum();
+            return Err(Error::OutOfMemory { what: format!("the weights of {} on the GPU ({e})", model.name), bytes });
         }
         ctx.check()?;
         let mut weight_bytes = embed.bytes() + output.as_ref().map_or(0, |o| o.bytes());
