@@ -127,7 +127,10 @@ pub fn attention(
     let group = n_heads / n_kv_heads;
     for h in 0..n_heads {
         let kvh = h / group;
-        let qh: Vec<f32> = q[h * head_dim..(h + 1) * head_dim].iter().map(|&x| f16::from_f32(x).to_f32()).collect();
+        // The query rounded to f16, in a scratch array (no allocation per head and token).
+        let mut q16 = [0.0f32; 1024]; // ModelSpec bounds head_dim at 1024
+        let qh = &mut q16[..head_dim];
+        qh.iter_mut().zip(&q[h * head_dim..(h + 1) * head_dim]).for_each(|(o, &x)| *o = f16::from_f32(x).to_f32());
         scores.clear();
         for p in first..n_ctx {
             let k = &k_cache[p * kv_dim + kvh * head_dim..][..head_dim];
