@@ -111,7 +111,7 @@ for (const m of models) {
           const xs = samples.map((s) => s[k]).filter((v) => typeof v === "number" && Number.isFinite(v));
           return xs.length ? { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) } : null;
         };
-        const row = { model: m, quant: q, file_bytes: statSync(file).size, engine, threads, runs: samples.length, error };
+        const row = { model: m, quant: q, file_bytes: statSync(file).size, engine, threads, runs: samples.length, gen, date: new Date().toISOString().slice(0, 10), error };
         for (const k of ["prompt_tokens", "generated", "prefill_tok_s", "decode_tok_s", "ttft_ms", "load_ms", "warm_load_ms", "memory_bytes"]) row[k] = stat(k);
         results.push(row);
         console.log(`${m} ${q} ${engine} ×${threads}: ${error ?? `decode ${row.decode_tok_s?.median.toFixed(2)} tok/s, prefill ${row.prefill_tok_s?.median.toFixed(1)} tok/s (${samples.length} runs)`}`);
@@ -141,7 +141,16 @@ const machine = {
   wllama: JSON.parse(readFileSync(`${root}tests/node_modules/@wllama/wllama/package.json`, "utf8")).version,
   date: new Date().toISOString(),
 };
-const report = { machine, prompt_chars: prompt.length, gen, runs, wasm_sizes: wasmSizes, results };
+// Rows of earlier runs that this run did not measure stay (a run of one model adds to the
+// others' figures); each row records its own runs, generated tokens and date.
+const key = (r) => `${r.model}\t${r.quant}\t${r.engine}\t${r.threads}`;
+const latest = `${root}tests/bench/results/latest.json`;
+const earlier = existsSync(latest) ? JSON.parse(readFileSync(latest, "utf8")).results ?? [] : [];
+const fresh = new Set(results.map(key));
+const merged = [...earlier.filter((r) => !fresh.has(key(r))), ...results];
+const order = (r) => [models.indexOf(r.model), r.model, quants.indexOf(r.quant), r.quant];
+merged.sort((a, b) => String(order(a)).localeCompare(String(order(b))) || 0);
+const report = { machine, prompt_chars: prompt.length, gen, runs, wasm_sizes: wasmSizes, results: merged };
 writeReport(report, true);
 
 function writeReport(report, withJson) {
