@@ -10,24 +10,10 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 mod random_blocks;
 
-use random_blocks::random_row;
+use random_blocks::{random_row, ALL_TYPES};
 use pocketlm::backend::cpu::acts::{ActKind, QuantizedActs};
 use pocketlm::backend::cpu::dot::{vec_dot, vec_dot_scalar};
 use pocketlm::quant::{dequantize, GgmlType};
-
-const ALL: [GgmlType; 11] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q8_0,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q4K,
-    GgmlType::Q5K,
-    GgmlType::Q6K,
-];
 
 /// The activations as the dot product sees them, dequantized.
 fn dequantized_acts(a: &QuantizedActs, n: usize) -> Vec<f64> {
@@ -42,7 +28,7 @@ fn dequantized_acts(a: &QuantizedActs, n: usize) -> Vec<f64> {
 fn every_weight_type_matches_an_f64_reference_and_simd_equals_scalar() {
     let mut rng = fastrand::Rng::with_seed(42);
     let n = 1024;
-    for ty in ALL {
+    for ty in ALL_TYPES {
         for r in 0..6 {
             let row = random_row(&mut rng, ty, n);
             // Activations of a real model's scale, with an outlier, as residual streams have.

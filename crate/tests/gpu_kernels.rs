@@ -25,21 +25,7 @@ use pocketlm::backend::gpu::ops::OpRunner;
 use pocketlm::backend::gpu::{GpuContext, GpuOptions};
 use pocketlm::quant::{dequantize, GgmlType, QMatrix};
 use pocketlm::sampling::{Sampler, SamplingParams};
-use random_blocks::random_row;
-
-const TYPES: [GgmlType; 11] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q8_0,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q4K,
-    GgmlType::Q5K,
-    GgmlType::Q6K,
-];
+use random_blocks::{random_row, ALL_TYPES};
 
 fn runner(opts: GpuOptions) -> OpRunner {
     let ctx = block_on(GpuContext::new(&opts)).expect("a GPU adapter (Mesa's lavapipe is installed by scripts/setup.sh)");
@@ -86,7 +72,7 @@ fn assert_close(what: &str, got: &[f32], want: &[(f64, f64)]) {
 fn matvec_of_every_weight_type_matches_an_f64_reference() {
     let mut rng = fastrand::Rng::with_seed(7);
     for (name, r) in runners() {
-        for ty in TYPES {
+        for ty in ALL_TYPES {
             for (rows, cols) in [(37, 256), (64, 512)] {
                 let m = random_matrix(&mut rng, ty, rows, cols);
                 let x = random_vec(&mut rng, cols, 2.0);
@@ -145,7 +131,7 @@ fn fused_matvec_variants_match_their_unfused_reference() {
 fn embedding_rows_are_exact_for_every_type() {
     let mut rng = fastrand::Rng::with_seed(9);
     for (name, r) in runners() {
-        for ty in TYPES {
+        for ty in ALL_TYPES {
             let m = random_matrix(&mut rng, ty, 40, 256);
             for token in [0u32, 17, 39] {
                 let got = block_on(r.embed(&m, token, 2.0)).unwrap();

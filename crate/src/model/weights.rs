@@ -166,6 +166,12 @@ pub struct ModelWeights {
 }
 
 impl ModelWeights {
+    /// Every weight matrix: the embedding, then each layer's projections (a tied output is the
+    /// embedding and is not repeated).
+    pub fn matrices(&self) -> impl Iterator<Item = &QMatrix> {
+        std::iter::once(&self.token_embd).chain(self.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]))
+    }
+
     /// Reads every tensor the spec needs from `src`, checking shapes; fills rope factors into `spec`.
     pub fn load(src: &dyn TensorSource, spec: &mut ModelSpec) -> Result<ModelWeights> {
         let (dim, q_dim, kv_dim, ffn, hd) = (spec.dim, spec.q_dim(), spec.kv_dim(), spec.ffn_dim, spec.head_dim);

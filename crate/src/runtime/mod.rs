@@ -271,10 +271,7 @@ impl<M: Borrow<Model>> Session<M> {
 
     /// The GPU's per-token counters (`None` on the CPU).
     pub fn gpu_stats(&self) -> Option<GpuStats> {
-        match &self.compute {
-            Compute::Gpu(g) => Some(g.stats),
-            Compute::Cpu { .. } => None,
-        }
+        self.gpu().map(|g| g.stats)
     }
 
     /// The GPU session, for callers that inspect the device (`None` on the CPU).
@@ -308,6 +305,24 @@ impl<M: Borrow<Model>> Session<M> {
         }
     }
 
+    /// An error for the first token id outside the vocabulary, if any.
+    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        let vocab = self.model.borrow().spec.vocab_size;
+        match tokens.iter().find(|&&t| t as usize >= vocab) {
+            Some(bad) => Err(Error::InvalidArgument(format!("token id {bad} is outside the vocabulary of {vocab}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// After a GPU error: a lost device moves the session to the CPU (and the caller goes on
+    /// there); any other error is returned.
+    fn move_to_cpu_if_lost(&mut self, e: Error) -> Result<()> {
+        match e {
+            Error::Gpu { failure: GpuFailure::DeviceLost, .. } => self.move_to_cpu(&format!("{e} (DEVICE_LOST): moved to the CPU")),
+            e => Err(e),
+        }
+    }
+
     /// Runs one token; leaves what `want` asks for (the GPU's sampled token is returned). A
     /// GPU lost on the way moves the session to the CPU, which runs the token instead.
     async fn run(&mut self, token: u32, want: Want<'_>) -> Result<Option<u32>> {
@@ -315,11 +330,8 @@ impl<M: Borrow<Model>> Session<M> {
         if pos >= self.capacity() {
             return Err(Error::ContextFull { needed: pos + 1, capacity: self.capacity() });
         }
-        let vocab = self.model.borrow().spec.vocab_size;
+        self.check_tokens(&[token])?;
         if let Compute::Gpu(g) = &mut self.compute {
-            if token as usize >= vocab {
-                return Err(Error::InvalidArgument(format!("token id {token} is outside the vocabulary of {vocab}")));
-            }
             match g.step(token, pos, want).await {
                 Ok(out) => {
                     self.tokens.push(token);
@@ -332,8 +344,7 @@ impl<M: Borrow<Model>> Session<M> {
                         StepOutput::Nothing => None,
                     });
                 }
-                Err(e @ Error::Gpu { failure: GpuFailure::DeviceLost, .. }) => self.move_to_cpu(&format!("{e} (DEVICE_LOST): moved to the CPU"))?,
-                Err(e) => return Err(e),
+                Err(e) => self.move_to_cpu_if_lost(e)?,
             }
         }
         let model = self.model.borrow();
@@ -370,10 +381,7 @@ impl<M: Borrow<Model>> Session<M> {
         let keep = common.min(prompt.len() - 1);
         self.truncate(keep);
         let rest = &prompt[keep..prompt.len() - 1];
-        let vocab = self.model.borrow().spec.vocab_size;
-        if let Some(bad) = rest.iter().find(|&&t| t as usize >= vocab) {
-            return Err(Error::InvalidArgument(format!("token id {bad} is outside the vocabulary of {vocab}")));
-        }
+        self.check_tokens(rest)?;
         if let Compute::Gpu(g) = &mut self.compute {
             // The GPU runs the prompt in chunks through its mat-mat kernels.
             if g.prefill_chunk > 1 && !rest.is_empty() {
@@ -382,8 +390,7 @@ impl<M: Borrow<Model>> Session<M> {
                         self.tokens.extend_from_slice(rest);
                         return Ok(keep);
                     }
-                    Err(e @ Error::Gpu { failure: GpuFailure::DeviceLost, .. }) => self.move_to_cpu(&format!("{e} (DEVICE_LOST): moved to the CPU"))?,
-                    Err(e) => return Err(e),
+                    Err(e) => self.move_to_cpu_if_lost(e)?,
                 }
             }
         }

@@ -308,8 +308,7 @@ impl Engine {
             types.sort();
             types.dedup();
             let s = &m.spec;
-            let matrices = w.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]).chain([&w.token_embd]);
-            let parameters: usize = matrices.map(|q| q.rows * q.cols).sum();
+            let parameters: usize = w.matrices().map(|q| q.rows * q.cols).sum();
             let on_gpu = session.backend() == "gpu";
             Ok(to_js(&Info {
                 name: m.name.clone(),

@@ -3,6 +3,21 @@
 use half::{bf16, f16};
 use pocketlm::quant::{quantize, GgmlType};
 
+/// Every weight type pocketlm reads.
+pub const ALL_TYPES: [GgmlType; 11] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q8_0,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q4K,
+    GgmlType::Q5K,
+    GgmlType::Q6K,
+];
+
 /// Byte offsets of the f16 scales in each block type (random bytes elsewhere are valid values).
 fn f16_fields(ty: GgmlType) -> &'static [usize] {
     match ty {

@@ -203,6 +203,27 @@ async fn map_read(_device: &wgpu::Device, slice: wgpu::BufferSlice<'_>) -> std::
     if ok.as_bool() == Some(true) { Ok(()) } else { Err(()) }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+impl GpuContext {
+    /// Seconds per repetition of `dispatches`, recorded `reps` times in one pass at position
+    /// `pos` (one token) and timed from submit to completion, the queue drained first.
+    pub fn time_pass(&self, dispatches: &[&super::kernels::Dispatch], pos: u32, reps: u32) -> Result<f64> {
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for _ in 0..reps {
+                dispatches.iter().for_each(|d| d.record(&mut pass, pos, 1));
+            }
+        }
+        let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+        let t0 = std::time::Instant::now();
+        self.queue.submit([enc.finish()]);
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::gpu(GpuFailure::DeviceLost, e))?;
+        self.check()?;
+        Ok(t0.elapsed().as_secs_f64() / reps as f64)
+    }
+}
+
 /// Runs a future to completion on this thread (native: wgpu's futures finish once polled).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {

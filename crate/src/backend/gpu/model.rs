@@ -228,7 +228,7 @@ impl GpuModel {
         let output = if same_bytes(&w.output, &w.token_embd) { None } else { Some(GpuMatrix::upload(&ctx, "output", &[&w.output], false)?) };
         let output_norm = ctx.upload_f32("output_norm", &w.output_norm)?;
         if let Some(e) = scope.pop().await {
-            let bytes = std::iter::once(&w.token_embd).chain(w.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])).map(|m| m.bytes().len() as u64).sum();
+            let bytes = w.matrices().map(|m| m.bytes().len() as u64).sum();
             return Err(Error::OutOfMemory { what: format!("the weights of {} on the GPU ({e})", model.name), bytes });
         }
         ctx.check()?;
@@ -607,19 +607,7 @@ impl GpuSession {
         let st = Step { pos: pos as u32, n_tokens: 1, ..Default::default() };
         ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&st));
         let all: Vec<&Dispatch> = self.decode.iter().chain(&self.head).chain(&self.sampling).filter(|d| keep(d)).collect();
-        let mut enc = ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for _ in 0..reps {
-                all.iter().for_each(|d| d.record(&mut pass, pos as u32, 1));
-            }
-        }
-        let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
-        let t0 = std::time::Instant::now();
-        ctx.queue.submit([enc.finish()]);
-        ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::gpu(GpuFailure::DeviceLost, e))?;
-        ctx.check()?;
-        Ok(t0.elapsed().as_secs_f64() * 1000.0 / reps as f64)
+        Ok(ctx.time_pass(&all, pos as u32, reps)? * 1000.0)
     }
 
     /// GPU time per token of each kind of op (by dispatch name), each measured alone over

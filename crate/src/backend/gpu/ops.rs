@@ -192,18 +192,7 @@ impl OpRunner {
         let x = ctx.upload_f32("x", &vec![0.5; m.cols])?;
         let out = self.rw("out", &vec![0.0; m.rows])?;
         let d = g.matvec(&self.kernels, &self.step, &x, None, None, &out, 0, MatVecOut::Store, 0.0, &self.dummy, 1, 0, m.cols)?;
-        let mut enc = ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for _ in 0..reps {
-                d.iter().for_each(|d| d.record(&mut pass, 0, 1));
-            }
-        }
-        let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
-        let t0 = std::time::Instant::now();
-        ctx.queue.submit([enc.finish()]);
-        let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
-        ctx.check()?;
-        Ok((t0.elapsed().as_secs_f64() / reps as f64, g.bytes()))
+        ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&Step { n_tokens: 1, ..Default::default() }));
+        Ok((ctx.time_pass(&d.iter().collect::<Vec<_>>(), 0, reps)?, g.bytes()))
     }
 }

@@ -27,10 +27,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let len = step.pos + t + 1u;
     let ms = dims.b.x;
-    var first = 0u;
-    if dims.b.y > 0u && len > dims.b.y {
-        first = len - dims.b.y;
-    }
+    let first = window_first(len, dims.b.y);
     let kvh = h / (nh / dims.a.y);
     let p = s * WG + lid;
     let valid = p < len && p >= first;

@@ -22,10 +22,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let len = step.pos + t + 1u;
     let th = t * nh + h;
-    var first = 0u;
-    if dims.b.y > 0u && len > dims.b.y {
-        first = len - dims.b.y;
-    }
+    let first = window_first(len, dims.b.y);
     let n = (len + WG - 1u) / WG;
     var m = -1.0e30;
     for (var i = 0u; i < n; i++) {

@@ -74,6 +74,15 @@ fn lanes_max(v: f32, lid: u32, width: u32) -> f32 {
     return m;
 }
 
+// The first of `len` cached positions a query attends to: the sliding window's start, or 0
+// when `window` is 0 (no window).
+fn window_first(len: u32, window: u32) -> u32 {
+    if window > 0u && len > window {
+        return len - window;
+    }
+    return 0u;
+}
+
 fn silu(x: f32) -> f32 {
     return x / (1.0 + exp(-x));
 }
