@@ -1,6 +1,8 @@
 //! The CPU backend's quantized dot products for every weight type, against a plain f64 sum of
-//! the dequantized weights times the dequantized activations; and the dispatching `vec_dot`
-//! (simd128 / relaxed-SIMD in wasm builds) bit-equal to the scalar reference.
+//! the dequantized weights times the dequantized activations; the dispatching `vec_dot`
+//! (simd128 / relaxed-SIMD kernels in wasm builds) against the same sum and within f32 rounding
+//! of the scalar reference; the mat-vec (the kernels' multi-row tiles) bit-equal to `vec_dot`
+//! row by row.
 //!
 //! This file runs natively under `cargo test` and in Node under wasm-bindgen-test
 //! (`scripts/test-wasm.sh`), where `vec_dot` takes the SIMD paths.
@@ -13,7 +15,9 @@ mod random_blocks;
 use random_blocks::{random_row, ALL_TYPES};
 use pocketlm::backend::cpu::acts::{ActKind, QuantizedActs};
 use pocketlm::backend::cpu::dot::{vec_dot, vec_dot_scalar};
-use pocketlm::quant::{dequantize, GgmlType};
+use pocketlm::backend::cpu::{add_scaled_f16, dot_f16, matmul_prequantized, matvec_prequantized};
+use half::f16;
+use pocketlm::quant::{dequantize, QMatrix};
 
 /// The activations as the dot product sees them, dequantized.
 fn dequantized_acts(a: &QuantizedActs, n: usize) -> Vec<f64> {
@@ -25,7 +29,7 @@ fn dequantized_acts(a: &QuantizedActs, n: usize) -> Vec<f64> {
 }
 
 #[test]
-fn every_weight_type_matches_an_f64_reference_and_simd_equals_scalar() {
+fn every_weight_type_matches_an_f64_reference_and_simd_agrees_with_scalar() {
     let mut rng = fastrand::Rng::with_seed(42);
     let n = 1024;
     for ty in ALL_TYPES {
@@ -46,7 +50,82 @@ fn every_weight_type_matches_an_f64_reference_and_simd_equals_scalar() {
             let scalar = vec_dot_scalar(ty, &row, &acts);
             let got = vec_dot(ty, &row, &acts);
             assert!(((scalar as f64) - want).abs() <= 1e-5 * scale + 1e-6, "{} row {r}: scalar {scalar} vs f64 {want} (Σ|w·x| {scale})", ty.name());
-            assert_eq!(got.to_bits(), scalar.to_bits(), "{} row {r}: dispatched dot {got} is not bit-equal to the scalar {scalar}", ty.name());
+            assert!(((got as f64) - want).abs() <= 1e-5 * scale + 1e-6, "{} row {r}: dispatched {got} vs f64 {want} (Σ|w·x| {scale})", ty.name());
+            // The same block sums in another f32 order: a few ulps of the row's magnitude.
+            assert!(((got - scalar) as f64).abs() <= 4.0 * f32::EPSILON as f64 * scale, "{} row {r}: dispatched {got} vs scalar {scalar}", ty.name());
+        }
+    }
+}
+
+#[test]
+fn the_mat_vec_equals_the_dot_of_each_row() {
+    // 11 rows: two full tiles of four and a remainder of three.
+    let mut rng = fastrand::Rng::with_seed(7);
+    let (rows, n) = (11, 512);
+    for ty in ALL_TYPES {
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
+        let w = QMatrix::owned(ty, rows, n, bytes);
+        let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();
+        let mut acts = QuantizedActs::default();
+        acts.quantize(ActKind::for_weights(ty), &x);
+        let mut out = vec![0f32; rows];
+        matvec_prequantized(&w, &acts, &mut out);
+        for (r, &o) in out.iter().enumerate() {
+            let want = vec_dot(ty, w.row(r), &acts);
+            assert_eq!(o.to_bits(), want.to_bits(), "{} row {r}: mat-vec {o} vs dot {want}", ty.name());
+        }
+    }
+}
+
+#[test]
+fn the_mat_mat_equals_the_mat_vec_of_each_token() {
+    // 11 rows × 5 tokens: full tiles, a remainder of rows and one of tokens.
+    let mut rng = fastrand::Rng::with_seed(9);
+    let (rows, n, tokens) = (11, 512, 5);
+    for ty in ALL_TYPES {
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
+        let w = QMatrix::owned(ty, rows, n, bytes);
+        let acts: Vec<QuantizedActs> = (0..tokens)
+            .map(|_| {
+                let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();
+                let mut a = QuantizedActs::default();
+                a.quantize(ActKind::for_weights(ty), &x);
+                a
+            })
+            .collect();
+        let mut out = vec![0f32; rows * tokens];
+        matmul_prequantized(&w, &acts, &mut out);
+        for (t, a) in acts.iter().enumerate() {
+            let mut want = vec![0f32; rows];
+            matvec_prequantized(&w, a, &mut want);
+            let got = &out[t * rows..(t + 1) * rows];
+            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{} token {t}: mat-mat {got:?} vs mat-vec {want:?}", ty.name());
+        }
+    }
+}
+
+#[test]
+fn f16_attention_helpers_convert_every_f16_exactly_and_sum_within_rounding() {
+    // 0 + 1·v is v itself: every f16 bit pattern, as the SIMD conversion reads it, equals half's.
+    let all: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
+    let mut out = vec![0f32; all.len()];
+    add_scaled_f16(&mut out, 1.0, &all);
+    for (h, o) in all.iter().zip(&out) {
+        let want = h.to_f32();
+        assert!(o.is_nan() && want.is_nan() || *o == want, "f16 {:#06x}: {o} vs {want}", h.to_bits());
+    }
+    let mut rng = fastrand::Rng::with_seed(3);
+    for n in [8, 64, 128, 20] {
+        let a: Vec<f32> = (0..n).map(|_| rng.f32() - 0.5).collect();
+        let b: Vec<f16> = (0..n).map(|_| f16::from_f32((rng.f32() - 0.5) * 8.0)).collect();
+        let want: f64 = a.iter().zip(&b).map(|(&x, y)| x as f64 * y.to_f64()).sum();
+        let scale: f64 = a.iter().zip(&b).map(|(&x, y)| (x as f64 * y.to_f64()).abs()).sum();
+        let got = dot_f16(&a, &b);
+        assert!((got as f64 - want).abs() <= 1e-6 * scale + 1e-7, "dot_f16 of {n}: {got} vs {want}");
+        let mut o: Vec<f32> = a.clone();
+        add_scaled_f16(&mut o, 0.25, &b);
+        for i in 0..n {
+            assert_eq!(o[i], a[i] + 0.25 * b[i].to_f32(), "add_scaled_f16 of {n} at {i}");
         }
     }
 }

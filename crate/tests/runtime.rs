@@ -133,3 +133,20 @@ fn a_full_context_ends_generation_with_its_own_reason() {
     assert_eq!(g.finish_reason, FinishReason::ContextFull);
     assert_eq!(g.ids.len(), 6, "5 free cache slots hold 5 generated tokens; the 6th comes from the last logits");
 }
+
+#[test]
+fn cpu_prefill_in_chunks_gives_the_logits_of_token_by_token_steps() {
+    // 45 prompt tokens: chunks of CPU_PREFILL_CHUNK (16) through the mat-mat tiles, a partial
+    // chunk at the end; each token's arithmetic is that of a lone step, so the logits are equal.
+    let m = model();
+    let prompt: Vec<u32> = (0..45u32).map(|i| (i * 7919 + 13) % m.spec.vocab_size as u32).collect();
+    let mut chunked = Session::new(&m, 128).unwrap();
+    chunked.prefill(&prompt).unwrap();
+    let a = chunked.step(5, true).unwrap().unwrap().to_vec();
+    let mut stepwise = Session::new(&m, 128).unwrap();
+    for &t in &prompt {
+        stepwise.step(t, false).unwrap();
+    }
+    let b = stepwise.step(5, true).unwrap().unwrap().to_vec();
+    assert_eq!(a, b, "chunked and stepwise prefill differ");
+}

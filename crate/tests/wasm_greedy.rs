@@ -39,3 +39,25 @@ async fn greedy_q8_0_matches_llama_cpp_in_wasm() {
 async fn greedy_q4_0_matches_llama_cpp_in_wasm() {
     check("TinyStories-656K-Q4_0.gguf", include_bytes!("../../tests/fixtures/models/TinyStories-656K-Q4_0.gguf")).await;
 }
+
+#[wasm_bindgen_test]
+async fn prefill_in_chunks_equals_token_by_token_steps_in_wasm() {
+    // The SIMD mat-mat tiles (several tokens per weight row read) give each token the result
+    // of its lone mat-vec step, bit for bit: 45 tokens cross two chunk boundaries.
+    for (file, bytes) in [
+        ("TinyStories-656K-Q8_0.gguf", &include_bytes!("../../../shared/models/tinystories-656k-q8_0/TinyStories-656K-Q8_0.gguf")[..]),
+        ("TinyStories-656K-Q4_0.gguf", &include_bytes!("../../tests/fixtures/models/TinyStories-656K-Q4_0.gguf")[..]),
+    ] {
+        let model = Model::from_gguf(file, bytes.to_vec()).unwrap();
+        let prompt: Vec<u32> = (0..45u32).map(|i| (i * 7919 + 13) % model.spec.vocab_size as u32).collect();
+        let mut chunked = Session::new(&model, 128).unwrap();
+        chunked.prefill_async(&prompt).await.unwrap();
+        let a = chunked.step_async(5, true).await.unwrap().unwrap().to_vec();
+        let mut stepwise = Session::new(&model, 128).unwrap();
+        for &t in &prompt {
+            stepwise.step_async(t, false).await.unwrap();
+        }
+        let b = stepwise.step_async(5, true).await.unwrap().unwrap().to_vec();
+        assert_eq!(a, b, "{file}: chunked and stepwise prefill differ");
+    }
+}

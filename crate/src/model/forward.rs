@@ -25,7 +25,12 @@ impl KvCache {
     }
 }
 
-/// Scratch buffers of the forward pass, allocated once per session.
+/// Prompt tokens per pass of the CPU forward: each weight row read serves this many tokens
+/// (the mat-mat tiles of `backend::cpu`), and the scratch below holds this many tokens.
+pub const CPU_PREFILL_CHUNK: usize = 16;
+
+/// Scratch buffers of the forward pass for up to [`CPU_PREFILL_CHUNK`] tokens, token-major
+/// (`[token][value]`), allocated once per session.
 pub struct ForwardState {
     x: Vec<f32>,
     xb: Vec<f32>,
@@ -36,121 +41,172 @@ pub struct ForwardState {
     att: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
+    /// The next-token logits of the last token of a pass that asked for them.
     pub logits: Vec<f32>,
-    acts: QuantizedActs,
+    /// Each token's matrix input, quantized for the weights that read it.
+    acts: Vec<QuantizedActs>,
+    acts_kind: Option<ActKind>,
     scores: Vec<f32>,
     inv_freq: Vec<Vec<f32>>,
 }
 
 impl ForwardState {
     pub fn new(spec: &ModelSpec) -> ForwardState {
+        let n = CPU_PREFILL_CHUNK;
         ForwardState {
-            x: vec![0.0; spec.dim],
-            xb: vec![0.0; spec.dim],
-            xb2: vec![0.0; spec.dim],
-            q: vec![0.0; spec.q_dim()],
-            k: vec![0.0; spec.kv_dim()],
-            v: vec![0.0; spec.kv_dim()],
-            att: vec![0.0; spec.q_dim()],
-            gate: vec![0.0; spec.ffn_dim],
-            up: vec![0.0; spec.ffn_dim],
+            x: vec![0.0; n * spec.dim],
+            xb: vec![0.0; n * spec.dim],
+            xb2: vec![0.0; n * spec.dim],
+            q: vec![0.0; n * spec.q_dim()],
+            k: vec![0.0; n * spec.kv_dim()],
+            v: vec![0.0; n * spec.kv_dim()],
+            att: vec![0.0; n * spec.q_dim()],
+            gate: vec![0.0; n * spec.ffn_dim],
+            up: vec![0.0; n * spec.ffn_dim],
             logits: vec![0.0; spec.vocab_size],
-            acts: QuantizedActs::default(),
+            acts: (0..n).map(|_| QuantizedActs::default()).collect(),
+            acts_kind: None,
             scores: Vec::new(),
             inv_freq: (0..spec.n_layers).map(|l| spec.inv_freq(l)).collect(),
         }
     }
 }
 
-/// `out = W · x`, quantizing `x` only when `acts` does not already hold it in `W`'s pairing.
-fn mv(w: &QMatrix, x: &[f32], acts: &mut QuantizedActs, out: &mut [f32]) {
+/// `out[t] = W · x[t]` for the `n` tokens of `x` (`W.cols` values each), quantizing `x` only when
+/// `acts` do not already hold it in `W`'s pairing (so Q, K and V, or gate and up, quantize their
+/// input once).
+fn mm(w: &QMatrix, x: &[f32], n: usize, acts: &mut [QuantizedActs], acts_kind: &mut Option<ActKind>, out: &mut [f32]) {
     let kind = ActKind::for_weights(w.ty);
-    if acts.kind != Some(kind) {
-        acts.quantize(kind, x);
+    if *acts_kind != Some(kind) {
+        for (a, xt) in acts[..n].iter_mut().zip(x.chunks_exact(w.cols)) {
+            a.quantize(kind, xt);
+        }
+        *acts_kind = Some(kind);
     }
-    cpu::matvec_prequantized(w, acts, out);
+    cpu::matmul_prequantized(w, &acts[..n], &mut out[..n * w.rows]);
 }
 
 fn add_bias(x: &mut [f32], b: &Option<Vec<f32>>) {
     if let Some(b) = b {
-        cpu::add_assign(x, b);
+        x.chunks_exact_mut(b.len()).for_each(|xt| cpu::add_assign(xt, b));
+    }
+}
+
+/// RMSNorm of each token's `dim` values.
+fn rms_norm_tokens(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    for (xt, ot) in x.chunks_exact(weight.len()).zip(out.chunks_exact_mut(weight.len())) {
+        cpu::rms_norm(xt, weight, eps, ot);
     }
 }
 
 /// Runs token `token` at position `cache.len`, appends its keys/values to the cache and, when
 /// `want_logits`, leaves the next-token logits in `state.logits`.
 pub fn forward(spec: &ModelSpec, w: &ModelWeights, state: &mut ForwardState, cache: &mut KvCache, token: u32, want_logits: bool) -> Result<()> {
-    let pos = cache.len;
-    if pos >= cache.capacity {
-        return Err(Error::ContextFull { needed: pos + 1, capacity: cache.capacity });
+    forward_tokens(spec, w, state, cache, &[token], want_logits)
+}
+
+/// Runs `tokens` at positions `cache.len..`, [`CPU_PREFILL_CHUNK`] at a time, appending their
+/// keys/values to the cache; when `want_logits`, leaves the logits after the last token in
+/// `state.logits`. Each token's result is the one running them one by one gives (the kernels'
+/// arithmetic per row and token does not depend on the tile).
+pub fn forward_tokens(spec: &ModelSpec, w: &ModelWeights, state: &mut ForwardState, cache: &mut KvCache, tokens: &[u32], want_logits: bool) -> Result<()> {
+    if cache.len + tokens.len() > cache.capacity {
+        return Err(Error::ContextFull { needed: cache.len + tokens.len(), capacity: cache.capacity });
     }
-    if token as usize >= spec.vocab_size {
-        return Err(Error::InvalidArgument(format!("token id {token} is outside the vocabulary of {}", spec.vocab_size)));
+    if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= spec.vocab_size) {
+        return Err(Error::InvalidArgument(format!("token id {bad} is outside the vocabulary of {}", spec.vocab_size)));
     }
-    let s = state;
-    w.token_embd.dequantize_row(token as usize, &mut s.x);
-    if let Some(scale) = spec.embed_scale {
-        s.x.iter_mut().for_each(|v| *v *= scale);
+    let chunks = tokens.chunks(CPU_PREFILL_CHUNK);
+    let last = chunks.len().saturating_sub(1);
+    for (i, chunk) in chunks.enumerate() {
+        forward_chunk(spec, w, state, cache, chunk, want_logits && i == last);
     }
-    let (hd, kv_dim) = (spec.head_dim, spec.kv_dim());
-    for (l, lw) in w.layers.iter().enumerate() {
-        cpu::rms_norm(&s.x, &lw.attn_norm, spec.norm_eps, &mut s.xb);
-        s.acts.kind = None;
-        mv(&lw.wq, &s.xb, &mut s.acts, &mut s.q);
-        mv(&lw.wk, &s.xb, &mut s.acts, &mut s.k);
-        mv(&lw.wv, &s.xb, &mut s.acts, &mut s.v);
-        add_bias(&mut s.q, &lw.bq);
-        add_bias(&mut s.k, &lw.bk);
-        add_bias(&mut s.v, &lw.bv);
-        if let Some(n) = &lw.q_norm {
-            cpu::rms_norm_heads(&mut s.q, n, spec.norm_eps, hd);
+    Ok(())
+}
+
+/// One pass over the layers for up to [`CPU_PREFILL_CHUNK`] tokens (checked by the caller).
+fn forward_chunk(spec: &ModelSpec, w: &ModelWeights, s: &mut ForwardState, cache: &mut KvCache, tokens: &[u32], want_logits: bool) {
+    let (n, pos0) = (tokens.len(), cache.len);
+    let (dim, hd, kv_dim, q_dim, ffn) = (spec.dim, spec.head_dim, spec.kv_dim(), spec.q_dim(), spec.ffn_dim);
+    for (t, &token) in tokens.iter().enumerate() {
+        let x = &mut s.x[t * dim..(t + 1) * dim];
+        w.token_embd.dequantize_row(token as usize, x);
+        if let Some(scale) = spec.embed_scale {
+            x.iter_mut().for_each(|v| *v *= scale);
         }
-        if let Some(n) = &lw.k_norm {
-            cpu::rms_norm_heads(&mut s.k, n, spec.norm_eps, hd);
+    }
+    let (x, xb, xb2) = (&mut s.x[..n * dim], &mut s.xb[..n * dim], &mut s.xb2[..n * dim]);
+    let (q, k, v, att) = (&mut s.q[..n * q_dim], &mut s.k[..n * kv_dim], &mut s.v[..n * kv_dim], &mut s.att[..n * q_dim]);
+    let (gate, up) = (&mut s.gate[..n * ffn], &mut s.up[..n * ffn]);
+    let (acts, kind) = (&mut s.acts, &mut s.acts_kind);
+    for (l, lw) in w.layers.iter().enumerate() {
+        rms_norm_tokens(x, &lw.attn_norm, spec.norm_eps, xb);
+        *kind = None;
+        mm(&lw.wq, xb, n, acts, kind, q);
+        mm(&lw.wk, xb, n, acts, kind, k);
+        mm(&lw.wv, xb, n, acts, kind, v);
+        add_bias(q, &lw.bq);
+        add_bias(k, &lw.bk);
+        add_bias(v, &lw.bv);
+        if let Some(nw) = &lw.q_norm {
+            cpu::rms_norm_heads(q, nw, spec.norm_eps, hd);
+        }
+        if let Some(nw) = &lw.k_norm {
+            cpu::rms_norm_heads(k, nw, spec.norm_eps, hd);
         }
         let inv_freq = &s.inv_freq[l];
         let af = spec.rope_attn_factor();
-        cpu::rope(&mut s.q, hd, spec.rope_dims, pos, inv_freq, af, spec.rope_interleaved);
-        cpu::rope(&mut s.k, hd, spec.rope_dims, pos, inv_freq, af, spec.rope_interleaved);
-        cache.k[l][pos * kv_dim..(pos + 1) * kv_dim].iter_mut().zip(&s.k).for_each(|(c, &x)| *c = f16::from_f32(x));
-        cache.v[l][pos * kv_dim..(pos + 1) * kv_dim].iter_mut().zip(&s.v).for_each(|(c, &x)| *c = f16::from_f32(x));
-        let first = match spec.sliding_window {
-            Some(win) if spec.is_sliding_layer(l) => (pos + 1).saturating_sub(win),
-            _ => 0,
-        };
-        cpu::attention(&s.q, &cache.k[l], &cache.v[l], spec.n_heads, spec.n_kv_heads, hd, first, pos + 1, spec.attn_scale, spec.attn_softcap, &mut s.scores, &mut s.att);
-        s.acts.kind = None;
-        mv(&lw.wo, &s.att, &mut s.acts, &mut s.xb2);
-        if let Some(n) = &lw.post_attn_norm {
-            s.xb.copy_from_slice(&s.xb2);
-            cpu::rms_norm(&s.xb, n, spec.norm_eps, &mut s.xb2);
+        for t in 0..n {
+            let pos = pos0 + t;
+            cpu::rope(&mut q[t * q_dim..(t + 1) * q_dim], hd, spec.rope_dims, pos, inv_freq, af, spec.rope_interleaved);
+            cpu::rope(&mut k[t * kv_dim..(t + 1) * kv_dim], hd, spec.rope_dims, pos, inv_freq, af, spec.rope_interleaved);
         }
-        cpu::add_assign(&mut s.x, &s.xb2);
+        let kv = pos0 * kv_dim..(pos0 + n) * kv_dim;
+        cache.k[l][kv.clone()].iter_mut().zip(k.iter()).for_each(|(c, &x)| *c = f16::from_f32(x));
+        cache.v[l][kv].iter_mut().zip(v.iter()).for_each(|(c, &x)| *c = f16::from_f32(x));
+        for t in 0..n {
+            // Causal: token t sees the cache up to and including its own position.
+            let pos = pos0 + t;
+            let first = match spec.sliding_window {
+                Some(win) if spec.is_sliding_layer(l) => (pos + 1).saturating_sub(win),
+                _ => 0,
+            };
+            let (qt, at) = (&q[t * q_dim..(t + 1) * q_dim], &mut att[t * q_dim..(t + 1) * q_dim]);
+            cpu::attention(qt, &cache.k[l], &cache.v[l], spec.n_heads, spec.n_kv_heads, hd, first, pos + 1, spec.attn_scale, spec.attn_softcap, &mut s.scores, at);
+        }
+        *kind = None;
+        mm(&lw.wo, att, n, acts, kind, xb2);
+        if let Some(nw) = &lw.post_attn_norm {
+            xb.copy_from_slice(xb2);
+            rms_norm_tokens(xb, nw, spec.norm_eps, xb2);
+        }
+        cpu::add_assign(x, xb2);
 
-        cpu::rms_norm(&s.x, &lw.ffn_norm, spec.norm_eps, &mut s.xb);
-        s.acts.kind = None;
-        mv(&lw.w_gate, &s.xb, &mut s.acts, &mut s.gate);
-        mv(&lw.w_up, &s.xb, &mut s.acts, &mut s.up);
+        rms_norm_tokens(x, &lw.ffn_norm, spec.norm_eps, xb);
+        *kind = None;
+        mm(&lw.w_gate, xb, n, acts, kind, gate);
+        mm(&lw.w_up, xb, n, acts, kind, up);
         match spec.activation {
-            Activation::Silu => cpu::silu_mul(&mut s.gate, &s.up),
-            Activation::GeluTanh => cpu::gelu_mul(&mut s.gate, &s.up),
+            Activation::Silu => cpu::silu_mul(gate, up),
+            Activation::GeluTanh => cpu::gelu_mul(gate, up),
         }
-        s.acts.kind = None;
-        mv(&lw.w_down, &s.gate, &mut s.acts, &mut s.xb2);
-        if let Some(n) = &lw.post_ffn_norm {
-            s.xb.copy_from_slice(&s.xb2);
-            cpu::rms_norm(&s.xb, n, spec.norm_eps, &mut s.xb2);
+        *kind = None;
+        mm(&lw.w_down, gate, n, acts, kind, xb2);
+        if let Some(nw) = &lw.post_ffn_norm {
+            xb.copy_from_slice(xb2);
+            rms_norm_tokens(xb, nw, spec.norm_eps, xb2);
         }
-        cpu::add_assign(&mut s.x, &s.xb2);
+        cpu::add_assign(x, xb2);
     }
-    cache.len = pos + 1;
+    cache.len = pos0 + n;
     if want_logits {
-        cpu::rms_norm(&s.x, &w.output_norm, spec.norm_eps, &mut s.xb);
-        s.acts.kind = None;
-        mv(&w.output, &s.xb, &mut s.acts, &mut s.logits);
+        let last = (n - 1) * dim..n * dim;
+        cpu::rms_norm(&x[last.clone()], &w.output_norm, spec.norm_eps, &mut xb[last.clone()]);
+        *kind = None;
+        let logits = &mut s.logits;
+        mm(&w.output, &xb[last], 1, acts, kind, logits);
         if let Some(cap) = spec.final_softcap {
-            cpu::soft_cap(&mut s.logits, cap);
+            cpu::soft_cap(logits, cap);
         }
     }
-    Ok(())
 }

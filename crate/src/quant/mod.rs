@@ -107,7 +107,22 @@ impl GgmlType {
 
 #[inline]
 pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
-    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+    f16_bits_to_f32(u16::from_le_bytes([b[i], b[i + 1]]))
+}
+
+/// An f16 (as its bits) to f32, exactly, subnormals included: the magnitude's bits shifted into
+/// an f32 and scaled by 2^112 (the exponent bias difference), which is exact because the scaling
+/// is a power of two. A few integer and one float operation, without the branches of a software
+/// conversion (wasm has no f16 instructions); infinities and NaNs, which no sane scale is, take
+/// `half`'s path.
+#[inline(always)]
+pub fn f16_bits_to_f32(h: u16) -> f32 {
+    if h & 0x7C00 == 0x7C00 {
+        return f16::from_bits(h).to_f32();
+    }
+    const TWO_POW_112: f32 = f32::from_bits(0x7780_0000);
+    let magnitude = f32::from_bits(((h & 0x7FFF) as u32) << 13) * TWO_POW_112;
+    f32::from_bits(magnitude.to_bits() | (((h & 0x8000) as u32) << 16))
 }
 
 /// Dequantizes `out.len()` values from `src` (whole blocks of type `ty`) into `out`.
@@ -161,4 +176,18 @@ pub fn quantize(ty: GgmlType, x: &[f32]) -> Vec<u8> {
         _ => panic!("quantize: pocketlm does not write {}", ty.name()),
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_conversion_equals_half_for_every_bit_pattern() {
+        for h in 0..=u16::MAX {
+            let want = f16::from_bits(h).to_f32();
+            let got = f16_bits_to_f32(h);
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "f16 bits {h:#06x}: {got} vs half's {want}");
+        }
+    }
 }

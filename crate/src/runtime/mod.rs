@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::backend::gpu::{AdapterSummary, GpuContext, GpuModel, GpuOptions, GpuSession, GpuStats, StepOutput, Want};
 use crate::clock::now_ms;
 use crate::error::{Error, GpuFailure, Result};
-use crate::model::forward::{forward, ForwardState, KvCache};
+use crate::model::forward::{forward, forward_tokens, ForwardState, KvCache};
 use crate::model::Model;
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::DecodeState;
@@ -235,9 +235,7 @@ impl<M: Borrow<Model>> Session<M> {
         let model = self.model.borrow();
         let spec = &model.spec;
         let (mut cache, mut state) = (KvCache::new(spec, self.capacity()), ForwardState::new(spec));
-        for &t in &self.tokens {
-            forward(spec, &model.weights, &mut state, &mut cache, t, false)?;
-        }
+        forward_tokens(spec, &model.weights, &mut state, &mut cache, &self.tokens, false)?;
         self.compute = Compute::Cpu { cache, state };
         self.fallback = Some(reason.to_string());
         Ok(())
@@ -393,6 +391,13 @@ impl<M: Borrow<Model>> Session<M> {
                     Err(e) => self.move_to_cpu_if_lost(e)?,
                 }
             }
+        }
+        if let Compute::Cpu { cache, state } = &mut self.compute {
+            // The CPU runs the prompt in chunks through its mat-mat tiles.
+            let model = self.model.borrow();
+            forward_tokens(&model.spec, &model.weights, state, cache, rest, false)?;
+            self.tokens.extend_from_slice(rest);
+            return Ok(keep);
         }
         for &t in rest {
             self.run(t, Want::Nothing).await?;

@@ -1,25 +1,19 @@
 //! Dot product of one quantized weight row with quantized activations: integer sums inside each
 //! block, scaled once per block. The scalar code is the reference; `simd128` holds the wasm SIMD
-//! versions of the hot types and is checked against it.
+//! kernels of the hot types and is checked against it.
 
 use super::acts::QuantizedActs;
 use crate::quant::{f16_at, k4_scales_mins, q4_k_values, q5_k_values, q5_values, q6_k_values, GgmlType, QK_K};
 use half::{bf16, f16};
 
 /// `row · acts` for a row of `ty` with `acts` quantized for `ty` (see [`super::acts::ActKind::for_weights`]).
-/// wasm builds with simd128 take the SIMD versions of the hot types, bit-equal to the scalar ones.
+/// wasm builds with simd128 take the SIMD kernels of the hot types (equal to the scalar code up
+/// to f32 summation order: see `simd128`).
 #[inline]
 pub fn vec_dot(ty: GgmlType, row: &[u8], a: &QuantizedActs) -> f32 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        use super::simd128;
-        match ty {
-            GgmlType::Q4_0 => return simd128::dot_q4_0(row, a),
-            GgmlType::Q8_0 => return simd128::dot_q8_0(row, a),
-            GgmlType::Q4K => return simd128::dot_q4_k(row, a),
-            GgmlType::Q6K => return simd128::dot_q6_k(row, a),
-            _ => {}
-        }
+    if super::simd128::handles(ty) {
+        return super::simd128::dot(ty, row, a);
     }
     vec_dot_scalar(ty, row, a)
 }

@@ -9,7 +9,7 @@ pub mod simd128;
 use acts::{ActKind, QuantizedActs};
 use dot::vec_dot;
 
-use crate::quant::QMatrix;
+use crate::quant::{f16_bits_to_f32, QMatrix};
 use half::f16;
 
 /// `out = W · x` for `W` of `out.len()` rows. `scratch` keeps the quantized activations.
@@ -24,8 +24,26 @@ pub fn matvec(w: &QMatrix, x: &[f32], out: &mut [f32], scratch: &mut QuantizedAc
 /// input quantize it once).
 pub fn matvec_prequantized(w: &QMatrix, a: &QuantizedActs, out: &mut [f32]) {
     let rb = w.row_bytes();
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if simd128::handles(w.ty) {
+        return simd128::matvec(w.ty, w.bytes(), rb, a, out);
+    }
     for (o, row) in out.iter_mut().zip(w.bytes().chunks_exact(rb)) {
         *o = vec_dot(w.ty, row, a);
+    }
+}
+
+/// `out[t] = W · x[t]` for each token `t` of `acts` (each quantized for `W`), `out` token-major
+/// (`acts.len() × W.rows`). Several tokens share each weight row read (the SIMD kernels' tiles);
+/// each result equals [`matvec_prequantized`]'s for that token alone.
+pub fn matmul_prequantized(w: &QMatrix, acts: &[QuantizedActs], out: &mut [f32]) {
+    debug_assert_eq!(out.len(), acts.len() * w.rows);
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if simd128::handles(w.ty) && acts.len() > 1 {
+        return simd128::matmul(w.ty, w.bytes(), w.row_bytes(), acts, out);
+    }
+    for (a, o) in acts.iter().zip(out.chunks_exact_mut(w.rows)) {
+        matvec_prequantized(w, a, o);
     }
 }
 
@@ -134,8 +152,7 @@ pub fn attention(
         scores.clear();
         for p in first..n_ctx {
             let k = &k_cache[p * kv_dim + kvh * head_dim..][..head_dim];
-            let s: f32 = qh.iter().zip(k).map(|(a, b)| a * b.to_f32()).sum();
-            scores.push(s * scale);
+            scores.push(dot_f16(qh, k) * scale);
         }
         if let Some(cap) = soft_cap_value {
             soft_cap(scores, cap);
@@ -145,8 +162,27 @@ pub fn attention(
         o.fill(0.0);
         for (i, p) in (first..n_ctx).enumerate() {
             let v = &v_cache[p * kv_dim + kvh * head_dim..][..head_dim];
-            let w = f16::from_f32(scores[i]).to_f32();
-            o.iter_mut().zip(v).for_each(|(a, b)| *a += w * b.to_f32());
+            add_scaled_f16(o, f16::from_f32(scores[i]).to_f32(), v);
         }
     }
+}
+
+/// `Σ a[i]·b[i]` of f32 values and f16 values, in f32.
+#[inline]
+pub fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if a.len() % 8 == 0 {
+        return simd128::dot_f16(a, b);
+    }
+    a.iter().zip(b).map(|(x, y)| x * f16_bits_to_f32(y.to_bits())).sum()
+}
+
+/// `out[i] += w · v[i]` for f16 values `v`.
+#[inline]
+pub fn add_scaled_f16(out: &mut [f32], w: f32, v: &[f16]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if out.len() % 8 == 0 {
+        return simd128::add_scaled_f16(out, w, v);
+    }
+    out.iter_mut().zip(v).for_each(|(o, y)| *o += w * f16_bits_to_f32(y.to_bits()));
 }

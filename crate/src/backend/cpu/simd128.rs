@@ -1,5 +1,14 @@
-//! wasm SIMD (simd128) dot products of the hot block types, bit-equal to the scalar code in
-//! `dot.rs`: the same integer sums per block, scaled in the same order.
+//! wasm SIMD (simd128) mat-vec and mat-mat kernels of the hot block types.
+//!
+//! Every kernel computes a tile: `R` weight rows × `T` token activations over a row's blocks,
+//! so that each activation vector loaded serves `R` rows and each weight block decoded serves
+//! `T` tokens. Decode runs `R = 4, T = 1`; prompts run several tokens per tile. The integer
+//! sums inside a block are exact; each block's sum is converted to f32 lanes, scaled by the
+//! weight and activation block scales and added into an f32x4 accumulator per (row, token),
+//! summed across its lanes once at the row's end (as llama.cpp's SIMD kernels do). A row's
+//! arithmetic is the same in every tile shape, so a tile's results equal the single-row dot
+//! (`vec_dot`) bit for bit; against the scalar reference of `dot.rs` they differ only by f32
+//! summation order (tested against both and against an f64 sum).
 //!
 //! Builds with `+relaxed-simd` multiply 4-to-6-bit weights by the 8-bit activations with
 //! `i32x4.relaxed_dot_i8x16_i7x16_add` (one instruction for 16 products): its result is exact
@@ -12,7 +21,14 @@
 use core::arch::wasm32::*;
 
 use super::acts::QuantizedActs;
-use crate::quant::{f16_at, k4_scales_mins, QK_K};
+use crate::quant::{f16_bits_to_f32, k4_scales_mins, GgmlType, QK_K};
+use half::f16;
+
+/// Weight rows per tile in decode: each activation load serves this many rows.
+pub const DECODE_ROWS: usize = 4;
+/// The tile of prompt tokens: rows × tokens.
+pub const PREFILL_ROWS: usize = 4;
+pub const PREFILL_TOKENS: usize = 2;
 
 /// Σ a[i]·b[i] of 16 signed bytes, as four i32 lanes.
 #[inline(always)]
@@ -36,95 +52,347 @@ fn dot_u7_add(w: v128, y: v128, acc: v128) -> v128 {
 }
 
 #[inline(always)]
-fn hsum(v: v128) -> i32 {
-    i32x4_extract_lane::<0>(v) + i32x4_extract_lane::<1>(v) + i32x4_extract_lane::<2>(v) + i32x4_extract_lane::<3>(v)
+fn hsum_f32(v: v128) -> f32 {
+    // (l0 + l2) + (l1 + l3), the same order for every tile shape.
+    let s = f32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
+    f32x4_extract_lane::<0>(s) + f32x4_extract_lane::<1>(s)
 }
 
-/// 16 bytes from `s[at..at + 16]`.
+/// 16 bytes at `p` (any alignment).
+///
+/// # Safety
+/// `p..p + 16` must be readable.
 #[inline(always)]
-fn load16(s: &[u8], at: usize) -> v128 {
-    assert!(at + 16 <= s.len());
-    // SAFETY: in bounds (checked above); wasm loads may be unaligned.
-    unsafe { v128_load(s.as_ptr().add(at) as *const v128) }
+unsafe fn load(p: *const u8) -> v128 {
+    v128_load(p as *const v128)
 }
 
+/// # Safety
+/// `p..p + 2` must be readable.
 #[inline(always)]
-fn load16_i8(s: &[i8], at: usize) -> v128 {
-    load16(bytemuck::cast_slice(s), at)
+unsafe fn f16_at_ptr(p: *const u8) -> f32 {
+    f16_bits_to_f32(u16::from_le_bytes([*p, *p.add(1)]))
 }
 
-pub fn dot_q4_0(row: &[u8], a: &QuantizedActs) -> f32 {
-    let mut sum = 0.0f32;
+/// `acc + convert(s) · scale`.
+#[inline(always)]
+fn scaled_add(acc: v128, s: v128, scale: f32) -> v128 {
+    f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(s), f32x4_splat(scale)))
+}
+
+/// The per-block bookkeeping every kernel repeats: `ty`'s block sizes and whether `acts` hold
+/// what its tile reads for `nb` blocks (checked once per call, so the loops index unchecked).
+fn check_acts(ty: GgmlType, acts: &QuantizedActs, values: usize) {
+    let nb = values / ty.block_size();
+    assert!(acts.q.len() >= values && acts.d.len() >= nb, "{}: activations hold {} values, the rows {values}", ty.name(), acts.q.len());
+    let sums = if matches!(ty, GgmlType::Q4K | GgmlType::Q6K) { values / 16 } else { nb };
+    assert!(acts.bsums.len() >= sums, "{}: activations lack their block sums", ty.name());
+}
+
+/// Q4_0 (`d` f16, 16 bytes of nibbles) against Q8_0 activations.
+///
+/// # Safety
+/// Each row pointer must address `nb` whole blocks; `acts` checked by [`check_acts`].
+#[inline(always)]
+unsafe fn q4_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
     let mask = u8x16_splat(0x0F);
-    for (((b, y), dy), ysum) in row.chunks_exact(18).zip(a.q.chunks_exact(32)).zip(&a.d).zip(&a.bsums) {
-        let qs = load16(b, 2);
-        let acc = dot_u7_add(v128_and(qs, mask), load16_i8(y, 0), i32x4_splat(0));
-        // Σ (q - 8)·y = Σ q·y - 8·Σ y.
-        let s = hsum(dot_u7_add(u8x16_shr(qs, 4), load16_i8(y, 16), acc)) - 8 * ysum;
-        sum += s as f32 * f16_at(b, 0) * dy;
-    }
-    sum
-}
-
-pub fn dot_q8_0(row: &[u8], a: &QuantizedActs) -> f32 {
-    let mut sum = 0.0f32;
-    for ((b, y), dy) in row.chunks_exact(34).zip(a.q.chunks_exact(32)).zip(&a.d) {
-        let s = hsum(i32x4_add(dot_i8x16(load16(b, 2), load16_i8(y, 0)), dot_i8x16(load16(b, 18), load16_i8(y, 16))));
-        sum += s as f32 * f16_at(b, 0) * dy;
-    }
-    sum
-}
-
-pub fn dot_q4_k(row: &[u8], a: &QuantizedActs) -> f32 {
-    let mut sum = 0.0f32;
-    let mask = u8x16_splat(0x0F);
-    for (((b, y), dy), bs) in row.chunks_exact(144).zip(a.q.chunks_exact(QK_K)).zip(&a.d).zip(a.bsums.chunks_exact(16)) {
-        let (sc, mn) = k4_scales_mins(&b[4..16]);
-        let mut total = i32x4_splat(0);
-        // 32 bytes of nibbles per 64 values: low nibbles are sub-block 2c, high ones 2c + 1.
-        for c in 0..4 {
-            let (q0, q1) = (load16(b, 16 + c * 32), load16(b, 32 + c * 32));
-            let y0 = c * 64;
-            let lo = dot_u7_add(v128_and(q1, mask), load16_i8(y, y0 + 16), dot_u7_add(v128_and(q0, mask), load16_i8(y, y0), i32x4_splat(0)));
-            let hi = dot_u7_add(u8x16_shr(q1, 4), load16_i8(y, y0 + 48), dot_u7_add(u8x16_shr(q0, 4), load16_i8(y, y0 + 32), i32x4_splat(0)));
-            total = i32x4_add(total, i32x4_add(i32x4_mul(lo, i32x4_splat(sc[2 * c] as i32)), i32x4_mul(hi, i32x4_splat(sc[2 * c + 1] as i32))));
+    let mut acc = [[f32x4_splat(0.0); T]; R];
+    for b in 0..nb {
+        let mut y = [[i32x4_splat(0); 2]; T];
+        let mut offset = [i32x4_splat(0); T];
+        let mut dy = [0f32; T];
+        for t in 0..T {
+            let q = acts[t].q.as_ptr().add(32 * b) as *const u8;
+            y[t] = [load(q), load(q.add(16))];
+            // Σ (q - 8)·y = Σ q·y - 8·Σ y: the integer sums start at -8·Σ y.
+            offset[t] = i32x4_replace_lane::<0>(i32x4_splat(0), -8 * *acts[t].bsums.get_unchecked(b));
+            dy[t] = *acts[t].d.get_unchecked(b);
         }
-        let mins: i32 = (0..8).map(|s| mn[s] as i32 * (bs[2 * s] + bs[2 * s + 1])).sum();
-        sum += f16_at(b, 0) * dy * hsum(total) as f32 - f16_at(b, 2) * dy * mins as f32;
+        for r in 0..R {
+            let p = rows[r].add(18 * b);
+            let qs = load(p.add(2));
+            let (lo, hi) = (v128_and(qs, mask), u8x16_shr(qs, 4));
+            let dw = f16_at_ptr(p);
+            for t in 0..T {
+                let s = dot_u7_add(hi, y[t][1], dot_u7_add(lo, y[t][0], offset[t]));
+                acc[r][t] = scaled_add(acc[r][t], s, dw * dy[t]);
+            }
+        }
     }
-    sum
+    acc.map(|row| row.map(hsum_f32))
 }
 
-pub fn dot_q6_k(row: &[u8], a: &QuantizedActs) -> f32 {
-    let mut sum = 0.0f32;
+/// Q8_0 (`d` f16, 32 signed bytes) against Q8_0 activations.
+///
+/// # Safety
+/// As [`q4_0_tile`].
+#[inline(always)]
+unsafe fn q8_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
+    let mut acc = [[f32x4_splat(0.0); T]; R];
+    for b in 0..nb {
+        let mut y = [[i32x4_splat(0); 2]; T];
+        let mut dy = [0f32; T];
+        for t in 0..T {
+            let q = acts[t].q.as_ptr().add(32 * b) as *const u8;
+            y[t] = [load(q), load(q.add(16))];
+            dy[t] = *acts[t].d.get_unchecked(b);
+        }
+        for r in 0..R {
+            let p = rows[r].add(34 * b);
+            let (w0, w1) = (load(p.add(2)), load(p.add(18)));
+            let dw = f16_at_ptr(p);
+            for t in 0..T {
+                let s = i32x4_add(dot_i8x16(w0, y[t][0]), dot_i8x16(w1, y[t][1]));
+                acc[r][t] = scaled_add(acc[r][t], s, dw * dy[t]);
+            }
+        }
+    }
+    acc.map(|row| row.map(hsum_f32))
+}
+
+/// Q4_K (`d`, `dmin` f16, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles) against Q8_K
+/// activations.
+///
+/// # Safety
+/// As [`q4_0_tile`].
+#[inline(always)]
+unsafe fn q4_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
+    let mask = u8x16_splat(0x0F);
+    let mut acc = [[f32x4_splat(0.0); T]; R];
+    let mut min_acc = [[0f32; T]; R];
+    for b in 0..nb {
+        let mut dy = [0f32; T];
+        // Σ y of each 32 values (the mins multiply them).
+        let mut ysum32 = [[0i32; 8]; T];
+        for t in 0..T {
+            dy[t] = *acts[t].d.get_unchecked(b);
+            let bs = acts[t].bsums.as_ptr().add(16 * b);
+            for s in 0..8 {
+                ysum32[t][s] = *bs.add(2 * s) + *bs.add(2 * s + 1);
+            }
+        }
+        for r in 0..R {
+            let p = rows[r].add(144 * b);
+            let (d, dmin) = (f16_at_ptr(p), f16_at_ptr(p.add(2)));
+            let (sc, mn) = k4_scales_mins(core::slice::from_raw_parts(p.add(4), 12));
+            let mut total = [i32x4_splat(0); T];
+            // 32 bytes of nibbles per 64 values: low nibbles are sub-block 2c, high ones 2c + 1.
+            for c in 0..4 {
+                let (q0, q1) = (load(p.add(16 + c * 32)), load(p.add(32 + c * 32)));
+                let (l0, l1, h0, h1) = (v128_and(q0, mask), v128_and(q1, mask), u8x16_shr(q0, 4), u8x16_shr(q1, 4));
+                for t in 0..T {
+                    let y = acts[t].q.as_ptr().add(QK_K * b + c * 64) as *const u8;
+                    let lo = dot_u7_add(l1, load(y.add(16)), dot_u7_add(l0, load(y), i32x4_splat(0)));
+                    let hi = dot_u7_add(h1, load(y.add(48)), dot_u7_add(h0, load(y.add(32)), i32x4_splat(0)));
+                    let scaled = i32x4_add(i32x4_mul(lo, i32x4_splat(sc[2 * c] as i32)), i32x4_mul(hi, i32x4_splat(sc[2 * c + 1] as i32)));
+                    total[t] = i32x4_add(total[t], scaled);
+                }
+            }
+            for t in 0..T {
+                let mins: i32 = (0..8).map(|s| mn[s] as i32 * ysum32[t][s]).sum();
+                acc[r][t] = scaled_add(acc[r][t], total[t], d * dy[t]);
+                min_acc[r][t] += dmin * dy[t] * mins as f32;
+            }
+        }
+    }
+    let mut out = [[0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            out[r][t] = hsum_f32(acc[r][t]) - min_acc[r][t];
+        }
+    }
+    out
+}
+
+/// Q6_K (128 bytes of low nibbles, 64 bytes of high 2 bits, 16 signed 8-bit scales, `d` f16)
+/// against Q8_K activations.
+///
+/// # Safety
+/// As [`q4_0_tile`].
+#[inline(always)]
+unsafe fn q6_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
     let (mask4, mask2) = (u8x16_splat(0x0F), u8x16_splat(0x03));
-    for (((b, y), dy), bs) in row.chunks_exact(210).zip(a.q.chunks_exact(QK_K)).zip(&a.d).zip(a.bsums.chunks_exact(16)) {
-        let scale = |sub: usize| (b[192 + sub] as i8) as i32;
-        let mut total = i32x4_splat(0);
-        // Two halves of 128 values; in each, 16 lanes `l` give values l, l+32, l+64, l+96, as
-        // unsigned codes 0..63 (the value + 32).
-        for n in 0..2 {
-            for lc in [0, 16] {
-                let ql0 = load16(b, n * 64 + lc);
-                let ql1 = load16(b, n * 64 + 32 + lc);
-                let qh = load16(b, 128 + n * 32 + lc);
-                let high = |shift: u32| i8x16_shl(v128_and(u8x16_shr(qh, shift), mask2), 4);
-                let codes = [
-                    v128_or(v128_and(ql0, mask4), high(0)),
-                    v128_or(v128_and(ql1, mask4), high(2)),
-                    v128_or(u8x16_shr(ql0, 4), high(4)),
-                    v128_or(u8x16_shr(ql1, 4), high(6)),
-                ];
-                for (k, c) in codes.into_iter().enumerate() {
-                    let at = n * 128 + k * 32 + lc;
-                    let d = dot_u7_add(c, load16_i8(y, at), i32x4_splat(0));
-                    total = i32x4_add(total, i32x4_mul(d, i32x4_splat(scale(at / 16))));
+    let mut acc = [[f32x4_splat(0.0); T]; R];
+    for b in 0..nb {
+        for r in 0..R {
+            let p = rows[r].add(210 * b);
+            let scale = |sub: usize| (*p.add(192 + sub) as i8) as i32;
+            let mut total = [i32x4_splat(0); T];
+            // Two halves of 128 values; in each, 16 lanes `l` give values l, l+32, l+64, l+96, as
+            // unsigned codes 0..63 (the value + 32).
+            for n in 0..2 {
+                for lc in [0, 16] {
+                    let ql0 = load(p.add(n * 64 + lc));
+                    let ql1 = load(p.add(n * 64 + 32 + lc));
+                    let qh = load(p.add(128 + n * 32 + lc));
+                    let high = |shift: u32| i8x16_shl(v128_and(u8x16_shr(qh, shift), mask2), 4);
+                    let codes = [
+                        v128_or(v128_and(ql0, mask4), high(0)),
+                        v128_or(v128_and(ql1, mask4), high(2)),
+                        v128_or(u8x16_shr(ql0, 4), high(4)),
+                        v128_or(u8x16_shr(ql1, 4), high(6)),
+                    ];
+                    for (k, c) in codes.into_iter().enumerate() {
+                        let at = n * 128 + k * 32 + lc;
+                        let sc = i32x4_splat(scale(at / 16));
+                        for t in 0..T {
+                            let y = acts[t].q.as_ptr().add(QK_K * b + at) as *const u8;
+                            total[t] = i32x4_add(total[t], i32x4_mul(dot_u7_add(c, load(y), i32x4_splat(0)), sc));
+                        }
+                    }
+                }
+            }
+            let d = f16_at_ptr(p.add(208));
+            for t in 0..T {
+                // Σ scale·(code - 32)·y = Σ scale·code·y - 32·Σ scale·(Σ y of its 16 values).
+                let bs = acts[t].bsums.as_ptr().add(16 * b);
+                let offset: i32 = (0..16).map(|sub| scale(sub) * *bs.add(sub)).sum();
+                let s = i32x4_sub(total[t], i32x4_replace_lane::<0>(i32x4_splat(0), 32 * offset));
+                acc[r][t] = scaled_add(acc[r][t], s, d * *acts[t].d.get_unchecked(b));
+            }
+        }
+    }
+    acc.map(|row| row.map(hsum_f32))
+}
+
+/// One tile kernel of each shape this module runs.
+macro_rules! tile {
+    ($ty:expr, $rows:expr, $acts:expr, $nb:expr, $r:tt, $t:tt) => {
+        match $ty {
+            GgmlType::Q4_0 => q4_0_tile::<$r, $t>($rows, $acts, $nb),
+            GgmlType::Q8_0 => q8_0_tile::<$r, $t>($rows, $acts, $nb),
+            GgmlType::Q4K => q4_k_tile::<$r, $t>($rows, $acts, $nb),
+            GgmlType::Q6K => q6_k_tile::<$r, $t>($rows, $acts, $nb),
+            _ => unreachable!(),
+        }
+    };
+}
+
+/// Whether this module has kernels for `ty`.
+pub fn handles(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q6K)
+}
+
+/// `row · acts` for one row of `ty` (one of [`handles`]'s types) of `values` values.
+pub fn dot(ty: GgmlType, row: &[u8], acts: &QuantizedActs) -> f32 {
+    let values = row.len() / ty.block_bytes() * ty.block_size();
+    assert_eq!(row.len(), ty.row_bytes(values), "{}: a row of whole blocks", ty.name());
+    check_acts(ty, acts, values);
+    let nb = values / ty.block_size();
+    // SAFETY: the row holds `nb` blocks and the activations `nb` blocks (checked above).
+    unsafe { tile!(ty, [row.as_ptr()], [acts], nb, 1, 1)[0][0] }
+}
+
+/// `out[r] = row r of w · acts` for every row of `w` (`rb` bytes each): Q8_0 in tiles of 2 rows
+/// (its two weight vectors per block and their widened halves fill the registers sooner:
+/// 4-row tiles measured slower), the other types in tiles of [`DECODE_ROWS`].
+pub fn matvec(ty: GgmlType, w: &[u8], rb: usize, acts: &QuantizedActs, out: &mut [f32]) {
+    assert_eq!(w.len(), out.len() * rb, "{}: matrix bytes vs rows", ty.name());
+    let nb = rb / ty.block_bytes();
+    check_acts(ty, acts, nb * ty.block_size());
+    let row = |r: usize| w[r * rb..].as_ptr();
+    let tile_rows = if ty == GgmlType::Q8_0 { 2 } else { DECODE_ROWS };
+    let full = out.len() / tile_rows * tile_rows;
+    for r in (0..full).step_by(tile_rows) {
+        // SAFETY: rows r..r + tile_rows exist (r + tile_rows <= full), each of `nb` blocks;
+        // activations checked.
+        unsafe {
+            if tile_rows == 2 {
+                let o = tile!(ty, [row(r), row(r + 1)], [acts], nb, 2, 1);
+                (out[r], out[r + 1]) = (o[0][0], o[1][0]);
+            } else {
+                let o = tile!(ty, [row(r), row(r + 1), row(r + 2), row(r + 3)], [acts], nb, 4, 1);
+                out[r..r + 4].iter_mut().zip(o).for_each(|(d, v)| *d = v[0]);
+            }
+        }
+    }
+    for r in full..out.len() {
+        // SAFETY: row r exists; activations checked.
+        out[r] = unsafe { tile!(ty, [row(r)], [acts], nb, 1, 1)[0][0] };
+    }
+}
+
+/// `out[t][r] = row r of w · acts[t]` (`out` token-major), tiles of [`PREFILL_ROWS`] rows ×
+/// [`PREFILL_TOKENS`] tokens; the tokens left over run as mat-vecs.
+pub fn matmul(ty: GgmlType, w: &[u8], rb: usize, acts: &[QuantizedActs], out: &mut [f32]) {
+    let rows = w.len() / rb;
+    assert_eq!(w.len(), rows * rb, "{}: matrix bytes vs rows", ty.name());
+    assert_eq!(out.len(), acts.len() * rows, "{}: output size", ty.name());
+    let nb = rb / ty.block_bytes();
+    acts.iter().for_each(|a| check_acts(ty, a, nb * ty.block_size()));
+    let row = |r: usize| w[r * rb..].as_ptr();
+    let full_tokens = acts.len() / PREFILL_TOKENS * PREFILL_TOKENS;
+    let full_rows = rows / PREFILL_ROWS * PREFILL_ROWS;
+    for t0 in (0..full_tokens).step_by(PREFILL_TOKENS) {
+        let a: [&QuantizedActs; PREFILL_TOKENS] = core::array::from_fn(|i| &acts[t0 + i]);
+        for r0 in (0..full_rows).step_by(PREFILL_ROWS) {
+            let p: [*const u8; PREFILL_ROWS] = core::array::from_fn(|i| row(r0 + i));
+            // SAFETY: rows r0.. and tokens t0.. of the tile exist; activations checked.
+            let o = unsafe { tile!(ty, p, a, nb, PREFILL_ROWS, PREFILL_TOKENS) };
+            for (i, ot) in o.iter().enumerate() {
+                for (t, &v) in ot.iter().enumerate() {
+                    out[(t0 + t) * rows + r0 + i] = v;
                 }
             }
         }
-        // Σ scale·(code - 32)·y = Σ scale·code·y - 32·Σ scale·(Σ y of its 16 values).
-        let offset: i32 = (0..16).map(|sub| scale(sub) * bs[sub]).sum();
-        sum += f16_at(b, 208) * dy * (hsum(total) - 32 * offset) as f32;
+        for r in full_rows..rows {
+            // SAFETY: as above, one row.
+            let o = unsafe { tile!(ty, [row(r)], a, nb, 1, PREFILL_TOKENS) };
+            for (t, &v) in o[0].iter().enumerate() {
+                out[(t0 + t) * rows + r] = v;
+            }
+        }
     }
-    sum
+    for t in full_tokens..acts.len() {
+        matvec(ty, w, rb, &acts[t], &mut out[t * rows..(t + 1) * rows]);
+    }
+}
+
+/// Eight f16 values (16 bytes at `p`) as two f32x4, exactly (the scalar `f16_bits_to_f32`'s
+/// method, lane-wise: subnormals by the power-of-two scaling, infinities and NaNs by their
+/// exponent).
+///
+/// # Safety
+/// `p..p + 16` must be readable.
+#[inline(always)]
+unsafe fn load_f16x8(p: *const f16) -> (v128, v128) {
+    let h = load(p as *const u8);
+    let convert = |h: v128| {
+        let magnitude = i32x4_shl(v128_and(h, i32x4_splat(0x7FFF)), 13);
+        let finite = f32x4_mul(magnitude, f32x4_splat(f32::from_bits(0x7780_0000)));
+        let special = i32x4_eq(v128_and(h, i32x4_splat(0x7C00)), i32x4_splat(0x7C00));
+        let value = v128_bitselect(v128_or(magnitude, i32x4_splat(0x7F80_0000)), finite, special);
+        v128_or(value, i32x4_shl(v128_and(h, i32x4_splat(0x8000)), 16))
+    };
+    (convert(u32x4_extend_low_u16x8(h)), convert(u32x4_extend_high_u16x8(h)))
+}
+
+/// `Σ a[i]·b[i]` over f32 `a` and f16 `b` (`a.len()` a multiple of 8, `b` at least as long).
+pub fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
+    assert!(a.len() % 8 == 0 && b.len() >= a.len());
+    let mut acc = f32x4_splat(0.0);
+    for i in (0..a.len()).step_by(8) {
+        // SAFETY: i + 8 <= len of both (checked above).
+        unsafe {
+            let (b0, b1) = load_f16x8(b.as_ptr().add(i));
+            let (a0, a1) = (v128_load(a.as_ptr().add(i) as *const v128), v128_load(a.as_ptr().add(i + 4) as *const v128));
+            acc = f32x4_add(acc, f32x4_add(f32x4_mul(a0, b0), f32x4_mul(a1, b1)));
+        }
+    }
+    hsum_f32(acc)
+}
+
+/// `out[i] += w · v[i]` for f16 `v` (`out.len()` a multiple of 8, `v` at least as long).
+pub fn add_scaled_f16(out: &mut [f32], w: f32, v: &[f16]) {
+    assert!(out.len() % 8 == 0 && v.len() >= out.len());
+    let w = f32x4_splat(w);
+    for i in (0..out.len()).step_by(8) {
+        // SAFETY: i + 8 <= len of both (checked above).
+        unsafe {
+            let (v0, v1) = load_f16x8(v.as_ptr().add(i));
+            let o = out.as_mut_ptr().add(i) as *mut v128;
+            v128_store(o, f32x4_add(v128_load(o), f32x4_mul(w, v0)));
+            v128_store(o.add(1), f32x4_add(v128_load(o.add(1)), f32x4_mul(w, v1)));
+        }
+    }
 }
