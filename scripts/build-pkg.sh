@@ -6,12 +6,14 @@ cd "$(dirname "$0")/.."
 python3 - <<'PY' > /tmp/pocketlm-builds.txt
 import tomllib
 for b in tomllib.load(open("wasm-pack.toml", "rb"))["build"]:
-    print(b["name"], b["target"], b.get("target_dir", "target"), b["rustflags"], sep="\t")
+    print(b["name"], b["target"], b.get("target_dir", "target"), b["rustflags"], b.get("toolchain", "default"), b.get("cargo_args", "-"), sep="\t")
 PY
-while IFS=$'\t' read -r name target target_dir rustflags; do
-  echo "== pkg/wasm/$name ($rustflags)"
+while IFS=$'\t' read -r name target target_dir rustflags toolchain cargo_args; do
+  echo "== pkg/wasm/$name ($toolchain: $rustflags$([ "$cargo_args" = - ] || echo " $cargo_args"))"
+  extra=(); [ "$cargo_args" = "-" ] || read -ra extra <<< "$cargo_args"
+  run=(); [ "$toolchain" = "default" ] || run=(rustup run "$toolchain")
   CARGO_TARGET_DIR="$PWD/$target_dir" RUSTFLAGS="$rustflags" \
-    wasm-pack --quiet build crate --release --target "$target" --out-dir "../pkg/wasm/$name" --out-name pocketlm --no-pack
+    ${run[@]+"${run[@]}"} wasm-pack --quiet build crate --release --target "$target" --out-dir "../pkg/wasm/$name" --out-name pocketlm --no-pack ${extra[@]+-- "${extra[@]}"}
   rm -f "pkg/wasm/$name/.gitignore"
 done < /tmp/pocketlm-builds.txt
 cp crate/js/*.js crate/js/*.d.ts pkg/

@@ -1,13 +1,17 @@
 // The demo's service worker: keeps the app shell (pages, scripts, wasm, registry) so the demo
 // opens offline. Model weights are not its business: pocketlm keeps them in IndexedDB and
 // fetches them with Range requests, which pass through untouched.
-const CACHE = "pocketlm-shell-v1";
+const CACHE = "pocketlm-shell-v2";
 const SHELL = [
   "./", "index.html", "style.css", "app.js", "manifest.webmanifest",
   "pkg/index.js", "pkg/core.js", "pkg/errors.js", "pkg/store.js", "pkg/worker.js", "pkg/registry.json",
   "pkg/wasm/simd/pocketlm.js", "pkg/wasm/simd/pocketlm_bg.wasm",
   "pkg/wasm/relaxed/pocketlm.js", "pkg/wasm/relaxed/pocketlm_bg.wasm",
+  "pkg/wasm/threads/pocketlm.js", "pkg/wasm/threads/pocketlm_bg.wasm",
 ];
+// Also kept once fetched: the rest of the wasm builds (the threaded build's worker helper, whose
+// path carries a hash).
+const KEPT_PREFIX = "pkg/wasm/";
 
 self.addEventListener("install", (e) => {
   e.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
@@ -22,7 +26,7 @@ self.addEventListener("activate", (e) => {
 self.addEventListener("fetch", (e) => {
   const url = new URL(e.request.url);
   if (e.request.method !== "GET" || e.request.headers.has("range") || url.origin !== location.origin) return;
-  const inShell = SHELL.some((p) => new URL(p, self.registration.scope).href === url.href);
+  const inShell = SHELL.some((p) => new URL(p, self.registration.scope).href === url.href) || url.href.startsWith(new URL(KEPT_PREFIX, self.registration.scope).href);
   if (!inShell) return;
   // Network first (fresh code when online), the cache when offline.
   e.respondWith(

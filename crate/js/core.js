@@ -13,16 +13,38 @@ const RELAXED_PROBE = (() => {
   return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0, 0, 0, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03, 0x02, 0x01, 0x00, 0x0a, body.length + 2, 0x01, body.length, ...body]);
 })();
 
-/** "relaxed" where the engine validates relaxed-SIMD, else "simd". */
-export function wasmVariant() {
-  return WebAssembly.validate(RELAXED_PROBE) ? "relaxed" : "simd";
+/** Whether this context can run the threaded build: a worker (the pool's caller waits on it,
+ * which a page's main thread may not) of a cross-origin isolated page (shared memory). */
+function canThread() {
+  return globalThis.crossOriginIsolated === true && typeof SharedArrayBuffer !== "undefined" && typeof WorkerGlobalScope !== "undefined" && globalThis instanceof WorkerGlobalScope;
 }
 
-async function loadWasm(wasm = {}) {
-  const variant = wasm.variant ?? wasmVariant();
-  const mod = variant === "relaxed" ? await import("./wasm/relaxed/pocketlm.js") : await import("./wasm/simd/pocketlm.js");
+/** The CPU threads `threads` asks for here: 1 where threads cannot run. */
+function threadCount(threads) {
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new PocketLMError("INVALID_ARGUMENT", `threads must be a whole number ≥ 1, not ${JSON.stringify(threads)}`);
+  if (!canThread()) return 1;
+  return threads ?? Math.min(navigator.hardwareConcurrency || 1, 8);
+}
+
+/** "threads" where relaxed-SIMD validates and `threads` > 1 can run (see canThread), else
+ * "relaxed" where the engine validates relaxed-SIMD, else "simd". */
+export function wasmVariant(threads) {
+  const relaxed = WebAssembly.validate(RELAXED_PROBE);
+  if (relaxed && threadCount(threads) > 1) return "threads";
+  return relaxed ? "relaxed" : "simd";
+}
+
+// One module instance per context: a threaded one keeps its pool of workers.
+let loaded = null;
+async function loadWasm(wasm = {}, threads) {
+  const variant = wasm.variant ?? wasmVariant(threads);
+  if (loaded && loaded.variant === variant) return loaded;
+  // Static specifiers, so that bundlers see every build.
+  const mod = variant === "threads" ? await import("./wasm/threads/pocketlm.js") : variant === "relaxed" ? await import("./wasm/relaxed/pocketlm.js") : await import("./wasm/simd/pocketlm.js");
   await mod.default(wasm.bytes ? { module_or_path: wasm.bytes } : undefined);
-  return { mod, variant };
+  const n = variant === "threads" ? await mod.startThreads(threadCount(threads)) : 1;
+  loaded = { mod, variant, threads: n };
+  return loaded;
 }
 
 const HF_FILES = [
@@ -101,7 +123,7 @@ export class LocalEngine {
     const { onProgress, signal, backend = "auto" } = options;
     if (!["auto", "cpu", "webgpu"].includes(backend)) throw new PocketLMError("INVALID_ARGUMENT", `backend must be "auto", "webgpu" or "cpu", not ${JSON.stringify(backend)}`);
     if (backend === "webgpu" && !(typeof navigator !== "undefined" && navigator.gpu)) throw new PocketLMError("NO_WEBGPU", "this browser has no WebGPU (navigator.gpu): use backend \"cpu\" or \"auto\"");
-    const { mod, variant } = await loadWasm(options.wasm);
+    const { mod, variant } = await loadWasm(options.wasm, options.threads);
     const src = await resolveModel(options.model);
     const loader = new mod.ModelLoader(src.name);
     const sink = {

@@ -37,8 +37,12 @@ export interface CreateEngineOptions {
   quantize?: "q4_0" | "q8_0" | "none";
   /** Download chunk size in bytes (default 16 MiB). */
   chunkSize?: number;
+  /** CPU threads (default: the machine's cores, at most 8). More than 1 runs only in the
+   * worker of a cross-origin isolated page (COOP/COEP headers), through the threaded build;
+   * elsewhere the CPU backend uses one thread. */
+  threads?: number;
   /** Advanced: the wasm build to use and its bytes (e.g. in Node, read from disk). */
-  wasm?: { variant?: "simd" | "relaxed"; bytes?: BufferSource };
+  wasm?: { variant?: "simd" | "relaxed" | "threads"; bytes?: BufferSource };
 }
 
 export interface Message {
@@ -126,7 +130,9 @@ export interface EngineInfo {
   id: string | null;
   backend: "cpu" | "webgpu";
   backendReason: string;
-  wasm: "simd" | "relaxed";
+  wasm: "simd" | "relaxed" | "threads";
+  /** CPU threads in use. */
+  threads: number;
   loadMs: number;
   architecture: string;
   parameters: number;
@@ -208,5 +214,6 @@ export interface RegistryModel {
 /** registry.json: the known models. */
 export function registry(): Promise<{ version: number; default: string; models: RegistryModel[] }>;
 
-/** Which wasm build this engine can run: "relaxed" (relaxed-SIMD) or "simd". */
-export function wasmVariant(): "simd" | "relaxed";
+/** Which wasm build an engine here would run with `threads` CPU threads: "threads" (relaxed-SIMD
+ * and threads, in the worker of a cross-origin isolated page), "relaxed" (relaxed-SIMD) or "simd". */
+export function wasmVariant(threads?: number): "simd" | "relaxed" | "threads";

@@ -6,8 +6,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 
 export function pocketlmNative(root, file, prompt, gen, threads) {
-  if (threads > 1) return null; // the native CLI is single-threaded
-  const out = execFileSync(`${root}target/release/pocketlm`, ["generate", "--backend", "cpu", "--model", file, "--prompt", prompt, "-n", String(gen), "--temperature", "0", "--ignore-eos", "--json"], { encoding: "utf8", maxBuffer: 1 << 26 });
+  const out = execFileSync(`${root}target/release/pocketlm`, ["generate", "--backend", "cpu", "--threads", String(threads), "--model", file, "--prompt", prompt, "-n", String(gen), "--temperature", "0", "--ignore-eos", "--json"], { encoding: "utf8", maxBuffer: 1 << 26 });
   const r = JSON.parse(out);
   return { prompt_tokens: r.prompt_ids.length, generated: r.ids.length, prefill_tok_s: r.prefill_tok_s, decode_tok_s: r.decode_tok_s, ttft_ms: r.ttft_ms, load_ms: r.load_ms };
 }
@@ -29,17 +28,17 @@ export async function pocketlmNode(root, file, prompt, gen, threads) {
 
 /** pocketlm in the page: cold load (empty IndexedDB, from the network) and warm load (from IndexedDB). */
 export async function pocketlmBrowser(page, url, prompt, gen, backend, threads) {
-  if (threads > 1) return null;
+  if (threads > 1 && backend === "webgpu") return null;
   return page.evaluate(
-    async ([url, prompt, gen, backend]) => {
+    async ([url, prompt, gen, backend, threads]) => {
       const p = window.pocketlm;
       await p.cache.clear();
       let t0 = performance.now();
-      let engine = await p.createEngine({ model: url, backend, contextSize: 1024 });
+      let engine = await p.createEngine({ model: url, backend, threads, contextSize: 1024 });
       const load_ms = performance.now() - t0;
       await engine.unload();
       t0 = performance.now();
-      engine = await p.createEngine({ model: url, backend, contextSize: 1024 });
+      engine = await p.createEngine({ model: url, backend, threads, contextSize: 1024 });
       const warm_load_ms = performance.now() - t0;
       const c = await engine.completions.create({ prompt, max_tokens: gen, temperature: 0, ignore_eos: true });
       const info = await engine.info();
@@ -47,9 +46,10 @@ export async function pocketlmBrowser(page, url, prompt, gen, backend, threads) 
       await p.cache.clear();
       const u = c.usage;
       if (info.backend !== (backend === "webgpu" ? "webgpu" : "cpu")) throw new Error(`ran on ${info.backend}: ${info.backendReason}`);
+      if (backend !== "webgpu" && info.threads !== threads) throw new Error(`ran on ${info.threads} threads, not ${threads}`);
       return { prompt_tokens: u.prompt_tokens, generated: u.completion_tokens, prefill_tok_s: u.prefill_tokens_per_second, decode_tok_s: u.decode_tokens_per_second, ttft_ms: u.time_to_first_token_ms, load_ms, warm_load_ms, memory_bytes: info.memory.wasmBytes };
     },
-    [url, prompt, gen, backend],
+    [url, prompt, gen, backend, threads],
   );
 }
 

@@ -115,6 +115,31 @@ test("a model by URL streams greedy text equal to the native engine's, in a work
   assert.equal(log.filter((q) => q.method === "GET").length, Math.ceil(MODEL_SIZE / CHUNK), "one range request per chunk");
 });
 
+test("in the worker of a cross-origin isolated page, two threads (the threaded build) give the tokens of one", async () => {
+  // A SmolLM2-135M-shaped file: matrices large enough to be split across the threads.
+  const r = await inPage(async (p, url) => {
+    const blob = await (await fetch(url)).blob();
+    const run = async (options) => {
+      const engine = await p.createEngine({ model: new File([blob], "smollm2-135m-Q4_0.gguf"), backend: "cpu", contextSize: 256, ...options });
+      const c = await engine.completions.create({ prompt: "Once upon a time, in a small village", max_tokens: 8, temperature: 0, ignore_eos: true });
+      const info = await engine.info();
+      await engine.unload();
+      return { ids: c.pocketlm.ids, wasm: info.wasm, threads: info.threads, sections: info.parallel_sections };
+    };
+    return { isolated: crossOriginIsolated, one: await run({ threads: 1 }), two: await run({ threads: 2 }), page: await run({ threads: 2, worker: false }) };
+  }, `${srv.url}/tests/synthetic/smollm2-135m-Q4_0.gguf`);
+  assert.equal(r.error, undefined, JSON.stringify(r.error));
+  assert.ok(r.isolated, "the test page is cross-origin isolated (COOP/COEP)");
+  assert.deepEqual([r.one.wasm, r.one.threads], ["relaxed", 1]);
+  assert.deepEqual([r.two.wasm, r.two.threads], ["threads", 2]);
+  assert.ok(r.two.sections > 8 * 30 * 7, `mat-vecs split across threads: ${r.two.sections}`);
+  assert.equal(r.two.ids.length, 8);
+  assert.deepEqual(r.two.ids, r.one.ids, "two threads give the tokens of one");
+  // The page's main thread may not wait on a pool: there the engine takes one thread.
+  assert.deepEqual([r.page.wasm, r.page.threads], ["relaxed", 1]);
+  assert.deepEqual(r.page.ids, r.one.ids);
+});
+
 test("a Hugging Face directory streams a chat completion; abort mid-stream, then generate again", async () => {
   const r = await inPage(async (p, model) => {
     const engine = await p.createEngine({ model, backend: "cpu", chunkSize: 1 << 20 });
@@ -279,7 +304,7 @@ test("backend choice: auto takes WebGPU when there is an adapter; without WebGPU
   }, srv.url + MODEL);
   assert.equal(r.info.backend, "webgpu", JSON.stringify(r.info));
   assert.match(r.info.backendReason, /WebGPU on/);
-  assert.equal(r.info.wasm, "relaxed", "Chromium has relaxed-SIMD");
+  assert.equal(r.info.wasm, "threads", "Chromium has relaxed-SIMD, and the isolated page's worker runs the threaded build");
   assert.equal(r.gpu?.code, "NO_WEBGPU", JSON.stringify(r));
   assert.equal(r.cpuInfo.backend, "cpu");
   assert.match(r.cpuInfo.backendReason, /no WebGPU/);

@@ -67,6 +67,9 @@ enum Command {
         ctx: usize,
         #[arg(long, value_enum, default_value_t = Backend::Auto)]
         backend: Backend,
+        /// CPU threads (each mat-vec's rows split across them).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
         /// Keep safetensors weights in f32 instead of quantizing them to 4 bits.
         #[arg(long)]
         no_quantize: bool,
@@ -108,12 +111,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> pocketlm::Result<()> {
-    let (model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, no_quantize, ignore_eos, json) = match cli.command {
+    let (model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, threads, no_quantize, ignore_eos, json) = match cli.command {
         Command::BenchGpu { model, tokens, reps, f32_activations, json } => return bench_gpu(model, tokens, reps, f32_activations, json),
-        Command::Generate { model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, no_quantize, ignore_eos, json } => {
-            (model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, no_quantize, ignore_eos, json)
+        Command::Generate { model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, threads, no_quantize, ignore_eos, json } => {
+            (model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, threads, no_quantize, ignore_eos, json)
         }
     };
+    let threads = pocketlm::backend::cpu::threads::set_threads(threads);
     let t_load = std::time::Instant::now();
     let opts = LoadOptions { quantize: if no_quantize { None } else { LoadOptions::default().quantize } };
     let model = Model::open(&model, &opts)?;
@@ -156,6 +160,7 @@ fn run(cli: Cli) -> pocketlm::Result<()> {
             "text": g.text,
             "finish_reason": g.finish_reason.as_str(),
             "backend": session.backend(),
+            "threads": threads,
             "adapter": adapter.as_ref().map(|a| &a.name),
             "gpu_stats": session.gpu_stats(),
             "prefill_tok_s": g.prefill_tok_s(),

@@ -116,11 +116,13 @@ pub fn forward_tokens(spec: &ModelSpec, w: &ModelWeights, state: &mut ForwardSta
     if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= spec.vocab_size) {
         return Err(Error::InvalidArgument(format!("token id {bad} is outside the vocabulary of {}", spec.vocab_size)));
     }
-    let chunks = tokens.chunks(CPU_PREFILL_CHUNK);
-    let last = chunks.len().saturating_sub(1);
-    for (i, chunk) in chunks.enumerate() {
-        forward_chunk(spec, w, state, cache, chunk, want_logits && i == last);
-    }
+    cpu::threads::in_pool(|| {
+        let chunks = tokens.chunks(CPU_PREFILL_CHUNK);
+        let last = chunks.len().saturating_sub(1);
+        for (i, chunk) in chunks.enumerate() {
+            forward_chunk(spec, w, state, cache, chunk, want_logits && i == last);
+        }
+    });
     Ok(())
 }
 

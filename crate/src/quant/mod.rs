@@ -110,14 +110,14 @@ pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
     f16_bits_to_f32(u16::from_le_bytes([b[i], b[i + 1]]))
 }
 
-/// An f16 (as its bits) to f32, exactly, subnormals included: the magnitude's bits shifted into
-/// an f32 and scaled by 2^112 (the exponent bias difference), which is exact because the scaling
-/// is a power of two. A few integer and one float operation, without the branches of a software
-/// conversion (wasm has no f16 instructions); infinities and NaNs, which no sane scale is, take
-/// `half`'s path.
+/// An f16 (as its bits) to f32, exactly. wasm has no f16 instructions: there the magnitude's
+/// bits are shifted into an f32 and scaled by 2^112 (the exponent bias difference), exact
+/// subnormals included because the scaling is a power of two — a few integer and one float
+/// operation, without the branches of a software conversion; infinities and NaNs, which no sane
+/// scale is, take `half`'s path. Natively `half` uses the CPU's conversion instruction.
 #[inline(always)]
 pub fn f16_bits_to_f32(h: u16) -> f32 {
-    if h & 0x7C00 == 0x7C00 {
+    if cfg!(not(target_arch = "wasm32")) || h & 0x7C00 == 0x7C00 {
         return f16::from_bits(h).to_f32();
     }
     const TWO_POW_112: f32 = f32::from_bits(0x7780_0000);

@@ -23,6 +23,22 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// Starts `n` Web Workers on this module's shared memory and splits the CPU backend's mat-vecs
+/// across them (the threaded build only: it needs atomics, and a cross-origin isolated page).
+/// Resolves to the thread count in use. Call it once, before loading a model, from a worker
+/// (the calling thread waits on the pool, which the page's main thread may not do).
+#[cfg(feature = "threads")]
+#[wasm_bindgen(js_name = startThreads)]
+pub async fn start_threads(n: usize) -> Result<usize, JsValue> {
+    if n < 1 {
+        return Err(bad_argument("threads must be at least 1"));
+    }
+    if crate::backend::cpu::threads::threads() == 1 {
+        wasm_bindgen_futures::JsFuture::from(wasm_bindgen_rayon::init_thread_pool(n)).await?;
+    }
+    Ok(crate::backend::cpu::threads::set_threads(n))
+}
+
 /// A JS `Error` with the message and `code` of `e`.
 fn js_error(e: Error) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
@@ -248,6 +264,10 @@ struct Info {
     has_chat_template: bool,
     wasm_memory_bytes: f64,
     relaxed_simd: bool,
+    /// CPU threads in use (more than 1 only in the threaded build, started by `startThreads`).
+    threads: usize,
+    /// Mat-vecs run split across threads so far.
+    parallel_sections: f64,
     /// "webgpu" or "cpu".
     backend: &'static str,
     /// Why the CPU runs though WebGPU was wanted (no adapter, a limit, a lost device).
@@ -325,6 +345,8 @@ impl Engine {
                 has_chat_template: m.chat_template.is_some(),
                 wasm_memory_bytes: (core::arch::wasm32::memory_size(0) * 65536) as f64,
                 relaxed_simd: cfg!(target_feature = "relaxed-simd"),
+                threads: crate::backend::cpu::threads::threads(),
+                parallel_sections: crate::backend::cpu::threads::parallel_sections() as f64,
                 backend: if on_gpu { "webgpu" } else { "cpu" },
                 backend_reason: session.fallback_reason().map(str::to_string),
                 adapter: if on_gpu { self.adapter.clone() } else { None },

@@ -3,49 +3,15 @@
 
 pub mod acts;
 pub mod dot;
+mod matmul;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub mod simd128;
+pub mod threads;
 
-use acts::{ActKind, QuantizedActs};
-use dot::vec_dot;
+pub use matmul::{matmul_prequantized, matvec, matvec_prequantized, TokenRows};
 
-use crate::quant::{f16_bits_to_f32, QMatrix};
+use crate::quant::f16_bits_to_f32;
 use half::f16;
-
-/// `out = W · x` for `W` of `out.len()` rows. `scratch` keeps the quantized activations.
-pub fn matvec(w: &QMatrix, x: &[f32], out: &mut [f32], scratch: &mut QuantizedActs) {
-    debug_assert_eq!(x.len(), w.cols);
-    debug_assert_eq!(out.len(), w.rows);
-    scratch.quantize(ActKind::for_weights(w.ty), x);
-    matvec_prequantized(w, scratch, out);
-}
-
-/// `out = W · x` with `x` already quantized for `W`'s type (so several matrices reading the same
-/// input quantize it once).
-pub fn matvec_prequantized(w: &QMatrix, a: &QuantizedActs, out: &mut [f32]) {
-    let rb = w.row_bytes();
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if simd128::handles(w.ty) {
-        return simd128::matvec(w.ty, w.bytes(), rb, a, out);
-    }
-    for (o, row) in out.iter_mut().zip(w.bytes().chunks_exact(rb)) {
-        *o = vec_dot(w.ty, row, a);
-    }
-}
-
-/// `out[t] = W · x[t]` for each token `t` of `acts` (each quantized for `W`), `out` token-major
-/// (`acts.len() × W.rows`). Several tokens share each weight row read (the SIMD kernels' tiles);
-/// each result equals [`matvec_prequantized`]'s for that token alone.
-pub fn matmul_prequantized(w: &QMatrix, acts: &[QuantizedActs], out: &mut [f32]) {
-    debug_assert_eq!(out.len(), acts.len() * w.rows);
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if simd128::handles(w.ty) && acts.len() > 1 {
-        return simd128::matmul(w.ty, w.bytes(), w.row_bytes(), acts, out);
-    }
-    for (a, o) in acts.iter().zip(out.chunks_exact_mut(w.rows)) {
-        matvec_prequantized(w, a, o);
-    }
-}
 
 /// RMSNorm: `out = x / sqrt(mean(x²) + eps) * weight`.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {

@@ -20,7 +20,10 @@
 
 use core::arch::wasm32::*;
 
+use core::ops::Range;
+
 use super::acts::QuantizedActs;
+use super::TokenRows;
 use crate::quant::{f16_bits_to_f32, k4_scales_mins, GgmlType, QK_K};
 use half::f16;
 
@@ -273,7 +276,7 @@ pub fn handles(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q6K)
 }
 
-/// `row · acts` for one row of `ty` (one of [`handles`]'s types) of `values` values.
+/// `row · acts` for one row of `ty` (one of [`handles`]'s types).
 pub fn dot(ty: GgmlType, row: &[u8], acts: &QuantizedActs) -> f32 {
     let values = row.len() / ty.block_bytes() * ty.block_size();
     assert_eq!(row.len(), ty.row_bytes(values), "{}: a row of whole blocks", ty.name());
@@ -283,68 +286,52 @@ pub fn dot(ty: GgmlType, row: &[u8], acts: &QuantizedActs) -> f32 {
     unsafe { tile!(ty, [row.as_ptr()], [acts], nb, 1, 1)[0][0] }
 }
 
-/// `out[r] = row r of w · acts` for every row of `w` (`rb` bytes each): Q8_0 in tiles of 2 rows
-/// (its two weight vectors per block and their widened halves fill the registers sooner:
-/// 4-row tiles measured slower), the other types in tiles of [`DECODE_ROWS`].
-pub fn matvec(ty: GgmlType, w: &[u8], rb: usize, acts: &QuantizedActs, out: &mut [f32]) {
-    assert_eq!(w.len(), out.len() * rb, "{}: matrix bytes vs rows", ty.name());
-    let nb = rb / ty.block_bytes();
-    check_acts(ty, acts, nb * ty.block_size());
-    let row = |r: usize| w[r * rb..].as_ptr();
-    let tile_rows = if ty == GgmlType::Q8_0 { 2 } else { DECODE_ROWS };
-    let full = out.len() / tile_rows * tile_rows;
-    for r in (0..full).step_by(tile_rows) {
-        // SAFETY: rows r..r + tile_rows exist (r + tile_rows <= full), each of `nb` blocks;
-        // activations checked.
-        unsafe {
-            if tile_rows == 2 {
-                let o = tile!(ty, [row(r), row(r + 1)], [acts], nb, 2, 1);
-                (out[r], out[r + 1]) = (o[0][0], o[1][0]);
-            } else {
-                let o = tile!(ty, [row(r), row(r + 1), row(r + 2), row(r + 3)], [acts], nb, 4, 1);
-                out[r..r + 4].iter_mut().zip(o).for_each(|(d, v)| *d = v[0]);
-            }
-        }
-    }
-    for r in full..out.len() {
-        // SAFETY: row r exists; activations checked.
-        out[r] = unsafe { tile!(ty, [row(r)], [acts], nb, 1, 1)[0][0] };
-    }
-}
-
-/// `out[t][r] = row r of w · acts[t]` (`out` token-major), tiles of [`PREFILL_ROWS`] rows ×
-/// [`PREFILL_TOKENS`] tokens; the tokens left over run as mat-vecs.
-pub fn matmul(ty: GgmlType, w: &[u8], rb: usize, acts: &[QuantizedActs], out: &mut [f32]) {
-    let rows = w.len() / rb;
-    assert_eq!(w.len(), rows * rb, "{}: matrix bytes vs rows", ty.name());
-    assert_eq!(out.len(), acts.len() * rows, "{}: output size", ty.name());
+/// Rows `rows` of `w` (`rb` bytes each) times every token of `acts`, into `out`. One token
+/// (decode): Q8_0 in tiles of 2 rows (its two weight vectors per block and their widened halves
+/// fill the registers sooner: 4-row tiles measured slower), the other types in tiles of
+/// [`DECODE_ROWS`]. Several: tiles of [`PREFILL_ROWS`] × [`PREFILL_TOKENS`], the tokens left
+/// over as single-token passes.
+pub fn matmul(ty: GgmlType, w: &[u8], rb: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
+    assert!(rows.end * rb <= w.len(), "{}: rows {rows:?} of a matrix of {} bytes", ty.name(), w.len());
     let nb = rb / ty.block_bytes();
     acts.iter().for_each(|a| check_acts(ty, a, nb * ty.block_size()));
     let row = |r: usize| w[r * rb..].as_ptr();
-    let full_tokens = acts.len() / PREFILL_TOKENS * PREFILL_TOKENS;
-    let full_rows = rows / PREFILL_ROWS * PREFILL_ROWS;
+    let full_tokens = if acts.len() > 1 { acts.len() / PREFILL_TOKENS * PREFILL_TOKENS } else { 0 };
+    let rows_in = |tile: usize| rows.start..rows.start + (rows.len() / tile * tile);
+    // SAFETY (every tile below): its rows lie in `rows`, within `w` (checked above), each of
+    // `nb` blocks; its tokens exist; activations checked; this call owns rows `rows` of `out`.
     for t0 in (0..full_tokens).step_by(PREFILL_TOKENS) {
         let a: [&QuantizedActs; PREFILL_TOKENS] = core::array::from_fn(|i| &acts[t0 + i]);
-        for r0 in (0..full_rows).step_by(PREFILL_ROWS) {
+        let tiled = rows_in(PREFILL_ROWS);
+        for r0 in tiled.clone().step_by(PREFILL_ROWS) {
             let p: [*const u8; PREFILL_ROWS] = core::array::from_fn(|i| row(r0 + i));
-            // SAFETY: rows r0.. and tokens t0.. of the tile exist; activations checked.
             let o = unsafe { tile!(ty, p, a, nb, PREFILL_ROWS, PREFILL_TOKENS) };
             for (i, ot) in o.iter().enumerate() {
-                for (t, &v) in ot.iter().enumerate() {
-                    out[(t0 + t) * rows + r0 + i] = v;
+                ot.iter().enumerate().for_each(|(t, &v)| unsafe { out.set(t0 + t, r0 + i, v) });
+            }
+        }
+        for r in tiled.end..rows.end {
+            let o = unsafe { tile!(ty, [row(r)], a, nb, 1, PREFILL_TOKENS) };
+            o[0].iter().enumerate().for_each(|(t, &v)| unsafe { out.set(t0 + t, r, v) });
+        }
+    }
+    for (t, a) in acts.iter().enumerate().skip(full_tokens) {
+        let tile_rows = if ty == GgmlType::Q8_0 { 2 } else { DECODE_ROWS };
+        let tiled = rows_in(tile_rows);
+        for r in tiled.clone().step_by(tile_rows) {
+            unsafe {
+                if tile_rows == 2 {
+                    let o = tile!(ty, [row(r), row(r + 1)], [a], nb, 2, 1);
+                    (0..2).for_each(|i| out.set(t, r + i, o[i][0]));
+                } else {
+                    let o = tile!(ty, [row(r), row(r + 1), row(r + 2), row(r + 3)], [a], nb, 4, 1);
+                    (0..4).for_each(|i| out.set(t, r + i, o[i][0]));
                 }
             }
         }
-        for r in full_rows..rows {
-            // SAFETY: as above, one row.
-            let o = unsafe { tile!(ty, [row(r)], a, nb, 1, PREFILL_TOKENS) };
-            for (t, &v) in o[0].iter().enumerate() {
-                out[(t0 + t) * rows + r] = v;
-            }
+        for r in tiled.end..rows.end {
+            unsafe { out.set(t, r, tile!(ty, [row(r)], [a], nb, 1, 1)[0][0]) };
         }
-    }
-    for t in full_tokens..acts.len() {
-        matvec(ty, w, rb, &acts[t], &mut out[t * rows..(t + 1) * rows]);
     }
 }
 
