@@ -128,7 +128,12 @@ export class LocalEngine {
     const loader = new mod.ModelLoader(src.name);
     const sink = {
       begin: (file, size) => loader.beginFile(file, size),
-      push: (file, bytes) => loader.push(file, bytes),
+      // Straight into the file's place in wasm memory: one copy, no temporary buffer.
+      push: (file, bytes) => {
+        const at = loader.chunkTarget(file, bytes.length);
+        new Uint8Array(mod.wasmMemory().buffer, at, bytes.length).set(bytes);
+        loader.commit(file, bytes.length);
+      },
       onProgress,
       signal,
     };
@@ -154,7 +159,7 @@ export class LocalEngine {
   info() {
     const m = this.#engine.info();
     const backendReason = m.backend_reason ?? (m.backend === "webgpu" ? `WebGPU on ${m.adapter?.name || "the browser's adapter"}` : this.#meta.requestedBackend === "cpu" ? "asked for the CPU" : "wasm SIMD on the CPU");
-    return { ...this.#meta, ...m, backendReason, memory: { wasmBytes: m.wasm_memory_bytes } };
+    return { ...this.#meta, ...m, backendReason, memory: { wasmBytes: m.wasm_memory_bytes, loadPeakBytes: m.load_peak_bytes, kvCacheBytes: m.kv_cache_bytes } };
   }
 
   tokenize(text, addSpecial = true) {

@@ -142,7 +142,9 @@ export interface EngineInfo {
   context_size: number;
   weight_types: string[];
   has_chat_template: boolean;
-  memory: { wasmBytes: number };
+  /** wasm memory now; when the model was built, before the session (the peak of loading: wasm
+   * memory never shrinks); and the KV cache's share (f16, `context_size` positions). */
+  memory: { wasmBytes: number; loadPeakBytes: number; kvCacheBytes: number };
   /** The WebGPU adapter in use (null on the CPU). */
   adapter: {
     name: string;

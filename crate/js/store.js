@@ -224,14 +224,24 @@ async function download(model, files, { onProgress, signal, chunkSize }) {
  */
 export async function readModel(manifest, { begin, push, onProgress, signal }) {
   let loaded = 0;
+  // A stored chunk and whether it verifies. The next chunk is read and hashed while the
+  // current one is copied into wasm (IndexedDB and SubtleCrypto work off this thread).
+  const read = async (f, i) => {
+    const rec = await tx(["chunks"], "readonly", (t) => req(t.objectStore("chunks").get([manifest.model, f.name, i])));
+    const [start, end] = chunkBounds(f.size, f.chunkSize, i);
+    const ok = !!rec && rec.data.byteLength === end - start && (await sha256Hex(rec.data)) === rec.sha256;
+    return { rec, ok, start, end };
+  };
   for (const f of manifest.files) {
     begin(f.name, f.size);
+    let next = f.chunks > 0 ? read(f, 0) : null;
     for (let i = 0; i < f.chunks; i++) {
       throwIfAborted(signal);
-      let rec = await tx(["chunks"], "readonly", (t) => req(t.objectStore("chunks").get([manifest.model, f.name, i])));
-      const [start, end] = chunkBounds(f.size, f.chunkSize, i);
-      const ok = rec && rec.data.byteLength === end - start && (await sha256Hex(rec.data)) === rec.sha256;
-      onProgress?.({ phase: "verify", loaded: loaded + (end - start), total: manifest.bytes, file: f.name, chunk: i, ok: !!ok });
+      let { rec, ok, start, end } = await next;
+      next = i + 1 < f.chunks ? read(f, i + 1) : null;
+      // A failed read ahead is reported when its turn comes.
+      next?.catch(() => {});
+      onProgress?.({ phase: "verify", loaded: loaded + (end - start), total: manifest.bytes, file: f.name, chunk: i, ok });
       if (!ok) {
         const data = await fetchChunkWithRetry(f.url, start, end, f.size, signal);
         await putChunk(manifest.model, f.name, i, data);

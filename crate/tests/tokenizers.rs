@@ -35,8 +35,8 @@ fn check(name: &str, tok: &Tokenizer, cases: &[(String, Vec<u32>)]) {
 fn gguf_vocab(dir: &str) -> Tokenizer {
     let path = common::shared_models().join("tokenizers").join(dir).join(format!("ggml-vocab-{dir}.gguf"));
     let bytes = std::fs::read(&path).unwrap();
-    let g = GgufFile::parse(&path.display().to_string(), &bytes, bytes.len()).unwrap();
-    Tokenizer::from_gguf(&g).unwrap()
+    let mut g = GgufFile::parse(&path.display().to_string(), &bytes, bytes.len()).unwrap();
+    Tokenizer::from_gguf(&mut g).unwrap()
 }
 
 #[test]

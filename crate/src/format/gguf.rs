@@ -20,7 +20,8 @@ pub enum Value {
     F32(f32),
     F64(f64),
     Bool(bool),
-    String(String),
+    /// Boxed (16 bytes, not 24): a vocabulary is 100k+ of them.
+    String(Box<str>),
     Array(Vec<Value>),
 }
 
@@ -130,14 +131,14 @@ impl<'a> Cursor<'a> {
         }
         Ok(n as usize)
     }
-    fn string(&mut self, what: &str) -> Result<String> {
+    fn string(&mut self, what: &str) -> Result<Box<str>> {
         let n = self.count(what, 1)?;
         if n > MAX_STRING {
             return Err(Error::format(self.file, format!("{what} is {n} bytes long")));
         }
         let bytes = self.take(n, what)?;
         // Real vocabularies contain invalid UTF-8 fragments in a few token strings: keep them lossy.
-        Ok(String::from_utf8_lossy(bytes).into_owned())
+        Ok(String::from_utf8_lossy(bytes).into())
     }
     fn value(&mut self, ty: u32, key: &str, depth: u32) -> Result<Value> {
         Ok(match ty {
@@ -201,7 +202,7 @@ impl GgufFile {
         let n_kv = c.count("metadata count", 13)?;
         let mut metadata = BTreeMap::new();
         for _ in 0..n_kv {
-            let key = c.string("metadata key")?;
+            let key = String::from(c.string("metadata key")?);
             let ty = c.u32(&key)?;
             let v = c.value(ty, &key, 0)?;
             metadata.insert(key, v);
@@ -232,7 +233,7 @@ impl GgufFile {
             let offset = c.u64(&name)?;
             let ty = GgmlType::from_id(ty_id).ok_or_else(|| Error::UnsupportedTensorType {
                 file: file.to_string(),
-                tensor: name.clone(),
+                tensor: name.to_string(),
                 ty: GgmlType::id_name(ty_id),
             })?;
             raw.push((name, dims, ty, offset));
@@ -252,13 +253,18 @@ impl GgufFile {
             if start.checked_add(size as u64).is_none_or(|end| end > file_len as u64) {
                 return Err(Error::format(file, format!("truncated: tensor '{name}' ({size} bytes at offset {start}) ends past the end of the file ({file_len} bytes)")));
             }
-            tensors.push(TensorInfo { name, dims, ty, offset: start as usize, size });
+            tensors.push(TensorInfo { name: name.into(), dims, ty, offset: start as usize, size });
         }
         Ok(GgufFile { file: file.to_string(), version, metadata, tensors, alignment, data_offset })
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.metadata.get(key)
+    }
+
+    /// Takes a metadata value out (so large arrays can be consumed rather than copied).
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        self.metadata.remove(key)
     }
 
     pub fn architecture(&self) -> Result<&str> {

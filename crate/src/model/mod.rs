@@ -39,9 +39,9 @@ impl Model {
     /// From the bytes of a GGUF file.
     pub fn from_gguf(name: &str, bytes: Vec<u8>) -> Result<Model> {
         let len = bytes.len();
-        let g = GgufFile::parse(name, &bytes, len)?;
+        let mut g = GgufFile::parse(name, &bytes, len)?;
         let mut spec = ModelSpec::from_gguf(&g)?;
-        let tokenizer = Tokenizer::from_gguf(&g)?;
+        let tokenizer = Tokenizer::from_gguf(&mut g)?;
         let src = GgufSource { gguf: &g, buf: std::sync::Arc::new(bytes) };
         let weights = ModelWeights::load(&src, &mut spec)?;
         let chat_template = g.get("tokenizer.chat_template").and_then(Value::as_str).map(ChatTemplate::new).transpose()?;

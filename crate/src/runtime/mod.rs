@@ -287,6 +287,13 @@ impl<M: Borrow<Model>> Session<M> {
         }
     }
 
+    /// Bytes of the KV cache: f16 keys and values of every layer for `capacity()` positions
+    /// (both backends keep them so).
+    pub fn kv_cache_bytes(&self) -> usize {
+        let spec = &self.model().spec;
+        2 * spec.n_layers * self.capacity() * spec.kv_dim() * std::mem::size_of::<half::f16>()
+    }
+
     /// Tokens now in the cache.
     pub fn cached_tokens(&self) -> &[u32] {
         &self.tokens

@@ -1,6 +1,5 @@
 //! GGUF-embedded vocabularies converted into `tokenizers` pipelines that tokenize as llama.cpp does.
 
-use std::collections::HashMap;
 
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel;
@@ -48,28 +47,56 @@ pub(super) fn byte_level_pre_tokenizer(file: &str, regexes: &[&str]) -> Result<P
     Ok(PreSequence::new(parts).into())
 }
 
-pub(super) fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
-    let file = g.file.as_str();
+/// The strings of a metadata array, moved out of `g` (no copy of a 150k vocabulary).
+fn take_strings(g: &mut GgufFile, key: &str, err: &dyn Fn(String) -> Error) -> Result<Option<Vec<String>>> {
+    match g.take(key) {
+        None => Ok(None),
+        Some(Value::Array(a)) => a.into_iter().map(|v| if let Value::String(s) = v { Ok(String::from(s)) } else { Err(err(format!("{key} holds a non-string"))) }).collect::<Result<_>>().map(Some),
+        Some(_) => Err(err(format!("{key} is not an array"))),
+    }
+}
+
+/// Builds the tokenizer from `g`'s `tokenizer.*` metadata, taking its vocabulary and merges out
+/// of `g`: their strings move into the tokenizer instead of being copied (a 150k vocabulary's
+/// copies are what a model's load peaks on).
+pub(super) fn from_gguf(g: &mut GgufFile) -> Result<Tokenizer> {
+    let file = g.file.clone();
+    let file = file.as_str();
     let err = |msg: String| Error::Tokenizer { file: file.to_string(), msg };
-    let model = g.get("tokenizer.ggml.model").and_then(Value::as_str).ok_or_else(|| err("tokenizer.ggml.model is missing".into()))?;
-    let tokens: Vec<&str> = g
-        .get("tokenizer.ggml.tokens")
-        .and_then(Value::as_array)
-        .ok_or_else(|| err("tokenizer.ggml.tokens is missing".into()))?
-        .iter()
-        .map(|v| v.as_str().ok_or_else(|| err("tokenizer.ggml.tokens holds a non-string".into())))
-        .collect::<Result<_>>()?;
-    let types: Vec<u64> = g.get("tokenizer.ggml.token_type").and_then(Value::as_array).map(|a| a.iter().map(|v| v.as_u64().unwrap_or(1)).collect()).unwrap_or_default();
-    let meta_id = |k: &str| g.get(k).and_then(Value::as_u64).map(|v| v as u32).filter(|&id| (id as usize) < tokens.len());
-    let vocab: HashMap<String, u32> = tokens.iter().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
+    let model = g.get("tokenizer.ggml.model").and_then(Value::as_str).ok_or_else(|| err("tokenizer.ggml.model is missing".into()))?.to_string();
+    let model = model.as_str();
+    let tokens = take_strings(g, "tokenizer.ggml.tokens", &err)?.ok_or_else(|| err("tokenizer.ggml.tokens is missing".into()))?;
+    let types: Vec<u8> = g.take("tokenizer.ggml.token_type").as_ref().and_then(Value::as_array).map(|a| a.iter().map(|v| v.as_u64().unwrap_or(1) as u8).collect()).unwrap_or_default();
+    let n_tokens = tokens.len();
+    let meta_id = |k: &str| g.get(k).and_then(Value::as_u64).map(|v| v as u32).filter(|&id| (id as usize) < n_tokens);
+    let (bos, eos_id, unk) = (meta_id("tokenizer.ggml.bos_token_id"), meta_id("tokenizer.ggml.eos_token_id"), meta_id("tokenizer.ggml.unknown_token_id"));
+    let mut eos: Vec<u32> = eos_id.into_iter().collect();
+    // Chat models end a turn with an end-of-turn token that differs from EOS.
+    for key in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+        if let Some(id) = meta_id(key) {
+            if !eos.contains(&id) {
+                eos.push(id);
+            }
+        }
+    }
+    let token_str = |id: Option<u32>| id.map(|i| tokens[i as usize].clone());
+    let (bos_token, eos_token, unk_token) = (token_str(bos), token_str(eos_id), token_str(unk));
+    let special_ids: Vec<u32> = (0..n_tokens as u32).filter(|&i| matches!(types.get(i as usize).map(|&t| t as u64), Some(TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED))).collect();
+    let specials: Vec<AddedToken> = special_ids.iter().map(|&i| AddedToken::from(tokens[i as usize].clone(), types[i as usize] as u64 == TOKEN_TYPE_CONTROL).normalized(false)).collect();
+    // The SentencePiece encoder's special tokens, longest first.
+    let mut spm_specials: Vec<(String, u32)> = special_ids.iter().map(|&i| (tokens[i as usize].clone(), i)).filter(|(s, _)| !s.is_empty()).collect();
+    spm_specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+    // The SentencePiece encoder keeps the token strings; the BPE model gets them moved in.
+    let spm_tokens = (model == "llama").then(|| tokens.clone());
+    let vocab: tokenizers::models::bpe::Vocab = tokens.into_iter().enumerate().map(|(i, t)| (t, i as u32)).collect();
     let add_space_prefix = g.get("tokenizer.ggml.add_space_prefix").and_then(Value::as_bool).unwrap_or(true);
 
     let mut inner = match model {
         "llama" => {
             // Decoding only: encoding goes through `SpmEncoder`, set below.
-            let mut bpe = BPE::builder().vocab_and_merges(vocab.iter().map(|(k, v)| (k.clone(), *v)).collect::<tokenizers::models::bpe::Vocab>(), Vec::new()).byte_fallback(true);
-            if let Some(unk) = meta_id("tokenizer.ggml.unknown_token_id") {
-                bpe = bpe.unk_token(tokens[unk as usize].to_string());
+            let mut bpe = BPE::builder().vocab_and_merges(vocab, Vec::new()).byte_fallback(true);
+            if let Some(unk) = unk_token {
+                bpe = bpe.unk_token(unk);
             }
             let bpe = bpe.build().map_err(|e| err(format!("building the SentencePiece model: {e}")))?;
             let mut t = tokenizers::Tokenizer::new(bpe);
@@ -81,17 +108,14 @@ pub(super) fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
             t
         }
         "gpt2" => {
-            let merges: Vec<(String, String)> = g
-                .get("tokenizer.ggml.merges")
-                .and_then(Value::as_array)
+            let merges: Vec<(String, String)> = take_strings(g, "tokenizer.ggml.merges", &err)?
                 .ok_or_else(|| err("tokenizer.ggml.merges is missing".into()))?
-                .iter()
-                .filter_map(|v| v.as_str())
+                .into_iter()
                 .map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| err(format!("merge '{m}' is not two tokens"))))
                 .collect::<Result<_>>()?;
             let pre = g.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("default");
             let regexes = pre_tokenizer_regexes(pre).ok_or_else(|| err(format!("pre-tokenizer '{pre}' is not supported")))?;
-            let bpe = BPE::builder().vocab_and_merges(vocab.iter().map(|(k, v)| (k.clone(), *v)).collect::<tokenizers::models::bpe::Vocab>(), merges).ignore_merges(matches!(pre, "llama3" | "llama-v3" | "llama-bpe")).build().map_err(|e| err(format!("building the BPE model: {e}")))?;
+            let bpe = BPE::builder().vocab_and_merges(vocab, merges).ignore_merges(matches!(pre, "llama3" | "llama-v3" | "llama-bpe")).build().map_err(|e| err(format!("building the BPE model: {e}")))?;
             let mut t = tokenizers::Tokenizer::new(bpe);
             t.with_pre_tokenizer(Some(byte_level_pre_tokenizer(file, regexes)?));
             t.with_decoder(Some(ByteLevel::default()));
@@ -100,31 +124,14 @@ pub(super) fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
         other => return Err(err(format!("tokenizer model '{other}' is not supported (llama and gpt2 are)"))),
     };
     // Control and user-defined tokens are matched whole in the text, as llama.cpp's parse_special does.
-    let specials: Vec<AddedToken> = tokens
-        .iter()
-        .zip(types.iter().chain(std::iter::repeat(&1)))
-        .filter(|(_, &ty)| ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED)
-        .map(|(t, &ty)| AddedToken::from(t.to_string(), ty == TOKEN_TYPE_CONTROL).normalized(false))
-        .collect();
     inner.add_special_tokens(&specials);
     let spm = (model == "llama").then(|| {
         let scores: Vec<f32> = g.get("tokenizer.ggml.scores").and_then(Value::as_array).map(|a| a.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect()).unwrap_or_default();
-        let mut st: Vec<(String, u32)> = specials.iter().filter_map(|a| vocab.get(&a.content).map(|&id| (a.content.clone(), id))).filter(|(s, _)| !s.is_empty()).collect();
-        st.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
-        super::SpmEncoder { model: SpmModel::new(&tokens, scores, meta_id("tokenizer.ggml.unknown_token_id")), add_space_prefix, specials: st }
+        let tokens = spm_tokens.unwrap_or_default();
+        let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        super::SpmEncoder { model: SpmModel::new(&tokens, scores, unk), add_space_prefix, specials: spm_specials }
     });
 
-    let bos = meta_id("tokenizer.ggml.bos_token_id");
-    let eos_id = meta_id("tokenizer.ggml.eos_token_id");
-    let mut eos: Vec<u32> = eos_id.into_iter().collect();
-    // Chat models end a turn with an end-of-turn token that differs from EOS.
-    for key in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
-        if let Some(id) = meta_id(key) {
-            if !eos.contains(&id) {
-                eos.push(id);
-            }
-        }
-    }
     let add_bos = g.get("tokenizer.ggml.add_bos_token").and_then(Value::as_bool).unwrap_or(model == "llama");
     Ok(Tokenizer {
         inner,
@@ -132,7 +139,7 @@ pub(super) fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
         bos,
         add_bos: add_bos && bos.is_some(),
         eos,
-        bos_token: bos.map(|i| tokens[i as usize].to_string()),
-        eos_token: eos_id.map(|i| tokens[i as usize].to_string()),
+        bos_token,
+        eos_token,
     })
 }

@@ -114,8 +114,9 @@ impl Tokenizer {
         Ok(t)
     }
 
-    /// From the `tokenizer.*` metadata of a GGUF file.
-    pub fn from_gguf(g: &crate::format::gguf::GgufFile) -> Result<Tokenizer> {
+    /// From the `tokenizer.*` metadata of a GGUF file, which it takes out of `g` (the
+    /// vocabulary's strings move into the tokenizer).
+    pub fn from_gguf(g: &mut crate::format::gguf::GgufFile) -> Result<Tokenizer> {
         gguf::from_gguf(g)
     }
 

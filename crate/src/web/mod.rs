@@ -39,6 +39,17 @@ pub async fn start_threads(n: usize) -> Result<usize, JsValue> {
     Ok(crate::backend::cpu::threads::set_threads(n))
 }
 
+/// This module's memory (a `WebAssembly.Memory`), which [`ModelLoader::chunk_target`]'s offsets
+/// index.
+#[wasm_bindgen(js_name = wasmMemory)]
+pub fn wasm_memory() -> JsValue {
+    wasm_bindgen::memory()
+}
+
+fn wasm_memory_bytes() -> f64 {
+    (core::arch::wasm32::memory_size(0) * 65536) as f64
+}
+
 /// A JS `Error` with the message and `code` of `e`.
 fn js_error(e: Error) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
@@ -65,7 +76,9 @@ fn to_js<T: Serialize>(v: &T) -> JsValue {
 struct LoaderFile {
     name: String,
     size: usize,
+    /// `size` bytes, zeroed at first; the first `filled` are the file's.
     bytes: Vec<u8>,
+    filled: usize,
 }
 
 /// Receives a model's files chunk by chunk into wasm memory, then builds an [`Engine`].
@@ -96,8 +109,8 @@ impl ModelLoader {
         ModelLoader { name: name.to_string(), files: Vec::new() }
     }
 
-    /// Announces a file of `size` bytes and reserves its memory at once, so a model that cannot
-    /// fit fails before any byte is copied.
+    /// Announces a file of `size` bytes and allocates its memory at once, so a model that
+    /// cannot fit fails before any byte is copied.
     #[wasm_bindgen(js_name = beginFile)]
     pub fn begin_file(&mut self, file: &str, size: f64) -> Result<(), JsValue> {
         if !(size >= 0.0 && size.fract() == 0.0 && size <= usize::MAX as f64) {
@@ -109,18 +122,47 @@ impl ModelLoader {
         let size = size as usize;
         let mut bytes = Vec::new();
         bytes.try_reserve_exact(size).map_err(|_| js_error(Error::OutOfMemory { what: format!("{}/{file}", self.name), bytes: size as u64 }))?;
-        self.files.push(LoaderFile { name: file.to_string(), size, bytes });
+        bytes.resize(size, 0);
+        self.files.push(LoaderFile { name: file.to_string(), size, bytes, filled: 0 });
         Ok(())
     }
 
-    /// Appends the next chunk of `file`.
-    pub fn push(&mut self, file: &str, chunk: &[u8]) -> Result<(), JsValue> {
-        let f = self.files.iter_mut().find(|f| f.name == file).ok_or_else(|| bad_argument(format!("push to {file} before beginFile")))?;
-        if f.bytes.len() + chunk.len() > f.size {
-            return Err(js_error(Error::format(&format!("{}/{file}", self.name), format!("more bytes than the {} announced", f.size))));
+    fn file_mut(&mut self, file: &str) -> Result<&mut LoaderFile, JsValue> {
+        self.files.iter_mut().find(|f| f.name == file).ok_or_else(|| bad_argument(format!("{file} was not begun (beginFile)")))
+    }
+
+    /// Where the next `len` bytes of `file` go: a byte offset into this module's memory
+    /// ([`wasm_memory`]) that JS fills before [`ModelLoader::commit`], so a chunk crosses into wasm
+    /// with one copy and no temporary buffer. Nothing may run in wasm between the two calls.
+    #[wasm_bindgen(js_name = chunkTarget)]
+    pub fn chunk_target(&mut self, file: &str, len: usize) -> Result<usize, JsValue> {
+        let name = self.name.clone();
+        let f = self.file_mut(file)?;
+        if f.filled + len > f.size {
+            return Err(js_error(Error::format(&format!("{name}/{file}"), format!("more bytes than the {} announced", f.size))));
         }
-        f.bytes.extend_from_slice(chunk);
+        Ok(f.bytes[f.filled..].as_ptr() as usize)
+    }
+
+    /// The `len` bytes at [`ModelLoader::chunk_target`]'s place are written.
+    pub fn commit(&mut self, file: &str, len: usize) -> Result<(), JsValue> {
+        let name = self.name.clone();
+        let f = self.file_mut(file)?;
+        if f.filled + len > f.size {
+            return Err(js_error(Error::format(&format!("{name}/{file}"), format!("more bytes than the {} announced", f.size))));
+        }
+        f.filled += len;
         Ok(())
+    }
+
+    /// Appends the next chunk of `file` (a copy through a temporary buffer: `chunkTarget` and
+    /// `commit` avoid it).
+    pub fn push(&mut self, file: &str, chunk: &[u8]) -> Result<(), JsValue> {
+        let at = self.chunk_target(file, chunk.len())?;
+        let f = self.file_mut(file)?;
+        debug_assert_eq!(f.bytes[f.filled..].as_ptr() as usize, at);
+        f.bytes[f.filled..f.filled + chunk.len()].copy_from_slice(chunk);
+        self.commit(file, chunk.len())
     }
 
     /// Parses the files and builds the engine on the backend asked for (uploading the weights
@@ -136,8 +178,8 @@ impl ModelLoader {
         let name = self.name;
         let mut files = self.files;
         for f in &files {
-            if f.bytes.len() != f.size {
-                return Err(js_error(Error::format(&format!("{name}/{}", f.name), format!("truncated: {} of {} bytes", f.bytes.len(), f.size))));
+            if f.filled != f.size {
+                return Err(js_error(Error::format(&format!("{name}/{}", f.name), format!("truncated: {} of {} bytes", f.filled, f.size))));
             }
         }
         let model = if let Some(i) = files.iter().position(|f| f.name.ends_with(".gguf")) {
@@ -153,6 +195,7 @@ impl ModelLoader {
             Model::from_hf(&name, &config, &tokenizer, tok_config.as_deref(), weights, &LoadOptions { quantize })
         }
         .map_err(js_error)?;
+        let load_peak = wasm_memory_bytes();
         let context = opts.context_size.unwrap_or(2048);
         let choice = BackendChoice::parse(opts.backend.as_deref().unwrap_or("auto")).map_err(js_error)?;
         if choice != BackendChoice::Cpu && !has_webgpu() {
@@ -161,10 +204,10 @@ impl ModelLoader {
             }
             let mut session = Session::new(model, context).map_err(js_error)?;
             session.set_fallback_reason("no WebGPU in this browser (navigator.gpu): wasm SIMD on the CPU");
-            return Ok(Engine::new(session, None));
+            return Ok(Engine::new(session, None, load_peak));
         }
         let (session, adapter) = Session::open(model, context, choice, &GpuOptions::default()).await.map_err(js_error)?;
-        Ok(Engine::new(session, adapter))
+        Ok(Engine::new(session, adapter, load_peak))
     }
 }
 
@@ -188,6 +231,9 @@ pub struct Engine {
     adapter: Option<AdapterSummary>,
     /// The device, outside the state so that a loss can be signalled during a call.
     gpu: Option<std::sync::Arc<crate::backend::gpu::GpuContext>>,
+    /// wasm memory once the model was built, before its session (KV cache, scratch): the peak
+    /// of loading, as wasm memory never shrinks.
+    load_peak_bytes: f64,
 }
 
 fn busy() -> JsValue {
@@ -263,6 +309,10 @@ struct Info {
     weight_types: Vec<String>,
     has_chat_template: bool,
     wasm_memory_bytes: f64,
+    /// wasm memory when the model was built, before the session: the peak of loading.
+    load_peak_bytes: f64,
+    /// The KV cache's bytes (on the CPU: in wasm memory; on the GPU: device memory).
+    kv_cache_bytes: f64,
     relaxed_simd: bool,
     /// CPU threads in use (more than 1 only in the threaded build, started by `startThreads`).
     threads: usize,
@@ -292,9 +342,9 @@ struct Finished {
 }
 
 impl Engine {
-    fn new(session: Session<Model>, adapter: Option<AdapterSummary>) -> Engine {
+    fn new(session: Session<Model>, adapter: Option<AdapterSummary>, load_peak_bytes: f64) -> Engine {
         let gpu = session.gpu().map(|g| g.model().ctx().clone());
-        Engine { state: Rc::new(RefCell::new(EngineState { session, generator: None })), adapter, gpu }
+        Engine { state: Rc::new(RefCell::new(EngineState { session, generator: None })), adapter, gpu, load_peak_bytes }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut EngineState) -> Result<T, JsValue>) -> Result<T, JsValue> {
@@ -343,7 +393,9 @@ impl Engine {
                 context_size: session.capacity(),
                 weight_types: types,
                 has_chat_template: m.chat_template.is_some(),
-                wasm_memory_bytes: (core::arch::wasm32::memory_size(0) * 65536) as f64,
+                wasm_memory_bytes: wasm_memory_bytes(),
+                load_peak_bytes: self.load_peak_bytes,
+                kv_cache_bytes: session.kv_cache_bytes() as f64,
                 relaxed_simd: cfg!(target_feature = "relaxed-simd"),
                 threads: crate::backend::cpu::threads::threads(),
                 parallel_sections: crate::backend::cpu::threads::parallel_sections() as f64,

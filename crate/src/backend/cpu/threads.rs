@@ -19,6 +19,7 @@ static THREADS: AtomicUsize = AtomicUsize::new(1);
 static PARALLEL_SECTIONS: AtomicU64 = AtomicU64::new(0);
 
 /// Weights × tokens below which a mat-vec runs on the calling thread alone.
+#[cfg(feature = "threads")]
 const PARALLEL_MIN_WORK: usize = 1 << 15;
 
 /// Threads the CPU backend uses.
