@@ -222,6 +222,9 @@ async function download(model, files, { onProgress, signal, chunkSize }) {
  * fails is dropped and fetched again from its URL. Calls `begin(fileName, size)` before a file
  * and `push(fileName, bytes)` for each chunk, in order.
  */
+/** Stored chunks read and verified ahead of the one being copied into wasm (16 MiB each). */
+const READ_AHEAD = 3;
+
 export async function readModel(manifest, { begin, push, onProgress, signal }) {
   let loaded = 0;
   // A stored chunk and whether it verifies. The next chunk is read and hashed while the
@@ -234,13 +237,22 @@ export async function readModel(manifest, { begin, push, onProgress, signal }) {
   };
   for (const f of manifest.files) {
     begin(f.name, f.size);
-    let next = f.chunks > 0 ? read(f, 0) : null;
+    // Reads (and hashes) in flight ahead of the chunk being copied: SubtleCrypto hashes them
+    // on its own threads, so several at once go faster than one.
+    const ahead = [];
+    let unread = 0;
+    const readAhead = (upTo) => {
+      while (ahead.length < upTo && unread < f.chunks) {
+        const p = read(f, unread++);
+        // A failed read ahead is reported when its turn comes.
+        p.catch(() => {});
+        ahead.push({ p });
+      }
+    };
     for (let i = 0; i < f.chunks; i++) {
       throwIfAborted(signal);
-      let { rec, ok, start, end } = await next;
-      next = i + 1 < f.chunks ? read(f, i + 1) : null;
-      // A failed read ahead is reported when its turn comes.
-      next?.catch(() => {});
+      readAhead(READ_AHEAD);
+      let { rec, ok, start, end } = await ahead.shift().p;
       onProgress?.({ phase: "verify", loaded: loaded + (end - start), total: manifest.bytes, file: f.name, chunk: i, ok });
       if (!ok) {
         const data = await fetchChunkWithRetry(f.url, start, end, f.size, signal);

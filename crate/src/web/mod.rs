@@ -73,6 +73,20 @@ fn to_js<T: Serialize>(v: &T) -> JsValue {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::NULL)
 }
 
+/// `n` zero bytes, or `None` when memory cannot grow so far. Zeroed by the allocator, which
+/// takes fresh pages of wasm memory (already zero) without writing them again.
+fn zeroed_bytes(n: usize) -> Option<Vec<u8>> {
+    if n == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u8>(n).ok()?;
+    // SAFETY: a non-zero layout; a null result is handled.
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
+    // SAFETY: `p` was allocated by the global allocator with `Vec<u8>`'s layout for `n`
+    // elements, all initialized (zero).
+    (!p.is_null()).then(|| unsafe { Vec::from_raw_parts(p, n, n) })
+}
+
 struct LoaderFile {
     name: String,
     size: usize,
@@ -120,9 +134,7 @@ impl ModelLoader {
             return Err(bad_argument(format!("file {file} was already begun")));
         }
         let size = size as usize;
-        let mut bytes = Vec::new();
-        bytes.try_reserve_exact(size).map_err(|_| js_error(Error::OutOfMemory { what: format!("{}/{file}", self.name), bytes: size as u64 }))?;
-        bytes.resize(size, 0);
+        let bytes = zeroed_bytes(size).ok_or_else(|| js_error(Error::OutOfMemory { what: format!("{}/{file}", self.name), bytes: size as u64 }))?;
         self.files.push(LoaderFile { name: file.to_string(), size, bytes, filled: 0 });
         Ok(())
     }
