@@ -125,6 +125,47 @@ unsafe fn q4_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
     acc.map(|row| row.map(hsum_f32))
 }
 
+/// Q5_0 (`d` f16, 4 bytes of fifth bits, 16 bytes of nibbles) against Q8_0 activations: the
+/// fifth bits spread to bytes by a byte shuffle and a bit test, codes 0..31 (the value + 16).
+///
+/// # Safety
+/// As [`q4_0_tile`].
+#[inline(always)]
+unsafe fn q5_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
+    let mask = u8x16_splat(0x0F);
+    let fifth = u8x16_splat(0x10);
+    let bits = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+    let (low_bytes, high_bytes) = (u8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), u8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    let mut acc = [[f32x4_splat(0.0); T]; R];
+    for b in 0..nb {
+        let mut y = [[i32x4_splat(0); 2]; T];
+        let mut offset = [i32x4_splat(0); T];
+        let mut dy = [0f32; T];
+        for t in 0..T {
+            let q = acts[t].q.as_ptr().add(32 * b) as *const u8;
+            y[t] = [load(q), load(q.add(16))];
+            // Σ (q - 16)·y = Σ q·y - 16·Σ y.
+            offset[t] = i32x4_replace_lane::<0>(i32x4_splat(0), -16 * *acts[t].bsums.get_unchecked(b));
+            dy[t] = *acts[t].d.get_unchecked(b);
+        }
+        for r in 0..R {
+            let p = rows[r].add(22 * b);
+            let qh = u32x4_splat(u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]));
+            // Value j's fifth bit is bit j of qh (j < 16), value j + 16's bit j + 16.
+            let spread = |sel: v128| v128_and(i8x16_eq(v128_and(i8x16_swizzle(qh, sel), bits), bits), fifth);
+            let qs = load(p.add(6));
+            let lo = v128_or(v128_and(qs, mask), spread(low_bytes));
+            let hi = v128_or(u8x16_shr(qs, 4), spread(high_bytes));
+            let dw = f16_at_ptr(p);
+            for t in 0..T {
+                let s = dot_u7_add(hi, y[t][1], dot_u7_add(lo, y[t][0], offset[t]));
+                acc[r][t] = scaled_add(acc[r][t], s, dw * dy[t]);
+            }
+        }
+    }
+    acc.map(|row| row.map(hsum_f32))
+}
+
 /// Q8_0 (`d` f16, 32 signed bytes) against Q8_0 activations.
 ///
 /// # Safety
@@ -264,6 +305,7 @@ macro_rules! tile {
         match $ty {
             GgmlType::Q4_0 => q4_0_tile::<$r, $t>($rows, $acts, $nb),
             GgmlType::Q8_0 => q8_0_tile::<$r, $t>($rows, $acts, $nb),
+            GgmlType::Q5_0 => q5_0_tile::<$r, $t>($rows, $acts, $nb),
             GgmlType::Q4K => q4_k_tile::<$r, $t>($rows, $acts, $nb),
             GgmlType::Q6K => q6_k_tile::<$r, $t>($rows, $acts, $nb),
             _ => unreachable!(),
@@ -273,7 +315,7 @@ macro_rules! tile {
 
 /// Whether this module has kernels for `ty`.
 pub fn handles(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q6K)
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q6K)
 }
 
 /// `row · acts` for one row of `ty` (one of [`handles`]'s types).
