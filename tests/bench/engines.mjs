@@ -23,7 +23,7 @@ export async function pocketlmNode(root, file, prompt, gen, threads) {
   const info = await engine.info();
   await engine.unload();
   const u = c.usage;
-  return { prompt_tokens: u.prompt_tokens, generated: u.completion_tokens, prefill_tok_s: u.prefill_tokens_per_second, decode_tok_s: u.decode_tokens_per_second, ttft_ms: u.time_to_first_token_ms, load_ms, memory_bytes: info.memory.wasmBytes };
+  return { prompt_tokens: u.prompt_tokens, generated: u.completion_tokens, prefill_tok_s: u.prefill_tokens_per_second, decode_tok_s: u.decode_tokens_per_second, ttft_ms: u.time_to_first_token_ms, load_ms, memory_bytes: info.memory.wasmBytes, load_peak_bytes: info.memory.loadPeakBytes };
 }
 
 /** pocketlm in the page: cold load (empty IndexedDB, from the network) and warm load (from IndexedDB). */
@@ -47,7 +47,7 @@ export async function pocketlmBrowser(page, url, prompt, gen, backend, threads) 
       const u = c.usage;
       if (info.backend !== (backend === "webgpu" ? "webgpu" : "cpu")) throw new Error(`ran on ${info.backend}: ${info.backendReason}`);
       if (backend !== "webgpu" && info.threads !== threads) throw new Error(`ran on ${info.threads} threads, not ${threads}`);
-      return { prompt_tokens: u.prompt_tokens, generated: u.completion_tokens, prefill_tok_s: u.prefill_tokens_per_second, decode_tok_s: u.decode_tokens_per_second, ttft_ms: u.time_to_first_token_ms, load_ms, warm_load_ms, memory_bytes: info.memory.wasmBytes };
+      return { prompt_tokens: u.prompt_tokens, generated: u.completion_tokens, prefill_tok_s: u.prefill_tokens_per_second, decode_tok_s: u.decode_tokens_per_second, ttft_ms: u.time_to_first_token_ms, load_ms, warm_load_ms, memory_bytes: info.memory.wasmBytes, load_peak_bytes: info.memory.loadPeakBytes };
     },
     [url, prompt, gen, backend, threads],
   );

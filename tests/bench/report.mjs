@@ -21,20 +21,20 @@ export function renderMarkdown(report) {
   lines.push(`Machine: ${m.cores} × ${m.cpu}, ${(m.memory_bytes / 2 ** 30).toFixed(0)} GiB; Node ${m.node}; Chromium ${m.chromium} headless (WebGPU: SwiftShader, a CPU implementation); page cross-origin isolated: ${m.cross_origin_isolated}; @wllama/wllama ${m.wllama}; llama-cpp-python: ${m.llama_cpp_python ? "yes" : "not installed (no native llama.cpp figures)"}.`);
   lines.push(`Synthetic GGUF files with the real shapes (random weights), the same prompt (each engine's token count below) and greedy generation of the tokens shown, EOS ignored; median (min–max) of the runs shown. Rows keep the date of the run that measured them.`);
   lines.push("");
-  lines.push("| model | quant | engine | runs × tokens | prompt tokens | prefill tok/s | decode tok/s | first token ms | load ms (cold) | load ms (warm, IndexedDB) | wasm memory MB |");
+  lines.push("| model | quant | engine | runs × tokens | prompt tokens | prefill tok/s | decode tok/s | first token ms | load ms (cold) | load ms (warm, IndexedDB) | wasm memory MB | load peak / file |");
   lines.push("|---|---|---|---|---|---|---|---|---|---|---|");
   for (const r of report.results) {
     if (r.error) {
-      lines.push(`| ${r.model} | ${r.quant} | ${label(r)} | | failed: ${r.error.replace(/\|/g, "/")} | | | | | | |`);
+      lines.push(`| ${r.model} | ${r.quant} | ${label(r)} | | failed: ${r.error.replace(/\|/g, "/")} | | | | | | | |`);
       continue;
     }
-    lines.push(`| ${r.model} | ${r.quant} | ${label(r)} | ${r.runs} × ${r.gen ?? report.gen} | ${r.prompt_tokens?.median ?? "—"} | ${fmt(r.prefill_tok_s)} | ${fmt(r.decode_tok_s, 2)} | ${fmt(r.ttft_ms, 0)} | ${fmt(r.load_ms, 0)} | ${fmt(r.warm_load_ms, 0)} | ${r.memory_bytes ? (r.memory_bytes.median / 1e6).toFixed(0) : "—"} |`);
+    lines.push(`| ${r.model} | ${r.quant} | ${label(r)} | ${r.runs} × ${r.gen ?? report.gen} | ${r.prompt_tokens?.median ?? "—"} | ${fmt(r.prefill_tok_s)} | ${fmt(r.decode_tok_s, 2)} | ${fmt(r.ttft_ms, 0)} | ${fmt(r.load_ms, 0)} | ${fmt(r.warm_load_ms, 0)} | ${r.memory_bytes ? (r.memory_bytes.median / 1e6).toFixed(0) : "—"} | ${r.load_peak_bytes ? `${(r.load_peak_bytes.median / r.file_bytes).toFixed(2)}×` : "—"} |`);
   }
   lines.push("");
   lines.push("Ratios (medians; goal ≥ 1.5× wllama, ≥ 0.6× native llama.cpp at the same threads):");
   lines.push("");
-  lines.push("| model | quant | pocketlm wasm (Node) / wllama 1 thread: prefill, decode | pocketlm wasm (Chromium) / wllama 1 thread: prefill, decode | pocketlm wasm / llama.cpp 1 thread: decode | pocketlm native / llama.cpp 1 thread: decode |");
-  lines.push("|---|---|---|---|---|---|");
+  lines.push("| model | quant | pocketlm wasm (Node) / wllama 1 thread: prefill, decode | pocketlm wasm (Chromium) / wllama 1 thread: prefill, decode | pocketlm wasm / llama.cpp 1 thread: decode | pocketlm native / llama.cpp 1 thread: decode | 2 threads: pocketlm wasm (Chromium) / wllama: prefill, decode | 2 threads: pocketlm wasm / llama.cpp: decode |");
+  lines.push("|---|---|---|---|---|---|---|---|");
   const pairs = [...new Set(report.results.map((r) => `${r.model}\t${r.quant}`))].map((k) => k.split("\t"));
   for (const [model, quant] of pairs) {
     const w1 = find(report, model, quant, "wllama", 1);
@@ -42,7 +42,8 @@ export function renderMarkdown(report) {
     const chr = find(report, model, quant, "pocketlm-chromium", 1);
     const nat = find(report, model, quant, "pocketlm-native", 1);
     const lc = find(report, model, quant, "llama.cpp", 1);
-    lines.push(`| ${model} | ${quant} | ${ratio(node, w1, "prefill_tok_s")}, ${ratio(node, w1, "decode_tok_s")} | ${ratio(chr, w1, "prefill_tok_s")}, ${ratio(chr, w1, "decode_tok_s")} | ${ratio(chr ?? node, lc, "decode_tok_s")} | ${ratio(nat, lc, "decode_tok_s")} |`);
+    const [w2, chr2, lc2] = [find(report, model, quant, "wllama", 2), find(report, model, quant, "pocketlm-chromium", 2), find(report, model, quant, "llama.cpp", 2)];
+    lines.push(`| ${model} | ${quant} | ${ratio(node, w1, "prefill_tok_s")}, ${ratio(node, w1, "decode_tok_s")} | ${ratio(chr, w1, "prefill_tok_s")}, ${ratio(chr, w1, "decode_tok_s")} | ${ratio(chr ?? node, lc, "decode_tok_s")} | ${ratio(nat, lc, "decode_tok_s")} | ${ratio(chr2, w2, "prefill_tok_s")}, ${ratio(chr2, w2, "decode_tok_s")} | ${ratio(chr2, lc2, "decode_tok_s")} |`);
   }
   lines.push("");
   const sizes = Object.entries(report.wasm_sizes).map(([k, v]) => `${k} ${(v.raw / 1e6).toFixed(2)} MB raw, ${(v.gzip / 1e6).toFixed(2)} MB gzip`);

@@ -112,7 +112,7 @@ for (const m of models) {
           return xs.length ? { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) } : null;
         };
         const row = { model: m, quant: q, file_bytes: statSync(file).size, engine, threads, runs: samples.length, gen, date: new Date().toISOString().slice(0, 10), error };
-        for (const k of ["prompt_tokens", "generated", "prefill_tok_s", "decode_tok_s", "ttft_ms", "load_ms", "warm_load_ms", "memory_bytes"]) row[k] = stat(k);
+        for (const k of ["prompt_tokens", "generated", "prefill_tok_s", "decode_tok_s", "ttft_ms", "load_ms", "warm_load_ms", "memory_bytes", "load_peak_bytes"]) row[k] = stat(k);
         results.push(row);
         console.log(`${m} ${q} ${engine} ×${threads}: ${error ?? `decode ${row.decode_tok_s?.median.toFixed(2)} tok/s, prefill ${row.prefill_tok_s?.median.toFixed(1)} tok/s (${samples.length} runs)`}`);
       }

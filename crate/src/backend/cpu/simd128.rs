@@ -92,6 +92,26 @@ fn check_acts(ty: GgmlType, acts: &QuantizedActs, values: usize) {
     assert!(acts.bsums.len() >= sums, "{}: activations lack their block sums", ty.name());
 }
 
+/// Block `b` of each token's Q8_0 activations: its two vectors of 16 values, the start of an
+/// integer sum with weights stored as unsigned codes `value + bias` (Σ (c - bias)·y =
+/// Σ c·y - bias·Σ y, so the sum starts at -bias·Σ y), and its scale.
+///
+/// # Safety
+/// Each token's activations hold block `b` (checked by [`check_acts`]).
+#[inline(always)]
+unsafe fn q8_0_block<const T: usize>(acts: [&QuantizedActs; T], b: usize, bias: i32) -> ([[v128; 2]; T], [v128; T], [f32; T]) {
+    let mut y = [[i32x4_splat(0); 2]; T];
+    let mut offset = [i32x4_splat(0); T];
+    let mut dy = [0f32; T];
+    for t in 0..T {
+        let q = acts[t].q.as_ptr().add(32 * b) as *const u8;
+        y[t] = [load(q), load(q.add(16))];
+        offset[t] = i32x4_replace_lane::<0>(i32x4_splat(0), -bias * *acts[t].bsums.get_unchecked(b));
+        dy[t] = *acts[t].d.get_unchecked(b);
+    }
+    (y, offset, dy)
+}
+
 /// Q4_0 (`d` f16, 16 bytes of nibbles) against Q8_0 activations.
 ///
 /// # Safety
@@ -101,16 +121,7 @@ unsafe fn q4_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
     let mask = u8x16_splat(0x0F);
     let mut acc = [[f32x4_splat(0.0); T]; R];
     for b in 0..nb {
-        let mut y = [[i32x4_splat(0); 2]; T];
-        let mut offset = [i32x4_splat(0); T];
-        let mut dy = [0f32; T];
-        for t in 0..T {
-            let q = acts[t].q.as_ptr().add(32 * b) as *const u8;
-            y[t] = [load(q), load(q.add(16))];
-            // Σ (q - 8)·y = Σ q·y - 8·Σ y: the integer sums start at -8·Σ y.
-            offset[t] = i32x4_replace_lane::<0>(i32x4_splat(0), -8 * *acts[t].bsums.get_unchecked(b));
-            dy[t] = *acts[t].d.get_unchecked(b);
-        }
+        let (y, offset, dy) = q8_0_block(acts, b, 8);
         for r in 0..R {
             let p = rows[r].add(18 * b);
             let qs = load(p.add(2));
@@ -138,16 +149,7 @@ unsafe fn q5_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
     let (low_bytes, high_bytes) = (u8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), u8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
     let mut acc = [[f32x4_splat(0.0); T]; R];
     for b in 0..nb {
-        let mut y = [[i32x4_splat(0); 2]; T];
-        let mut offset = [i32x4_splat(0); T];
-        let mut dy = [0f32; T];
-        for t in 0..T {
-            let q = acts[t].q.as_ptr().add(32 * b) as *const u8;
-            y[t] = [load(q), load(q.add(16))];
-            // Σ (q - 16)·y = Σ q·y - 16·Σ y.
-            offset[t] = i32x4_replace_lane::<0>(i32x4_splat(0), -16 * *acts[t].bsums.get_unchecked(b));
-            dy[t] = *acts[t].d.get_unchecked(b);
-        }
+        let (y, offset, dy) = q8_0_block(acts, b, 16);
         for r in 0..R {
             let p = rows[r].add(22 * b);
             let qh = u32x4_splat(u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]));
@@ -174,13 +176,7 @@ unsafe fn q5_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
 unsafe fn q8_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
     let mut acc = [[f32x4_splat(0.0); T]; R];
     for b in 0..nb {
-        let mut y = [[i32x4_splat(0); 2]; T];
-        let mut dy = [0f32; T];
-        for t in 0..T {
-            let q = acts[t].q.as_ptr().add(32 * b) as *const u8;
-            y[t] = [load(q), load(q.add(16))];
-            dy[t] = *acts[t].d.get_unchecked(b);
-        }
+        let (y, _, dy) = q8_0_block(acts, b, 0);
         for r in 0..R {
             let p = rows[r].add(34 * b);
             let (w0, w1) = (load(p.add(2)), load(p.add(18)));
