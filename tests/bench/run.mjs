@@ -123,7 +123,7 @@ await browser.close();
 await srv.close();
 
 const wasmSizes = Object.fromEntries(
-  ["simd", "relaxed"].filter((v) => existsSync(`${root}pkg/wasm/${v}/pocketlm_bg.wasm`)).map((v) => {
+  ["simd", "relaxed", "threads"].filter((v) => existsSync(`${root}pkg/wasm/${v}/pocketlm_bg.wasm`)).map((v) => {
     const b = readFileSync(`${root}pkg/wasm/${v}/pocketlm_bg.wasm`);
     return [v, { raw: b.length, gzip: gzipSync(b, { level: 9 }).length }];
   }),
