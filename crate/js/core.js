@@ -42,8 +42,8 @@ async function loadWasm(wasm = {}, threads) {
   // Static specifiers, so that bundlers see every build.
   const mod = variant === "threads" ? await import("./wasm/threads/pocketlm.js") : variant === "relaxed" ? await import("./wasm/relaxed/pocketlm.js") : await import("./wasm/simd/pocketlm.js");
   await mod.default(wasm.bytes ? { module_or_path: wasm.bytes } : undefined);
-  const n = variant === "threads" ? await mod.startThreads(threadCount(threads)) : 1;
-  loaded = { mod, variant, threads: n };
+  if (variant === "threads") await mod.startThreads(threadCount(threads));
+  loaded = { mod, variant };
   return loaded;
 }
 

@@ -217,18 +217,17 @@ async function download(model, files, { onProgress, signal, chunkSize }) {
   return manifest;
 }
 
+/** Stored chunks read and verified ahead of the one being copied into wasm (16 MiB each). */
+const READ_AHEAD = 3;
+
 /**
  * Reads a present model's files chunk by chunk, verifying each chunk's SHA-256; a chunk that
  * fails is dropped and fetched again from its URL. Calls `begin(fileName, size)` before a file
  * and `push(fileName, bytes)` for each chunk, in order.
  */
-/** Stored chunks read and verified ahead of the one being copied into wasm (16 MiB each). */
-const READ_AHEAD = 3;
-
 export async function readModel(manifest, { begin, push, onProgress, signal }) {
   let loaded = 0;
-  // A stored chunk and whether it verifies. The next chunk is read and hashed while the
-  // current one is copied into wasm (IndexedDB and SubtleCrypto work off this thread).
+  // A stored chunk and whether it verifies (IndexedDB and SubtleCrypto work off this thread).
   const read = async (f, i) => {
     const rec = await tx(["chunks"], "readonly", (t) => req(t.objectStore("chunks").get([manifest.model, f.name, i])));
     const [start, end] = chunkBounds(f.size, f.chunkSize, i);
@@ -246,13 +245,13 @@ export async function readModel(manifest, { begin, push, onProgress, signal }) {
         const p = read(f, unread++);
         // A failed read ahead is reported when its turn comes.
         p.catch(() => {});
-        ahead.push({ p });
+        ahead.push(p);
       }
     };
     for (let i = 0; i < f.chunks; i++) {
       throwIfAborted(signal);
       readAhead(READ_AHEAD);
-      let { rec, ok, start, end } = await ahead.shift().p;
+      let { rec, ok, start, end } = await ahead.shift();
       onProgress?.({ phase: "verify", loaded: loaded + (end - start), total: manifest.bytes, file: f.name, chunk: i, ok });
       if (!ok) {
         const data = await fetchChunkWithRetry(f.url, start, end, f.size, signal);

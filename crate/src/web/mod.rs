@@ -89,8 +89,7 @@ fn zeroed_bytes(n: usize) -> Option<Vec<u8>> {
 
 struct LoaderFile {
     name: String,
-    size: usize,
-    /// `size` bytes, zeroed at first; the first `filled` are the file's.
+    /// The file's announced size, zeroed at first; the first `filled` bytes are the file's.
     bytes: Vec<u8>,
     filled: usize,
 }
@@ -135,12 +134,18 @@ impl ModelLoader {
         }
         let size = size as usize;
         let bytes = zeroed_bytes(size).ok_or_else(|| js_error(Error::OutOfMemory { what: format!("{}/{file}", self.name), bytes: size as u64 }))?;
-        self.files.push(LoaderFile { name: file.to_string(), size, bytes, filled: 0 });
+        self.files.push(LoaderFile { name: file.to_string(), bytes, filled: 0 });
         Ok(())
     }
 
-    fn file_mut(&mut self, file: &str) -> Result<&mut LoaderFile, JsValue> {
-        self.files.iter_mut().find(|f| f.name == file).ok_or_else(|| bad_argument(format!("{file} was not begun (beginFile)")))
+    /// `file`, when `len` more bytes fit in what it announced.
+    fn room_for(&mut self, file: &str, len: usize) -> Result<&mut LoaderFile, JsValue> {
+        let name = &self.name;
+        let f = self.files.iter_mut().find(|f| f.name == file).ok_or_else(|| bad_argument(format!("{file} was not begun (beginFile)")))?;
+        if f.filled + len > f.bytes.len() {
+            return Err(js_error(Error::format(&format!("{name}/{file}"), format!("more bytes than the {} announced", f.bytes.len()))));
+        }
+        Ok(f)
     }
 
     /// Where the next `len` bytes of `file` go: a byte offset into this module's memory
@@ -148,33 +153,14 @@ impl ModelLoader {
     /// with one copy and no temporary buffer. Nothing may run in wasm between the two calls.
     #[wasm_bindgen(js_name = chunkTarget)]
     pub fn chunk_target(&mut self, file: &str, len: usize) -> Result<usize, JsValue> {
-        let name = self.name.clone();
-        let f = self.file_mut(file)?;
-        if f.filled + len > f.size {
-            return Err(js_error(Error::format(&format!("{name}/{file}"), format!("more bytes than the {} announced", f.size))));
-        }
+        let f = self.room_for(file, len)?;
         Ok(f.bytes[f.filled..].as_ptr() as usize)
     }
 
     /// The `len` bytes at [`ModelLoader::chunk_target`]'s place are written.
     pub fn commit(&mut self, file: &str, len: usize) -> Result<(), JsValue> {
-        let name = self.name.clone();
-        let f = self.file_mut(file)?;
-        if f.filled + len > f.size {
-            return Err(js_error(Error::format(&format!("{name}/{file}"), format!("more bytes than the {} announced", f.size))));
-        }
-        f.filled += len;
+        self.room_for(file, len)?.filled += len;
         Ok(())
-    }
-
-    /// Appends the next chunk of `file` (a copy through a temporary buffer: `chunkTarget` and
-    /// `commit` avoid it).
-    pub fn push(&mut self, file: &str, chunk: &[u8]) -> Result<(), JsValue> {
-        let at = self.chunk_target(file, chunk.len())?;
-        let f = self.file_mut(file)?;
-        debug_assert_eq!(f.bytes[f.filled..].as_ptr() as usize, at);
-        f.bytes[f.filled..f.filled + chunk.len()].copy_from_slice(chunk);
-        self.commit(file, chunk.len())
     }
 
     /// Parses the files and builds the engine on the backend asked for (uploading the weights
@@ -190,8 +176,8 @@ impl ModelLoader {
         let name = self.name;
         let mut files = self.files;
         for f in &files {
-            if f.filled != f.size {
-                return Err(js_error(Error::format(&format!("{name}/{}", f.name), format!("truncated: {} of {} bytes", f.filled, f.size))));
+            if f.filled != f.bytes.len() {
+                return Err(js_error(Error::format(&format!("{name}/{}", f.name), format!("truncated: {} of {} bytes", f.filled, f.bytes.len()))));
             }
         }
         let model = if let Some(i) = files.iter().position(|f| f.name.ends_with(".gguf")) {
