@@ -105,6 +105,39 @@ fn the_mat_mat_equals_the_mat_vec_of_each_token() {
 }
 
 #[test]
+fn q8_0_weights_of_minus_128_are_exact_in_every_kernel() {
+    // llama.cpp's quantizer writes codes -127..=127; the format allows -128, which the
+    // relaxed-SIMD kernel's sign trick cannot negate: such a matrix must take the exact path.
+    let mut rng = fastrand::Rng::with_seed(11);
+    let (rows, n) = (9, 256);
+    let mut bytes: Vec<u8> = (0..rows * n / 32 * 34).map(|_| rng.u8(..)).collect();
+    for (i, block) in bytes.chunks_exact_mut(34).enumerate() {
+        block[..2].copy_from_slice(&f16::from_f32(0.01 + 0.001 * (i % 7) as f32).to_le_bytes());
+        block[2 + i % 32] = 0x80; // -128 in every block
+    }
+    let w = QMatrix::owned(pocketlm::quant::GgmlType::Q8_0, rows, n, bytes);
+    assert!(w.has_q8_0_min());
+    let x: Vec<f32> = (0..n).map(|_| rng.f32() - 0.5).collect();
+    let mut acts = QuantizedActs::default();
+    acts.quantize(ActKind::Q8_0, &x);
+    assert!(acts.q[..n].iter().filter(|&&q| q < 0).count() > n / 4, "the activations have negative values");
+    let mut out = vec![0f32; rows];
+    matvec_prequantized(&w, &acts, &mut out);
+    let y = dequantized_acts(&acts, n);
+    for r in 0..rows {
+        let mut wr = vec![0f32; n];
+        dequantize(w.ty, w.row(r), &mut wr);
+        let want: f64 = wr.iter().zip(&y).map(|(&a, &b)| a as f64 * b).sum();
+        let scale: f64 = wr.iter().zip(&y).map(|(&a, &b)| (a as f64 * b).abs()).sum();
+        assert!((out[r] as f64 - want).abs() <= 1e-5 * scale, "row {r}: mat-vec {} vs f64 {want}", out[r]);
+        assert_eq!(out[r].to_bits(), vec_dot(w.ty, w.row(r), &acts).to_bits(), "row {r}: mat-vec vs dot");
+    }
+    // A matrix of quantized values holds no -128.
+    let q = pocketlm::quant::quantize(pocketlm::quant::GgmlType::Q8_0, &x);
+    assert!(!QMatrix::owned(pocketlm::quant::GgmlType::Q8_0, 1, n, q).has_q8_0_min());
+}
+
+#[test]
 fn f16_attention_helpers_convert_every_f16_exactly_and_sum_within_rounding() {
     // 0 + 1·v is v itself: every f16 bit pattern, as the SIMD conversion reads it, equals half's.
     let all: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();

@@ -56,6 +56,12 @@ pub fn dequant_q8_0(b: &[u8], y: &mut [f32]) {
     }
 }
 
+/// Whether some Q8_0 block of `blocks` (whole blocks) holds the code -128.
+pub fn q8_0_has_min_code(blocks: &[u8]) -> bool {
+    // Branch-free within a block, so the 32-byte test vectorizes.
+    blocks.chunks_exact(34).any(|b| b[2..].iter().fold(false, |seen, &q| seen | (q == 0x80)))
+}
+
 /// The 8 six-bit scales and 8 six-bit mins of a Q4_K / Q5_K super-block (`get_scale_min_k4`).
 #[inline]
 pub fn k4_scales_mins(q: &[u8]) -> ([u8; 8], [u8; 8]) {

@@ -1,7 +1,7 @@
 //! A matrix of quantized rows as it lies in memory: the file's blocks, untouched.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::GgmlType;
 
@@ -14,6 +14,8 @@ pub struct QMatrix {
     pub cols: usize,
     buf: Arc<Vec<u8>>,
     range: Range<usize>,
+    /// [`QMatrix::has_q8_0_min`], scanned when first asked.
+    q8_0_min: OnceLock<bool>,
 }
 
 impl std::fmt::Debug for QMatrix {
@@ -26,7 +28,7 @@ impl QMatrix {
     /// `range` must hold exactly `rows * ty.row_bytes(cols)` bytes of `buf` (callers check it).
     pub fn new(ty: GgmlType, rows: usize, cols: usize, buf: Arc<Vec<u8>>, range: Range<usize>) -> QMatrix {
         debug_assert_eq!(range.len(), rows * ty.row_bytes(cols));
-        QMatrix { ty, rows, cols, buf, range }
+        QMatrix { ty, rows, cols, buf, range, q8_0_min: OnceLock::new() }
     }
 
     pub fn owned(ty: GgmlType, rows: usize, cols: usize, bytes: Vec<u8>) -> QMatrix {
@@ -45,6 +47,14 @@ impl QMatrix {
     pub fn row(&self, r: usize) -> &[u8] {
         let rb = self.row_bytes();
         &self.bytes()[r * rb..(r + 1) * rb]
+    }
+
+    /// Whether this is a Q8_0 matrix with a weight code of -128: valid in the format, though
+    /// llama.cpp's quantizer never writes one (it rounds to ±127). The relaxed-SIMD Q8_0 kernel
+    /// negates weights, which -128 does not survive, so such a matrix takes the widening kernel.
+    /// The bytes are scanned once, when first asked.
+    pub fn has_q8_0_min(&self) -> bool {
+        self.ty == GgmlType::Q8_0 && *self.q8_0_min.get_or_init(|| super::q8_0_has_min_code(self.bytes()))
     }
 
     /// Row `r` as f32 values (used for embedding lookups).

@@ -59,6 +59,8 @@ pub fn matvec_prequantized(w: &QMatrix, a: &QuantizedActs, out: &mut [f32]) {
 pub fn matmul_prequantized(w: &QMatrix, acts: &[QuantizedActs], out: &mut [f32]) {
     assert_eq!(out.len(), acts.len() * w.rows, "mat-mat output size");
     let out = TokenRows::new(out, w.rows);
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    w.has_q8_0_min(); // scanned here, on the calling thread, not by each thread's first rows
     threads::for_row_ranges(w.rows, w.rows * w.cols * acts.len(), 4, |rows| rows_of(w, acts, &out, rows));
 }
 
@@ -67,7 +69,7 @@ fn rows_of(w: &QMatrix, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usi
     let rb = w.row_bytes();
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if super::simd128::handles(w.ty) {
-        return super::simd128::matmul(w.ty, w.bytes(), rb, acts, out, rows);
+        return super::simd128::matmul(w.ty, cfg!(target_feature = "relaxed-simd") && w.has_q8_0_min(), w.bytes(), rb, acts, out, rows);
     }
     for r in rows {
         let row = &w.bytes()[r * rb..(r + 1) * rb];

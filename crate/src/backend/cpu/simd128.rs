@@ -2,20 +2,23 @@
 //!
 //! Every kernel computes a tile: `R` weight rows × `T` token activations over a row's blocks,
 //! so that each activation vector loaded serves `R` rows and each weight block decoded serves
-//! `T` tokens. Decode runs `R = 4, T = 1`; prompts run several tokens per tile. The integer
-//! sums inside a block are exact; each block's sum is converted to f32 lanes, scaled by the
-//! weight and activation block scales and added into an f32x4 accumulator per (row, token),
-//! summed across its lanes once at the row's end (as llama.cpp's SIMD kernels do). A row's
-//! arithmetic is the same in every tile shape, so a tile's results equal the single-row dot
-//! (`vec_dot`) bit for bit; against the scalar reference of `dot.rs` they differ only by f32
-//! summation order (tested against both and against an f64 sum).
+//! `T` tokens. Decode runs `R = 4, T = 1` (Q8_0 `R = 2`); prompts run 2 rows × 2 tokens. The
+//! integer sums inside a block are exact; per block, the rows' sums are reduced into one vector
+//! (lane `r` row `r`: [`row_sums`]), which is converted to f32, scaled by the rows' weight scales
+//! (four f16 converted at once) times the activation scale and added to the token's accumulator:
+//! the f32 work of a block is done once for up to four rows. Each row's arithmetic (its exact
+//! integer block sum, then `acc + sum·(dw·dy)` in block order) is the same in every tile shape
+//! and kernel, so a tile's results equal the single-row dot (`vec_dot`) bit for bit; against the
+//! scalar reference of `dot.rs` they differ only by f32 rounding (tested against both and
+//! against an f64 sum).
 //!
 //! Builds with `+relaxed-simd` multiply 4-to-6-bit weights by the 8-bit activations with
-//! `i32x4.relaxed_dot_i8x16_i7x16_add` (one instruction for 16 products): its result is exact
+//! `i32x4.relaxed_dot_i8x16_i7x16_add` (16 products in one instruction): its result is exact
 //! when the second operand is in 0..=127 (x86 engines treat it as unsigned, others as signed),
 //! so weights enter as their unsigned codes (Q4_0's 0..15 rather than -8..7) and the offset is
-//! taken back with the activations' block sums. Q8_0's weights do not fit, so it always takes
-//! the simd128 path. (Node 20's V8 11.3 has relaxed-SIMD only behind a flag, and computes it
+//! taken back with the activations' block sums. Q8_0 moves the activations' signs onto its
+//! weights and multiplies by |y| ([`q8_0_tile_relaxed`]); a matrix holding the code -128 takes
+//! the widening kernel. (Node 20's V8 11.3 has relaxed-SIMD only behind a flag, and computes it
 //! wrongly: the relaxed build is tested in Chromium, and Node loads the simd128 build.)
 
 use core::arch::wasm32::*;
@@ -29,8 +32,9 @@ use half::f16;
 
 /// Weight rows per tile in decode: each activation load serves this many rows.
 pub const DECODE_ROWS: usize = 4;
-/// The tile of prompt tokens: rows × tokens.
-pub const PREFILL_ROWS: usize = 4;
+/// The tile of prompt tokens: rows × tokens (4 × 2 keeps more block sums live than the
+/// registers hold: measured 20–35 % slower).
+pub const PREFILL_ROWS: usize = 2;
 pub const PREFILL_TOKENS: usize = 2;
 
 /// Σ a[i]·b[i] of 16 signed bytes, as four i32 lanes.
@@ -59,6 +63,59 @@ fn hsum_f32(v: v128) -> f32 {
     // (l0 + l2) + (l1 + l3), the same order for every tile shape.
     let s = f32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
     f32x4_extract_lane::<0>(s) + f32x4_extract_lane::<1>(s)
+}
+
+/// Lane `r`: the sum of `s[r]`'s four lanes (lanes past `R` zero). A tile's integer block sums
+/// reduce to one vector of its rows, so the f32 work per block (convert, scale, add) is done
+/// once for up to four rows.
+#[inline(always)]
+fn row_sums<const R: usize>(s: [v128; R]) -> v128 {
+    let g = |i: usize| if i < R { s[i] } else { i32x4_splat(0) };
+    let pair = |a: v128, b: v128| i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
+    let (u0, u1) = (pair(g(0), g(1)), pair(g(2), g(3)));
+    i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(u0, u1), i32x4_shuffle::<2, 3, 6, 7>(u0, u1))
+}
+
+/// f16 values in the low halves of four u32 lanes as f32x4, exactly (the scalar
+/// `f16_bits_to_f32`'s method, lane-wise: subnormals by the power-of-two scaling, infinities and
+/// NaNs by their exponent).
+#[inline(always)]
+fn f16_lanes_to_f32(h: v128) -> v128 {
+    let magnitude = i32x4_shl(v128_and(h, i32x4_splat(0x7FFF)), 13);
+    let finite = f32x4_mul(magnitude, f32x4_splat(f32::from_bits(0x7780_0000)));
+    let special = i32x4_eq(v128_and(h, i32x4_splat(0x7C00)), i32x4_splat(0x7C00));
+    let value = v128_bitselect(v128_or(magnitude, i32x4_splat(0x7F80_0000)), finite, special);
+    v128_or(value, i32x4_shl(v128_and(h, i32x4_splat(0x8000)), 16))
+}
+
+/// The f16 at each of `R` addresses, as lanes `0..R` of an f32x4 (the rest zero).
+///
+/// # Safety
+/// Each `p[r]..p[r] + 2` must be readable.
+#[inline(always)]
+unsafe fn f16_lanes<const R: usize>(p: [*const u8; R]) -> v128 {
+    let mut h = i32x4_splat(0);
+    // u16 lane 2r is the low half of u32 lane r.
+    if R > 0 { h = v128_load16_lane::<0>(h, p[0] as *const u16); }
+    if R > 1 { h = v128_load16_lane::<2>(h, p[1] as *const u16); }
+    if R > 2 { h = v128_load16_lane::<4>(h, p[2] as *const u16); }
+    if R > 3 { h = v128_load16_lane::<6>(h, p[3] as *const u16); }
+    f16_lanes_to_f32(h)
+}
+
+/// `acc + convert(sums + offset) · (dw · dy)`, lane-wise: one block of up to four rows.
+#[inline(always)]
+fn block_add(acc: v128, sums: v128, offset: i32, dw: v128, dy: f32) -> v128 {
+    let s = f32x4_convert_i32x4(i32x4_add(sums, i32x4_splat(offset)));
+    f32x4_add(acc, f32x4_mul(s, f32x4_mul(dw, f32x4_splat(dy))))
+}
+
+/// Each token's row accumulators (lanes are rows) as `[row][token]`.
+#[inline(always)]
+fn rows_of<const R: usize, const T: usize>(acc: [v128; T]) -> [[f32; T]; R] {
+    // SAFETY: v128 and [f32; 4] have the same size, every bit pattern valid in both.
+    let lanes: [[f32; 4]; T] = acc.map(|a| unsafe { core::mem::transmute::<v128, [f32; 4]>(a) });
+    core::array::from_fn(|r| core::array::from_fn(|t| lanes[t][r]))
 }
 
 /// 16 bytes at `p` (any alignment).
@@ -92,21 +149,21 @@ fn check_acts(ty: GgmlType, acts: &QuantizedActs, values: usize) {
     assert!(acts.bsums.len() >= sums, "{}: activations lack their block sums", ty.name());
 }
 
-/// Block `b` of each token's Q8_0 activations: its two vectors of 16 values, the start of an
+/// Block `b` of each token's Q8_0 activations: its two vectors of 16 values, the offset of an
 /// integer sum with weights stored as unsigned codes `value + bias` (Σ (c - bias)·y =
-/// Σ c·y - bias·Σ y, so the sum starts at -bias·Σ y), and its scale.
+/// Σ c·y - bias·Σ y, so the offset is -bias·Σ y), and its scale.
 ///
 /// # Safety
 /// Each token's activations hold block `b` (checked by [`check_acts`]).
 #[inline(always)]
-unsafe fn q8_0_block<const T: usize>(acts: [&QuantizedActs; T], b: usize, bias: i32) -> ([[v128; 2]; T], [v128; T], [f32; T]) {
+unsafe fn q8_0_block<const T: usize>(acts: [&QuantizedActs; T], b: usize, bias: i32) -> ([[v128; 2]; T], [i32; T], [f32; T]) {
     let mut y = [[i32x4_splat(0); 2]; T];
-    let mut offset = [i32x4_splat(0); T];
+    let mut offset = [0i32; T];
     let mut dy = [0f32; T];
     for t in 0..T {
         let q = acts[t].q.as_ptr().add(32 * b) as *const u8;
         y[t] = [load(q), load(q.add(16))];
-        offset[t] = i32x4_replace_lane::<0>(i32x4_splat(0), -bias * *acts[t].bsums.get_unchecked(b));
+        offset[t] = -bias * *acts[t].bsums.get_unchecked(b);
         dy[t] = *acts[t].d.get_unchecked(b);
     }
     (y, offset, dy)
@@ -119,21 +176,24 @@ unsafe fn q8_0_block<const T: usize>(acts: [&QuantizedActs; T], b: usize, bias: 
 #[inline(always)]
 unsafe fn q4_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
     let mask = u8x16_splat(0x0F);
-    let mut acc = [[f32x4_splat(0.0); T]; R];
+    let mut acc = [f32x4_splat(0.0); T];
     for b in 0..nb {
         let (y, offset, dy) = q8_0_block(acts, b, 8);
+        let p = rows.map(|p| p.add(18 * b));
+        let mut s = [[i32x4_splat(0); R]; T];
         for r in 0..R {
-            let p = rows[r].add(18 * b);
-            let qs = load(p.add(2));
+            let qs = load(p[r].add(2));
             let (lo, hi) = (v128_and(qs, mask), u8x16_shr(qs, 4));
-            let dw = f16_at_ptr(p);
             for t in 0..T {
-                let s = dot_u7_add(hi, y[t][1], dot_u7_add(lo, y[t][0], offset[t]));
-                acc[r][t] = scaled_add(acc[r][t], s, dw * dy[t]);
+                s[t][r] = dot_u7_add(hi, y[t][1], dot_u7_add(lo, y[t][0], i32x4_splat(0)));
             }
         }
+        let dw = f16_lanes(p);
+        for t in 0..T {
+            acc[t] = block_add(acc[t], row_sums(s[t]), offset[t], dw, dy[t]);
+        }
     }
-    acc.map(|row| row.map(hsum_f32))
+    rows_of(acc)
 }
 
 /// Q5_0 (`d` f16, 4 bytes of fifth bits, 16 bytes of nibbles) against Q8_0 activations: the
@@ -147,25 +207,28 @@ unsafe fn q5_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
     let fifth = u8x16_splat(0x10);
     let bits = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
     let (low_bytes, high_bytes) = (u8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), u8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
-    let mut acc = [[f32x4_splat(0.0); T]; R];
+    let mut acc = [f32x4_splat(0.0); T];
     for b in 0..nb {
         let (y, offset, dy) = q8_0_block(acts, b, 16);
+        let p = rows.map(|p| p.add(22 * b));
+        let mut s = [[i32x4_splat(0); R]; T];
         for r in 0..R {
-            let p = rows[r].add(22 * b);
-            let qh = u32x4_splat(u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]));
+            let qh = u32x4_splat(u32::from_le_bytes([*p[r].add(2), *p[r].add(3), *p[r].add(4), *p[r].add(5)]));
             // Value j's fifth bit is bit j of qh (j < 16), value j + 16's bit j + 16.
             let spread = |sel: v128| v128_and(i8x16_eq(v128_and(i8x16_swizzle(qh, sel), bits), bits), fifth);
-            let qs = load(p.add(6));
+            let qs = load(p[r].add(6));
             let lo = v128_or(v128_and(qs, mask), spread(low_bytes));
             let hi = v128_or(u8x16_shr(qs, 4), spread(high_bytes));
-            let dw = f16_at_ptr(p);
             for t in 0..T {
-                let s = dot_u7_add(hi, y[t][1], dot_u7_add(lo, y[t][0], offset[t]));
-                acc[r][t] = scaled_add(acc[r][t], s, dw * dy[t]);
+                s[t][r] = dot_u7_add(hi, y[t][1], dot_u7_add(lo, y[t][0], i32x4_splat(0)));
             }
         }
+        let dw = f16_lanes(p);
+        for t in 0..T {
+            acc[t] = block_add(acc[t], row_sums(s[t]), offset[t], dw, dy[t]);
+        }
     }
-    acc.map(|row| row.map(hsum_f32))
+    rows_of(acc)
 }
 
 /// Q8_0 (`d` f16, 32 signed bytes) against Q8_0 activations.
@@ -174,20 +237,58 @@ unsafe fn q5_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
 /// As [`q4_0_tile`].
 #[inline(always)]
 unsafe fn q8_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
-    let mut acc = [[f32x4_splat(0.0); T]; R];
+    let mut acc = [f32x4_splat(0.0); T];
     for b in 0..nb {
         let (y, _, dy) = q8_0_block(acts, b, 0);
+        let p = rows.map(|p| p.add(34 * b));
+        let mut s = [[i32x4_splat(0); R]; T];
         for r in 0..R {
-            let p = rows[r].add(34 * b);
-            let (w0, w1) = (load(p.add(2)), load(p.add(18)));
-            let dw = f16_at_ptr(p);
+            let (w0, w1) = (load(p[r].add(2)), load(p[r].add(18)));
             for t in 0..T {
-                let s = i32x4_add(dot_i8x16(w0, y[t][0]), dot_i8x16(w1, y[t][1]));
-                acc[r][t] = scaled_add(acc[r][t], s, dw * dy[t]);
+                s[t][r] = i32x4_add(dot_i8x16(w0, y[t][0]), dot_i8x16(w1, y[t][1]));
             }
         }
+        let dw = f16_lanes(p);
+        for t in 0..T {
+            acc[t] = block_add(acc[t], row_sums(s[t]), 0, dw, dy[t]);
+        }
     }
-    acc.map(|row| row.map(hsum_f32))
+    rows_of(acc)
+}
+
+/// Q8_0 on relaxed-SIMD: Σ w·y = Σ (w·sign(y))·|y|, with |y| (0..=127, activations are
+/// quantized to ±127) as the 7-bit operand and y's sign moved onto the weights — exact unless a
+/// weight is -128 where y < 0 (its negation wraps), so matrices holding -128 take
+/// [`q8_0_tile`] ([`crate::quant::QMatrix::has_q8_0_min`]).
+///
+/// # Safety
+/// As [`q4_0_tile`]; no weight code of the rows is -128.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+unsafe fn q8_0_tile_relaxed<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
+    let zero = i32x4_splat(0);
+    let mut acc = [f32x4_splat(0.0); T];
+    for b in 0..nb {
+        let (y, _, dy) = q8_0_block(acts, b, 0);
+        let magnitude = y.map(|v| v.map(|v| i8x16_abs(v)));
+        let negative = y.map(|v| v.map(|v| i8x16_lt(v, zero)));
+        let p = rows.map(|p| p.add(34 * b));
+        let mut s = [[zero; R]; T];
+        for r in 0..R {
+            let w = [load(p[r].add(2)), load(p[r].add(18))];
+            for t in 0..T {
+                // (w ^ m) - m is -w where m is all ones, w where it is zero.
+                let signed = |k: usize| i8x16_sub(v128_xor(w[k], negative[t][k]), negative[t][k]);
+                let lo = i32x4_relaxed_dot_i8x16_i7x16_add(signed(0), magnitude[t][0], zero);
+                s[t][r] = i32x4_relaxed_dot_i8x16_i7x16_add(signed(1), magnitude[t][1], lo);
+            }
+        }
+        let dw = f16_lanes(p);
+        for t in 0..T {
+            acc[t] = block_add(acc[t], row_sums(s[t]), 0, dw, dy[t]);
+        }
+    }
+    rows_of(acc)
 }
 
 /// Q4_K (`d`, `dmin` f16, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles) against Q8_K
@@ -295,11 +396,13 @@ unsafe fn q6_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
     acc.map(|row| row.map(hsum_f32))
 }
 
-/// One tile kernel of each shape this module runs.
+/// One tile kernel of each shape this module runs; `$q8_0_min`: the rows may hold Q8_0's -128.
 macro_rules! tile {
-    ($ty:expr, $rows:expr, $acts:expr, $nb:expr, $r:tt, $t:tt) => {
+    ($ty:expr, $q8_0_min:expr, $rows:expr, $acts:expr, $nb:expr, $r:tt, $t:tt) => {
         match $ty {
             GgmlType::Q4_0 => q4_0_tile::<$r, $t>($rows, $acts, $nb),
+            #[cfg(target_feature = "relaxed-simd")]
+            GgmlType::Q8_0 if !$q8_0_min => q8_0_tile_relaxed::<$r, $t>($rows, $acts, $nb),
             GgmlType::Q8_0 => q8_0_tile::<$r, $t>($rows, $acts, $nb),
             GgmlType::Q5_0 => q5_0_tile::<$r, $t>($rows, $acts, $nb),
             GgmlType::Q4K => q4_k_tile::<$r, $t>($rows, $acts, $nb),
@@ -314,14 +417,15 @@ pub fn handles(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q6K)
 }
 
-/// `row · acts` for one row of `ty` (one of [`handles`]'s types).
+/// `row · acts` for one row of `ty` (one of [`handles`]'s types). Q8_0 takes the widening
+/// kernel: its integer sums are the relaxed kernel's, so the results are the same bits.
 pub fn dot(ty: GgmlType, row: &[u8], acts: &QuantizedActs) -> f32 {
     let values = row.len() / ty.block_bytes() * ty.block_size();
     assert_eq!(row.len(), ty.row_bytes(values), "{}: a row of whole blocks", ty.name());
     check_acts(ty, acts, values);
     let nb = values / ty.block_size();
     // SAFETY: the row holds `nb` blocks and the activations `nb` blocks (checked above).
-    unsafe { tile!(ty, [row.as_ptr()], [acts], nb, 1, 1)[0][0] }
+    unsafe { tile!(ty, true, [row.as_ptr()], [acts], nb, 1, 1)[0][0] }
 }
 
 /// Rows `rows` of `w` (`rb` bytes each) times every token of `acts`, into `out`. One token
@@ -329,10 +433,12 @@ pub fn dot(ty: GgmlType, row: &[u8], acts: &QuantizedActs) -> f32 {
 /// fill the registers sooner: 4-row tiles measured slower), the other types in tiles of
 /// [`DECODE_ROWS`]. Several: tiles of [`PREFILL_ROWS`] × [`PREFILL_TOKENS`], the tokens left
 /// over as single-token passes.
-pub fn matmul(ty: GgmlType, w: &[u8], rb: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
+pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
     assert!(rows.end * rb <= w.len(), "{}: rows {rows:?} of a matrix of {} bytes", ty.name(), w.len());
     let nb = rb / ty.block_bytes();
     acts.iter().for_each(|a| check_acts(ty, a, nb * ty.block_size()));
+    // Only the relaxed-SIMD Q8_0 kernel cannot take -128.
+    let q8_0_min = q8_0_min && cfg!(target_feature = "relaxed-simd");
     let row = |r: usize| w[r * rb..].as_ptr();
     let full_tokens = if acts.len() > 1 { acts.len() / PREFILL_TOKENS * PREFILL_TOKENS } else { 0 };
     let rows_in = |tile: usize| rows.start..rows.start + (rows.len() / tile * tile);
@@ -343,13 +449,13 @@ pub fn matmul(ty: GgmlType, w: &[u8], rb: usize, acts: &[QuantizedActs], out: &T
         let tiled = rows_in(PREFILL_ROWS);
         for r0 in tiled.clone().step_by(PREFILL_ROWS) {
             let p: [*const u8; PREFILL_ROWS] = core::array::from_fn(|i| row(r0 + i));
-            let o = unsafe { tile!(ty, p, a, nb, PREFILL_ROWS, PREFILL_TOKENS) };
+            let o = unsafe { tile!(ty, q8_0_min, p, a, nb, PREFILL_ROWS, PREFILL_TOKENS) };
             for (i, ot) in o.iter().enumerate() {
                 ot.iter().enumerate().for_each(|(t, &v)| unsafe { out.set(t0 + t, r0 + i, v) });
             }
         }
         for r in tiled.end..rows.end {
-            let o = unsafe { tile!(ty, [row(r)], a, nb, 1, PREFILL_TOKENS) };
+            let o = unsafe { tile!(ty, q8_0_min, [row(r)], a, nb, 1, PREFILL_TOKENS) };
             o[0].iter().enumerate().for_each(|(t, &v)| unsafe { out.set(t0 + t, r, v) });
         }
     }
@@ -359,37 +465,28 @@ pub fn matmul(ty: GgmlType, w: &[u8], rb: usize, acts: &[QuantizedActs], out: &T
         for r in tiled.clone().step_by(tile_rows) {
             unsafe {
                 if tile_rows == 2 {
-                    let o = tile!(ty, [row(r), row(r + 1)], [a], nb, 2, 1);
+                    let o = tile!(ty, q8_0_min, [row(r), row(r + 1)], [a], nb, 2, 1);
                     (0..2).for_each(|i| out.set(t, r + i, o[i][0]));
                 } else {
-                    let o = tile!(ty, [row(r), row(r + 1), row(r + 2), row(r + 3)], [a], nb, 4, 1);
+                    let o = tile!(ty, q8_0_min, [row(r), row(r + 1), row(r + 2), row(r + 3)], [a], nb, 4, 1);
                     (0..4).for_each(|i| out.set(t, r + i, o[i][0]));
                 }
             }
         }
         for r in tiled.end..rows.end {
-            unsafe { out.set(t, r, tile!(ty, [row(r)], [a], nb, 1, 1)[0][0]) };
+            unsafe { out.set(t, r, tile!(ty, q8_0_min, [row(r)], [a], nb, 1, 1)[0][0]) };
         }
     }
 }
 
-/// Eight f16 values (16 bytes at `p`) as two f32x4, exactly (the scalar `f16_bits_to_f32`'s
-/// method, lane-wise: subnormals by the power-of-two scaling, infinities and NaNs by their
-/// exponent).
+/// Eight f16 values (16 bytes at `p`) as two f32x4, exactly ([`f16_lanes_to_f32`]).
 ///
 /// # Safety
 /// `p..p + 16` must be readable.
 #[inline(always)]
 unsafe fn load_f16x8(p: *const f16) -> (v128, v128) {
     let h = load(p as *const u8);
-    let convert = |h: v128| {
-        let magnitude = i32x4_shl(v128_and(h, i32x4_splat(0x7FFF)), 13);
-        let finite = f32x4_mul(magnitude, f32x4_splat(f32::from_bits(0x7780_0000)));
-        let special = i32x4_eq(v128_and(h, i32x4_splat(0x7C00)), i32x4_splat(0x7C00));
-        let value = v128_bitselect(v128_or(magnitude, i32x4_splat(0x7F80_0000)), finite, special);
-        v128_or(value, i32x4_shl(v128_and(h, i32x4_splat(0x8000)), 16))
-    };
-    (convert(u32x4_extend_low_u16x8(h)), convert(u32x4_extend_high_u16x8(h)))
+    (f16_lanes_to_f32(u32x4_extend_low_u16x8(h)), f16_lanes_to_f32(u32x4_extend_high_u16x8(h)))
 }
 
 /// `Σ a[i]·b[i]` over f32 `a` and f16 `b` (`a.len()` a multiple of 8, `b` at least as long).
