@@ -22,7 +22,7 @@ export function renderMarkdown(report) {
   lines.push(`Synthetic GGUF files with the real shapes (random weights), the same prompt (each engine's token count below) and greedy generation of the tokens shown, EOS ignored; median (min–max) of the runs shown. Rows keep the date of the run that measured them.`);
   lines.push("");
   lines.push("| model | quant | engine | runs × tokens | prompt tokens | prefill tok/s | decode tok/s | first token ms | load ms (cold) | load ms (warm, IndexedDB) | wasm memory MB | load peak / file |");
-  lines.push("|---|---|---|---|---|---|---|---|---|---|---|");
+  lines.push("|---|---|---|---|---|---|---|---|---|---|---|---|");
   for (const r of report.results) {
     if (r.error) {
       lines.push(`| ${r.model} | ${r.quant} | ${label(r)} | | failed: ${r.error.replace(/\|/g, "/")} | | | | | | | |`);

@@ -89,7 +89,7 @@ fn zeroed_bytes(n: usize) -> Option<Vec<u8>> {
 
 struct LoaderFile {
     name: String,
-    /// The file's announced size, zeroed at first; the first `filled` bytes are the file's.
+    /// A buffer of the file's announced size, zeroed at first; the first `filled` bytes are the file's.
     bytes: Vec<u8>,
     filled: usize,
 }

@@ -59,17 +59,19 @@ pub fn matvec_prequantized(w: &QMatrix, a: &QuantizedActs, out: &mut [f32]) {
 pub fn matmul_prequantized(w: &QMatrix, acts: &[QuantizedActs], out: &mut [f32]) {
     assert_eq!(out.len(), acts.len() * w.rows, "mat-mat output size");
     let out = TokenRows::new(out, w.rows);
-    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-    w.has_q8_0_min(); // scanned here, on the calling thread, not by each thread's first rows
-    threads::for_row_ranges(w.rows, w.rows * w.cols * acts.len(), 4, |rows| rows_of(w, acts, &out, rows));
+    // Only the relaxed-SIMD Q8_0 kernel cannot take the code -128; asked here, on the calling
+    // thread, so the one-time scan is not raced for by the threads' first rows.
+    let q8_0_min = cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) && w.has_q8_0_min();
+    threads::for_row_ranges(w.rows, w.rows * w.cols * acts.len(), 4, |rows| rows_of(w, q8_0_min, acts, &out, rows));
 }
 
-/// Rows `rows` of `W · x[t]` for every token.
-fn rows_of(w: &QMatrix, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
+/// Rows `rows` of `W · x[t]` for every token; `q8_0_min`: take the kernels that accept Q8_0's -128.
+#[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(unused_variables))] // only the SIMD kernels read `q8_0_min`
+fn rows_of(w: &QMatrix, q8_0_min: bool, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
     let rb = w.row_bytes();
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if super::simd128::handles(w.ty) {
-        return super::simd128::matmul(w.ty, cfg!(target_feature = "relaxed-simd") && w.has_q8_0_min(), w.bytes(), rb, acts, out, rows);
+        return super::simd128::matmul(w.ty, q8_0_min, w.bytes(), rb, acts, out, rows);
     }
     for r in rows {
         let row = &w.bytes()[r * rb..(r + 1) * rb];

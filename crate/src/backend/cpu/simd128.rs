@@ -103,11 +103,18 @@ unsafe fn f16_lanes<const R: usize>(p: [*const u8; R]) -> v128 {
     f16_lanes_to_f32(h)
 }
 
-/// `acc + convert(sums + offset) · (dw · dy)`, lane-wise: one block of up to four rows.
+/// Adds one block of a tile to each token's accumulator (lanes are rows): `acc[t] +
+/// convert(row_sums(s[t]) + offset[t]) · (dw · dy[t])`, `dw` the rows' f16 scales at `p`.
+///
+/// # Safety
+/// Each `p[r]..p[r] + 2` must be readable.
 #[inline(always)]
-fn block_add(acc: v128, sums: v128, offset: i32, dw: v128, dy: f32) -> v128 {
-    let s = f32x4_convert_i32x4(i32x4_add(sums, i32x4_splat(offset)));
-    f32x4_add(acc, f32x4_mul(s, f32x4_mul(dw, f32x4_splat(dy))))
+unsafe fn add_block<const R: usize, const T: usize>(acc: &mut [v128; T], s: [[v128; R]; T], offset: [i32; T], p: [*const u8; R], dy: [f32; T]) {
+    let dw = f16_lanes(p);
+    for t in 0..T {
+        let sums = f32x4_convert_i32x4(i32x4_add(row_sums(s[t]), i32x4_splat(offset[t])));
+        acc[t] = f32x4_add(acc[t], f32x4_mul(sums, f32x4_mul(dw, f32x4_splat(dy[t]))));
+    }
 }
 
 /// Each token's row accumulators (lanes are rows) as `[row][token]`.
@@ -188,10 +195,7 @@ unsafe fn q4_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
                 s[t][r] = dot_u7_add(hi, y[t][1], dot_u7_add(lo, y[t][0], i32x4_splat(0)));
             }
         }
-        let dw = f16_lanes(p);
-        for t in 0..T {
-            acc[t] = block_add(acc[t], row_sums(s[t]), offset[t], dw, dy[t]);
-        }
+        add_block(&mut acc, s, offset, p, dy);
     }
     rows_of(acc)
 }
@@ -223,10 +227,7 @@ unsafe fn q5_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
                 s[t][r] = dot_u7_add(hi, y[t][1], dot_u7_add(lo, y[t][0], i32x4_splat(0)));
             }
         }
-        let dw = f16_lanes(p);
-        for t in 0..T {
-            acc[t] = block_add(acc[t], row_sums(s[t]), offset[t], dw, dy[t]);
-        }
+        add_block(&mut acc, s, offset, p, dy);
     }
     rows_of(acc)
 }
@@ -248,10 +249,7 @@ unsafe fn q8_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
                 s[t][r] = i32x4_add(dot_i8x16(w0, y[t][0]), dot_i8x16(w1, y[t][1]));
             }
         }
-        let dw = f16_lanes(p);
-        for t in 0..T {
-            acc[t] = block_add(acc[t], row_sums(s[t]), 0, dw, dy[t]);
-        }
+        add_block(&mut acc, s, [0; T], p, dy);
     }
     rows_of(acc)
 }
@@ -283,10 +281,7 @@ unsafe fn q8_0_tile_relaxed<const R: usize, const T: usize>(rows: [*const u8; R]
                 s[t][r] = i32x4_relaxed_dot_i8x16_i7x16_add(signed(1), magnitude[t][1], lo);
             }
         }
-        let dw = f16_lanes(p);
-        for t in 0..T {
-            acc[t] = block_add(acc[t], row_sums(s[t]), 0, dw, dy[t]);
-        }
+        add_block(&mut acc, s, [0; T], p, dy);
     }
     rows_of(acc)
 }
@@ -428,17 +423,17 @@ pub fn dot(ty: GgmlType, row: &[u8], acts: &QuantizedActs) -> f32 {
     unsafe { tile!(ty, true, [row.as_ptr()], [acts], nb, 1, 1)[0][0] }
 }
 
-/// Rows `rows` of `w` (`rb` bytes each) times every token of `acts`, into `out`. One token
+/// Rows `rows` of `w` (`rb` bytes each) times every token of `acts`, into `out`; `q8_0_min`: the
+/// rows may hold Q8_0's code -128 (they then take the widening Q8_0 kernel). One token
 /// (decode): Q8_0 in tiles of 2 rows (its two weight vectors per block and their widened halves
 /// fill the registers sooner: 4-row tiles measured slower), the other types in tiles of
 /// [`DECODE_ROWS`]. Several: tiles of [`PREFILL_ROWS`] × [`PREFILL_TOKENS`], the tokens left
 /// over as single-token passes.
+#[cfg_attr(not(target_feature = "relaxed-simd"), allow(unused_variables))] // only the relaxed Q8_0 kernel reads `q8_0_min`
 pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
     assert!(rows.end * rb <= w.len(), "{}: rows {rows:?} of a matrix of {} bytes", ty.name(), w.len());
     let nb = rb / ty.block_bytes();
     acts.iter().for_each(|a| check_acts(ty, a, nb * ty.block_size()));
-    // Only the relaxed-SIMD Q8_0 kernel cannot take -128.
-    let q8_0_min = q8_0_min && cfg!(target_feature = "relaxed-simd");
     let row = |r: usize| w[r * rb..].as_ptr();
     let full_tokens = if acts.len() > 1 { acts.len() / PREFILL_TOKENS * PREFILL_TOKENS } else { 0 };
     let rows_in = |tile: usize| rows.start..rows.start + (rows.len() / tile * tile);
