@@ -30,6 +30,19 @@ impl Gguf {
         self.n_kv += 1;
         self
     }
+    /// An array of strings, given as raw bytes (so invalid UTF-8 can be written).
+    fn kv_strs(mut self, k: &str, v: &[&[u8]]) -> Gguf {
+        Gguf::str(&mut self.kv, k);
+        self.kv.extend(9u32.to_le_bytes());
+        self.kv.extend(8u32.to_le_bytes());
+        self.kv.extend((v.len() as u64).to_le_bytes());
+        for s in v {
+            self.kv.extend((s.len() as u64).to_le_bytes());
+            self.kv.extend(*s);
+        }
+        self.n_kv += 1;
+        self
+    }
     fn kv_u32(mut self, k: &str, v: u32) -> Gguf {
         Gguf::str(&mut self.kv, k);
         self.kv.extend(4u32.to_le_bytes());
@@ -93,6 +106,25 @@ fn wrong_magic_and_version() {
     v1[4] = 1;
     assert_format(&load_err(v1), "version 1");
     assert_format(&load_err(Vec::new()), "not a GGUF file");
+}
+
+#[test]
+fn string_arrays_keep_every_string_and_a_short_one_is_an_error() {
+    use pocketlm::format::gguf::GgufFile;
+    let strings: [&[u8]; 5] = [b"a", b"", "\u{2581}the".as_bytes(), b"x\xffy", b"last one"];
+    let b = Gguf::new().kv_strs("tokenizer.ggml.tokens", &strings).kv_u32("general.alignment", 32).bytes(0);
+    let g = GgufFile::parse(NAME, &b, b.len()).unwrap();
+    let a = g.get("tokenizer.ggml.tokens").and_then(|v| v.as_strings()).expect("an array of strings");
+    let got: Vec<&str> = a.iter().collect();
+    assert_eq!(got, ["a", "", "\u{2581}the", "x\u{fffd}y", "last one"]);
+    assert_eq!((a.len(), a.get(2), a.get(5)), (5, Some("\u{2581}the"), None));
+    assert_eq!(g.get("general.alignment").and_then(|v| v.as_u64()), Some(32), "the value after the array parses");
+    // The last string claims more bytes than the file has left: an error naming the key.
+    let mut b = Gguf::new().kv_strs("tokenizer.ggml.tokens", &strings).bytes(0);
+    let at = b.windows(8).position(|w| w == b"last one").unwrap() - 8;
+    b[at..at + 8].copy_from_slice(&(1u64 << 20).to_le_bytes());
+    b.truncate(at + 16);
+    assert_format(&load_err(b), "tokenizer.ggml.tokens");
 }
 
 #[test]

@@ -3,7 +3,6 @@
 // load_ms, warm_load_ms?, memory_bytes?}. Browser engines run in a page of the test server
 // (COOP/COEP: cross-origin isolated, so wllama's threads work).
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 
 export function pocketlmNative(root, file, prompt, gen, threads) {
   const out = execFileSync(`${root}target/release/pocketlm`, ["generate", "--backend", "cpu", "--threads", String(threads), "--model", file, "--prompt", prompt, "-n", String(gen), "--temperature", "0", "--ignore-eos", "--json"], { encoding: "utf8", maxBuffer: 1 << 26 });
@@ -11,19 +10,11 @@ export function pocketlmNative(root, file, prompt, gen, threads) {
   return { prompt_tokens: r.prompt_ids.length, generated: r.ids.length, prefill_tok_s: r.prefill_tok_s, decode_tok_s: r.decode_tok_s, ttft_ms: r.ttft_ms, load_ms: r.load_ms };
 }
 
-export async function pocketlmNode(root, file, prompt, gen, threads) {
+/** pocketlm's wasm CPU engine in Node (simd128 build), each run in a fresh process. */
+export function pocketlmNode(root, file, prompt, gen, threads) {
   if (threads > 1) return null;
-  const { createEngine } = await import(`${root}pkg/index.js`);
-  const wasm = { variant: "simd", bytes: readFileSync(`${root}pkg/wasm/simd/pocketlm_bg.wasm`) };
-  const bytes = readFileSync(file);
-  const t0 = performance.now();
-  const engine = await createEngine({ model: new File([bytes], file.split("/").pop()), worker: false, wasm, backend: "cpu", contextSize: 1024 });
-  const load_ms = performance.now() - t0;
-  const c = await engine.completions.create({ prompt, max_tokens: gen, temperature: 0, ignore_eos: true });
-  const info = await engine.info();
-  await engine.unload();
-  const u = c.usage;
-  return { prompt_tokens: u.prompt_tokens, generated: u.completion_tokens, prefill_tok_s: u.prefill_tokens_per_second, decode_tok_s: u.decode_tokens_per_second, ttft_ms: u.time_to_first_token_ms, load_ms, memory_bytes: info.memory.wasmBytes, load_peak_bytes: info.memory.loadPeakBytes };
+  const out = execFileSync(process.execPath, [`${root}tests/bench/node_engine.mjs`, file, prompt, String(gen)], { encoding: "utf8", maxBuffer: 1 << 26 });
+  return JSON.parse(out.trim().split("\n").pop());
 }
 
 /** pocketlm in the page: cold load (empty IndexedDB, from the network) and warm load (from IndexedDB). */

@@ -20,9 +20,43 @@ pub enum Value {
     F32(f32),
     F64(f64),
     Bool(bool),
-    /// Boxed (16 bytes, not 24): a vocabulary is 100k+ of them.
     String(Box<str>),
+    /// An array of strings (a vocabulary, merges: 100k+ of them), in one buffer.
+    Strings(Box<StringArray>),
+    /// An array of any other element type.
     Array(Vec<Value>),
+}
+
+/// The strings of one metadata array, kept in a single buffer with their end offsets: a 150k
+/// vocabulary as 150k separate allocations and values would cost ~10 MB more at load.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StringArray {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl StringArray {
+    fn with_capacity(n: usize, bytes: usize) -> StringArray {
+        StringArray { text: String::with_capacity(bytes), ends: Vec::with_capacity(n) }
+    }
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+        self.ends.push(self.text.len());
+    }
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(&self.text[start..end])
+    }
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.len()).map(|i| self.get(i).unwrap_or_default())
+    }
 }
 
 impl Value {
@@ -60,6 +94,13 @@ impl Value {
             _ => None,
         }
     }
+    pub fn as_strings(&self) -> Option<&StringArray> {
+        match self {
+            Value::Strings(a) => Some(a),
+            _ => None,
+        }
+    }
+    /// The elements of an array that is not of strings (those are [`Value::as_strings`]).
     pub fn as_array(&self) -> Option<&[Value]> {
         match self {
             Value::Array(a) => Some(a),
@@ -131,14 +172,14 @@ impl<'a> Cursor<'a> {
         }
         Ok(n as usize)
     }
-    fn string(&mut self, what: &str) -> Result<Box<str>> {
+    fn string(&mut self, what: &str) -> Result<std::borrow::Cow<'a, str>> {
         let n = self.count(what, 1)?;
         if n > MAX_STRING {
             return Err(Error::format(self.file, format!("{what} is {n} bytes long")));
         }
         let bytes = self.take(n, what)?;
         // Real vocabularies contain invalid UTF-8 fragments in a few token strings: keep them lossy.
-        Ok(String::from_utf8_lossy(bytes).into())
+        Ok(String::from_utf8_lossy(bytes))
     }
     fn value(&mut self, ty: u32, key: &str, depth: u32) -> Result<Value> {
         Ok(match ty {
@@ -154,7 +195,7 @@ impl<'a> Cursor<'a> {
                 1 => Value::Bool(true),
                 b => return Err(Error::format(self.file, format!("metadata '{key}': bool byte {b}"))),
             },
-            8 => Value::String(self.string(key)?),
+            8 => Value::String(self.string(key)?.into()),
             9 => {
                 if depth > 2 {
                     return Err(Error::format(self.file, format!("metadata '{key}': arrays nested too deep")));
@@ -169,6 +210,22 @@ impl<'a> Cursor<'a> {
                     t => return Err(Error::format(self.file, format!("metadata '{key}': unknown array element type {t}"))),
                 };
                 let n = self.count(key, min)?;
+                if elem == 8 {
+                    // A first pass sizes the buffer (growing it would double it and copy).
+                    let start = self.pos;
+                    let mut bytes = 0;
+                    for _ in 0..n {
+                        let len = self.count(key, 1)?;
+                        self.take(len, key)?;
+                        bytes += len;
+                    }
+                    self.pos = start;
+                    let mut out = StringArray::with_capacity(n, bytes);
+                    for _ in 0..n {
+                        out.push(&self.string(key)?);
+                    }
+                    return Ok(Value::Strings(Box::new(out)));
+                }
                 let mut out = Vec::with_capacity(n);
                 for _ in 0..n {
                     out.push(self.value(elem, key, depth + 1)?);

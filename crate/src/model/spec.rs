@@ -169,7 +169,7 @@ impl ModelSpec {
         };
         let vocab_size = match opt_u("vocab_size") {
             Some(v) => v,
-            None => g.get("tokenizer.ggml.tokens").and_then(Value::as_array).map(|a| a.len()).unwrap_or(0),
+            None => g.get("tokenizer.ggml.tokens").and_then(Value::as_strings).map(|a| a.len()).unwrap_or(0),
         };
         let factor = opt_f("rope.scaling.factor").unwrap_or(1.0);
         let rope_scaling = match g.get(&key("rope.scaling.type")).and_then(Value::as_str) {

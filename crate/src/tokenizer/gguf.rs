@@ -16,7 +16,7 @@ use super::spm::SpmModel;
 
 use super::Tokenizer;
 use crate::error::{Error, Result};
-use crate::format::gguf::{GgufFile, Value};
+use crate::format::gguf::{GgufFile, StringArray, Value};
 
 const TOKEN_TYPE_CONTROL: u64 = 3;
 const TOKEN_TYPE_USER_DEFINED: u64 = 4;
@@ -47,18 +47,19 @@ pub(super) fn byte_level_pre_tokenizer(file: &str, regexes: &[&str]) -> Result<P
     Ok(PreSequence::new(parts).into())
 }
 
-/// The strings of a metadata array, moved out of `g` (no copy of a 150k vocabulary).
-fn take_strings(g: &mut GgufFile, key: &str, err: &dyn Fn(String) -> Error) -> Result<Option<Vec<String>>> {
+/// A metadata array of strings, taken out of `g`.
+fn take_strings(g: &mut GgufFile, key: &str, err: &dyn Fn(String) -> Error) -> Result<Option<StringArray>> {
     match g.take(key) {
         None => Ok(None),
-        Some(Value::Array(a)) => a.into_iter().map(|v| if let Value::String(s) = v { Ok(String::from(s)) } else { Err(err(format!("{key} holds a non-string"))) }).collect::<Result<_>>().map(Some),
-        Some(_) => Err(err(format!("{key} is not an array"))),
+        Some(Value::Strings(a)) => Ok(Some(*a)),
+        Some(Value::Array(a)) if a.is_empty() => Ok(Some(StringArray::default())),
+        Some(_) => Err(err(format!("{key} is not an array of strings"))),
     }
 }
 
 /// Builds the tokenizer from `g`'s `tokenizer.*` metadata, taking its vocabulary and merges out
-/// of `g`: their strings move into the tokenizer instead of being copied (a 150k vocabulary's
-/// copies are what a model's load peaks on).
+/// of `g` (a 150k vocabulary's copies are what a model's load peaks on: each string is made
+/// once, where the tokenizer keeps it).
 pub(super) fn from_gguf(g: &mut GgufFile) -> Result<Tokenizer> {
     let file = g.file.clone();
     let file = file.as_str();
@@ -79,16 +80,17 @@ pub(super) fn from_gguf(g: &mut GgufFile) -> Result<Tokenizer> {
             }
         }
     }
-    let token_str = |id: Option<u32>| id.map(|i| tokens[i as usize].clone());
+    let token = |i: u32| tokens.get(i as usize).unwrap_or_default();
+    let token_str = |id: Option<u32>| id.map(|i| token(i).to_string());
     let (bos_token, eos_token, unk_token) = (token_str(bos), token_str(eos_id), token_str(unk));
     let special_ids: Vec<u32> = (0..n_tokens as u32).filter(|&i| matches!(types.get(i as usize).map(|&t| t as u64), Some(TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED))).collect();
-    let specials: Vec<AddedToken> = special_ids.iter().map(|&i| AddedToken::from(tokens[i as usize].clone(), types[i as usize] as u64 == TOKEN_TYPE_CONTROL).normalized(false)).collect();
+    let specials: Vec<AddedToken> = special_ids.iter().map(|&i| AddedToken::from(token(i).to_string(), types[i as usize] as u64 == TOKEN_TYPE_CONTROL).normalized(false)).collect();
     // The SentencePiece encoder's special tokens, longest first.
-    let mut spm_specials: Vec<(String, u32)> = special_ids.iter().map(|&i| (tokens[i as usize].clone(), i)).filter(|(s, _)| !s.is_empty()).collect();
+    let mut spm_specials: Vec<(String, u32)> = special_ids.iter().map(|&i| (token(i).to_string(), i)).filter(|(s, _)| !s.is_empty()).collect();
     spm_specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
-    // The SentencePiece encoder keeps the token strings; the BPE model gets them moved in.
-    let spm_tokens = (model == "llama").then(|| tokens.clone());
-    let vocab: tokenizers::models::bpe::Vocab = tokens.into_iter().enumerate().map(|(i, t)| (t, i as u32)).collect();
+    let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
+    // The SentencePiece encoder reads the strings once more at the end; BPE needs them no longer.
+    let spm_tokens = (model == "llama").then_some(tokens);
     let add_space_prefix = g.get("tokenizer.ggml.add_space_prefix").and_then(Value::as_bool).unwrap_or(true);
 
     let mut inner = match model {
@@ -108,11 +110,15 @@ pub(super) fn from_gguf(g: &mut GgufFile) -> Result<Tokenizer> {
             t
         }
         "gpt2" => {
-            let merges: Vec<(String, String)> = take_strings(g, "tokenizer.ggml.merges", &err)?
-                .ok_or_else(|| err("tokenizer.ggml.merges is missing".into()))?
-                .into_iter()
-                .map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| err(format!("merge '{m}' is not two tokens"))))
-                .collect::<Result<_>>()?;
+            let lines = take_strings(g, "tokenizer.ggml.merges", &err)?.ok_or_else(|| err("tokenizer.ggml.merges is missing".into()))?;
+            // Exactly as many pairs as lines: a collect through `Result` cannot know its length
+            // and doubles its way up (25 MB for Qwen2.5's 151k merges, once the load's peak).
+            let mut merges: Vec<(String, String)> = Vec::with_capacity(lines.len());
+            for m in lines.iter() {
+                let (a, b) = m.split_once(' ').ok_or_else(|| err(format!("merge '{m}' is not two tokens")))?;
+                merges.push((a.to_string(), b.to_string()));
+            }
+            drop(lines);
             let pre = g.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("default");
             let regexes = pre_tokenizer_regexes(pre).ok_or_else(|| err(format!("pre-tokenizer '{pre}' is not supported")))?;
             let bpe = BPE::builder().vocab_and_merges(vocab, merges).ignore_merges(matches!(pre, "llama3" | "llama-v3" | "llama-bpe")).build().map_err(|e| err(format!("building the BPE model: {e}")))?;
@@ -128,7 +134,7 @@ pub(super) fn from_gguf(g: &mut GgufFile) -> Result<Tokenizer> {
     let spm = (model == "llama").then(|| {
         let scores: Vec<f32> = g.get("tokenizer.ggml.scores").and_then(Value::as_array).map(|a| a.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect()).unwrap_or_default();
         let tokens = spm_tokens.unwrap_or_default();
-        let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        let tokens: Vec<&str> = tokens.iter().collect();
         super::SpmEncoder { model: SpmModel::new(&tokens, scores, unk), add_space_prefix, specials: spm_specials }
     });
 
