@@ -425,10 +425,9 @@ pub fn dot(ty: GgmlType, row: &[u8], acts: &QuantizedActs) -> f32 {
 
 /// Rows `rows` of `w` (`rb` bytes each) times every token of `acts`, into `out`; `q8_0_min`: the
 /// rows may hold Q8_0's code -128 (they then take the widening Q8_0 kernel). One token
-/// (decode): Q8_0 in tiles of 2 rows (its two weight vectors per block and their widened halves
-/// fill the registers sooner: 4-row tiles measured slower), the other types in tiles of
-/// [`DECODE_ROWS`]. Several: tiles of [`PREFILL_ROWS`] × [`PREFILL_TOKENS`], the tokens left
-/// over as single-token passes.
+/// (decode): tiles of [`DECODE_ROWS`] (Q8_0 too, since the rows' streams are contiguous: 2-row
+/// tiles measured 19 % slower in Chromium, the same in Node). Several: tiles of
+/// [`PREFILL_ROWS`] × [`PREFILL_TOKENS`], the tokens left over as single-token passes.
 #[cfg_attr(not(target_feature = "relaxed-simd"), allow(unused_variables))] // only the relaxed Q8_0 kernel reads `q8_0_min`
 pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
     assert!(rows.end * rb <= w.len(), "{}: rows {rows:?} of a matrix of {} bytes", ty.name(), w.len());
@@ -463,18 +462,11 @@ pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[Quantiz
         }
     }
     for (t, a) in acts.iter().enumerate().skip(full_tokens) {
-        let tile_rows = if ty == GgmlType::Q8_0 { 2 } else { DECODE_ROWS };
-        let (firsts, s, rest) = streams(tile_rows);
+        let (firsts, s, rest) = streams(DECODE_ROWS);
         for r in firsts {
-            unsafe {
-                if tile_rows == 2 {
-                    let o = tile!(ty, q8_0_min, [row(r), row(r + s)], [a], nb, 2, 1);
-                    (0..2).for_each(|i| out.set(t, r + i * s, o[i][0]));
-                } else {
-                    let o = tile!(ty, q8_0_min, [row(r), row(r + s), row(r + 2 * s), row(r + 3 * s)], [a], nb, 4, 1);
-                    (0..4).for_each(|i| out.set(t, r + i * s, o[i][0]));
-                }
-            }
+            let p: [*const u8; DECODE_ROWS] = core::array::from_fn(|i| row(r + i * s));
+            let o = unsafe { tile!(ty, q8_0_min, p, [a], nb, DECODE_ROWS, 1) };
+            o.iter().enumerate().for_each(|(i, o)| unsafe { out.set(t, r + i * s, o[0]) });
         }
         for r in rest {
             unsafe { out.set(t, r, tile!(ty, q8_0_min, [row(r)], [a], nb, 1, 1)[0][0]) };
