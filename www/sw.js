@@ -1,10 +1,10 @@
 // The demo's service worker: keeps the app shell (pages, scripts, wasm, registry) so the demo
 // opens offline. Model weights are not its business: pocketlm keeps them in IndexedDB and
 // fetches them with Range requests, which pass through untouched.
-const CACHE = "pocketlm-shell-v2";
+const CACHE = "pocketlm-shell-v3";
 const SHELL = [
   "./", "index.html", "style.css", "app.js", "manifest.webmanifest",
-  "pkg/index.js", "pkg/core.js", "pkg/errors.js", "pkg/store.js", "pkg/worker.js", "pkg/registry.json",
+  "pkg/index.js", "pkg/core.js", "pkg/errors.js", "pkg/store.js", "pkg/reader.js", "pkg/worker.js", "pkg/registry.json",
   "pkg/wasm/simd/pocketlm.js", "pkg/wasm/simd/pocketlm_bg.wasm",
   "pkg/wasm/relaxed/pocketlm.js", "pkg/wasm/relaxed/pocketlm_bg.wasm",
   "pkg/wasm/threads/pocketlm.js", "pkg/wasm/threads/pocketlm_bg.wasm",

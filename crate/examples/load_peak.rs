@@ -1,5 +1,5 @@
-//! Heap held at each stage of loading a GGUF file, and the peak within each stage, beyond the
-//! file's own bytes: `cargo run --release --example load_peak -- MODEL.gguf`. Native sizes (64-bit
+//! Heap held at each stage of loading a GGUF file, the peak within each stage beyond the file's
+//! own bytes, and each stage's time: `cargo run --release --example load_peak -- MODEL.gguf`. Native sizes (64-bit
 //! pointers, glibc's chunks); the wasm figure the benchmarks report is `loadPeakBytes`.
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 struct Counting;
 static HELD: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+thread_local!(static STAGE_START: std::cell::Cell<std::time::Instant> = std::cell::Cell::new(std::time::Instant::now()));
 
 fn grew(by: usize) {
     PEAK.fetch_max(HELD.fetch_add(by, Relaxed) + by, Relaxed);
@@ -35,12 +36,14 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static COUNTING: Counting = Counting;
 
-/// Prints what is held and the peak since the last stage, less `base`, and starts a new stage;
+/// Prints what is held and the peak since the last stage, less `base`, and the stage's time, and
+/// starts a new stage;
 /// returns that peak.
 fn stage(name: &str, base: usize) -> usize {
     let peak = PEAK.load(Relaxed).saturating_sub(base);
     let mb = |x: usize| x as f64 / 1e6;
-    println!("{name:>16}: held {:7.1} MB, peak {:7.1} MB", mb(HELD.load(Relaxed).saturating_sub(base)), mb(peak));
+    let ms = STAGE_START.with(|t| t.replace(std::time::Instant::now())).elapsed().as_secs_f64() * 1e3;
+    println!("{name:>16}: held {:7.1} MB, peak {:7.1} MB, {ms:6.0} ms", mb(HELD.load(Relaxed).saturating_sub(base)), mb(peak));
     PEAK.store(HELD.load(Relaxed), Relaxed);
     peak
 }
@@ -52,6 +55,7 @@ fn main() -> pocketlm::Result<()> {
     println!("{path}: {:.1} MB; beyond the file's bytes:", file as f64 / 1e6);
     let base = HELD.load(Relaxed);
     PEAK.store(base, Relaxed);
+    STAGE_START.with(|t| t.set(std::time::Instant::now()));
     let mut g = pocketlm::format::gguf::GgufFile::parse(&path, &bytes, file)?;
     stage("metadata", base);
     let tokenizer = pocketlm::tokenizer::Tokenizer::from_gguf(&mut g)?;

@@ -4,7 +4,7 @@
 // The worker (worker.js) runs this same class; index.js wraps either in the OpenAI-style API.
 
 import { PocketLMError, abortError, throwIfAborted } from "./errors.js";
-import { ensureModel, readModel } from "./store.js";
+import { ChunkReader, ensureModel, readModel } from "./store.js";
 
 // A module whose one function uses i32x4.relaxed_dot_i8x16_i7x16_add_s: valid only where the
 // engine has relaxed-SIMD.
@@ -123,9 +123,13 @@ export class LocalEngine {
     const { onProgress, signal, backend = "auto" } = options;
     if (!["auto", "cpu", "webgpu"].includes(backend)) throw new PocketLMError("INVALID_ARGUMENT", `backend must be "auto", "webgpu" or "cpu", not ${JSON.stringify(backend)}`);
     if (backend === "webgpu" && !(typeof navigator !== "undefined" && navigator.gpu)) throw new PocketLMError("NO_WEBGPU", "this browser has no WebGPU (navigator.gpu): use backend \"cpu\" or \"auto\"");
-    const { mod, variant } = await loadWasm(options.wasm, options.threads);
     const src = await resolveModel(options.model);
-    const loader = new mod.ModelLoader(src.name);
+    // The reader worker and the wasm module start together, and before the download.
+    const reader = src.blobs ? null : ChunkReader.start();
+    const wasmReady = loadWasm(options.wasm, options.threads);
+    wasmReady.catch(() => {});
+    let mod = null;
+    let loader = null;
     const sink = {
       begin: (file, size) => loader.beginFile(file, size),
       // Straight into the file's place in wasm memory: one copy, no temporary buffer.
@@ -139,20 +143,22 @@ export class LocalEngine {
     };
     const t0 = performance.now();
     try {
-      if (src.blobs) {
-        await readBlobs(src.blobs, sink, options.chunkSize ?? 16 << 20);
-      } else {
-        const manifest = await ensureModel(src.id, src.files, { onProgress, signal, chunkSize: options.chunkSize });
-        await readModel(manifest, sink);
-      }
+      const manifest = src.blobs ? null : await ensureModel(src.id, src.files, { onProgress, signal, chunkSize: options.chunkSize });
+      const wasm = await wasmReady;
+      mod = wasm.mod;
+      loader = new mod.ModelLoader(src.name);
+      if (src.blobs) await readBlobs(src.blobs, sink, options.chunkSize ?? 16 << 20);
+      else await readModel(manifest, sink, reader);
       onProgress?.({ phase: "compile", loaded: 0, total: 1, file: src.name });
       const engine = await loader.finish({ context_size: options.contextSize, quantize: options.quantize, backend: backend === "webgpu" ? "gpu" : backend });
       onProgress?.({ phase: "compile", loaded: 1, total: 1, file: src.name });
-      return new LocalEngine(engine, { model: src.name, id: src.id ?? null, wasm: variant, loadMs: performance.now() - t0, requestedBackend: backend });
+      return new LocalEngine(engine, { model: src.name, id: src.id ?? null, wasm: wasm.variant, loadMs: performance.now() - t0, requestedBackend: backend });
     } catch (e) {
       // finish() consumes the loader (even when it fails); before it, free the received bytes.
-      if (loader.__wbg_ptr) loader.free();
+      if (loader?.__wbg_ptr) loader.free();
       throw PocketLMError.from(e);
+    } finally {
+      reader?.close();
     }
   }
 

@@ -218,3 +218,38 @@ fn context_overflow_is_an_error_not_a_crash() {
     let e = s.generate(&[1, 9999], &Default::default(), |_| true).err().unwrap();
     assert_eq!(e.code(), "INVALID_ARGUMENT", "{e}");
 }
+
+/// The web loader reads a GGUF header from the first bytes to arrive (the tokenizer is built
+/// while the weights are still coming): the model is the one read from the whole file; a prefix
+/// short of the header, and a header joined to a file of another length, are errors.
+#[test]
+fn a_header_read_from_the_first_bytes_gives_the_same_model() {
+    use pocketlm::model::GgufHeader;
+    let full = std::fs::read(common::shared_models().join("tinystories-656k-q8_0/TinyStories-656K-Q8_0.gguf")).unwrap();
+    let whole = Model::from_gguf(NAME, full.clone()).unwrap();
+    // The shortest prefix that holds the header (by bisection); one byte less is an error.
+    let parses = |n: usize| GgufHeader::parse(NAME, &full[..n], full.len()).is_ok();
+    let (mut short, mut enough) = (0, full.len());
+    while enough - short > 1 {
+        let mid = (short + enough) / 2;
+        if parses(mid) {
+            enough = mid;
+        } else {
+            short = mid;
+        }
+    }
+    let header_end = enough;
+    assert!(header_end < full.len() / 2, "the header is {header_end} of {} bytes", full.len());
+    let e = GgufHeader::parse(NAME, &full[..header_end - 1], full.len()).err().unwrap();
+    assert_format(&e, "truncated");
+    let early = Model::from_gguf_header(GgufHeader::parse(NAME, &full[..header_end], full.len()).unwrap(), full.clone()).unwrap();
+    let prompt = "Once upon a time, there was a little dog";
+    let ids = whole.tokenizer.encode(prompt, true).unwrap();
+    assert_eq!(early.tokenizer.encode(prompt, true).unwrap(), ids);
+    let run = |m: &Model| common::session(m, "cpu", 256).generate(&ids, &pocketlm::GenerateOptions { max_tokens: 24, ..Default::default() }, |_| true).unwrap().ids;
+    assert_eq!(run(&early), run(&whole));
+    // A header of this file with the bytes of a shorter one.
+    let header = GgufHeader::parse(NAME, &full[..header_end], full.len()).unwrap();
+    let e = Model::from_gguf_header(header, full[..full.len() - 1].to_vec()).err().unwrap();
+    assert_format(&e, "header was read from a file of");
+}

@@ -197,25 +197,34 @@ test("an interrupted download resumes with only the missing chunks", async () =>
   assert.deepEqual(second, nativeGreedy("Once upon a time", 10).ids);
 });
 
-test("a corrupted stored chunk is detected and fetched again", async () => {
+test("a corrupted stored chunk is detected and fetched again; a chunk stored the old way is read", async () => {
   await ctl("reset=1");
   const r = await inPage(async (p, model) => {
-    // Flip bytes of chunk 3 in IndexedDB, as a failing disk would.
+    // Flip bytes of chunk 3 in IndexedDB, as a failing disk would; chunk 4 is stored again as
+    // a plain Uint8Array, as versions before the Blob chunks stored it, and must still be read.
     const db = await new Promise((res, rej) => {
       const o = indexedDB.open("pocketlm");
       o.onsuccess = () => res(o.result);
       o.onerror = () => rej(o.error);
     });
+    const file = "TinyStories-656K-Q8_0.gguf";
+    const stored = (i) =>
+      new Promise((res, rej) => {
+        const g = db.transaction("chunks").objectStore("chunks").get([model, file, i]);
+        g.onsuccess = () => res(g.result);
+        g.onerror = () => rej(g.error);
+      });
+    const [rec3, rec4] = [await stored(3), await stored(4)];
+    if (!(rec3.data instanceof Blob)) throw new Error(`chunks are stored as ${Object.prototype.toString.call(rec3.data)}, not Blob`);
+    const bytes3 = new Uint8Array(await rec3.data.arrayBuffer());
+    bytes3[100] ^= 0xff;
+    bytes3[101] ^= 0xff;
+    rec3.data = new Blob([bytes3]);
+    rec4.data = new Uint8Array(await rec4.data.arrayBuffer());
     await new Promise((res, rej) => {
       const t = db.transaction("chunks", "readwrite");
-      const s = t.objectStore("chunks");
-      const g = s.get([model, "TinyStories-656K-Q8_0.gguf", 3]);
-      g.onsuccess = () => {
-        const rec = g.result;
-        rec.data[100] ^= 0xff;
-        rec.data[101] ^= 0xff;
-        s.put(rec);
-      };
+      t.objectStore("chunks").put(rec3);
+      t.objectStore("chunks").put(rec4);
       t.oncomplete = res;
       t.onerror = () => rej(t.error);
     });

@@ -35,17 +35,47 @@ pub struct Model {
     pub chat_template: Option<ChatTemplate>,
 }
 
+/// What a GGUF file's header alone gives: its metadata and tensor table, the model's spec, its
+/// tokenizer and chat template. The web loader reads it as soon as the header has arrived, so
+/// that the tokenizer (a third of a second for a 150k vocabulary) is built while the weights are
+/// still on their way.
+pub struct GgufHeader {
+    name: String,
+    gguf: GgufFile,
+    file_len: usize,
+    spec: ModelSpec,
+    tokenizer: Tokenizer,
+    chat_template: Option<ChatTemplate>,
+}
+
+impl GgufHeader {
+    /// From `prefix`, the first bytes of the GGUF file `name` of `file_len` bytes: the whole
+    /// file or at least its header (a shorter prefix is a truncation error).
+    pub fn parse(name: &str, prefix: &[u8], file_len: usize) -> Result<GgufHeader> {
+        let mut gguf = GgufFile::parse(name, prefix, file_len)?;
+        let spec = ModelSpec::from_gguf(&gguf)?;
+        let tokenizer = Tokenizer::from_gguf(&mut gguf)?;
+        let chat_template = gguf.get("tokenizer.chat_template").and_then(Value::as_str).map(ChatTemplate::new).transpose()?;
+        Ok(GgufHeader { name: name.to_string(), gguf, file_len, spec, tokenizer, chat_template })
+    }
+}
+
 impl Model {
     /// From the bytes of a GGUF file.
     pub fn from_gguf(name: &str, bytes: Vec<u8>) -> Result<Model> {
-        let len = bytes.len();
-        let mut g = GgufFile::parse(name, &bytes, len)?;
-        let mut spec = ModelSpec::from_gguf(&g)?;
-        let tokenizer = Tokenizer::from_gguf(&mut g)?;
-        let src = GgufSource { gguf: &g, buf: std::sync::Arc::new(bytes) };
+        let header = GgufHeader::parse(name, &bytes, bytes.len())?;
+        Model::from_gguf_header(header, bytes)
+    }
+
+    /// From a GGUF file's header, read before, and the file's `bytes`.
+    pub fn from_gguf_header(header: GgufHeader, bytes: Vec<u8>) -> Result<Model> {
+        let GgufHeader { name, gguf, file_len, mut spec, tokenizer, chat_template } = header;
+        if bytes.len() != file_len {
+            return Err(Error::format(&name, format!("its header was read from a file of {file_len} bytes, the file has {}", bytes.len())));
+        }
+        let src = GgufSource { gguf: &gguf, buf: std::sync::Arc::new(bytes) };
         let weights = ModelWeights::load(&src, &mut spec)?;
-        let chat_template = g.get("tokenizer.chat_template").and_then(Value::as_str).map(ChatTemplate::new).transpose()?;
-        Ok(Model { name: name.to_string(), spec, weights, tokenizer, chat_template })
+        Ok(Model { name, spec, weights, tokenizer, chat_template })
     }
 
     /// From the files of a Hugging Face directory.

@@ -13,7 +13,7 @@ use wasm_bindgen::prelude::*;
 use crate::backend::gpu::{AdapterSummary, GpuOptions, GpuStats};
 use crate::chat::Message;
 use crate::error::Error;
-use crate::model::{LoadOptions, Model};
+use crate::model::{GgufHeader, LoadOptions, Model};
 use crate::quant::GgmlType;
 use crate::runtime::{BackendChoice, GenerateOptions, Generator, Session};
 use crate::sampling::SamplingParams;
@@ -92,6 +92,25 @@ struct LoaderFile {
     /// A buffer of the file's announced size, zeroed at first; the first `filled` bytes are the file's.
     bytes: Vec<u8>,
     filled: usize,
+    /// A GGUF file's header, read as soon as it arrived (see [`LoaderFile::read_header_early`]).
+    header: Option<GgufHeader>,
+    /// `filled` when the header was last tried.
+    header_tried_at: usize,
+}
+
+impl LoaderFile {
+    /// Reads a GGUF file's header (and builds its tokenizer) from the bytes arrived so far,
+    /// while the rest of the file is still coming: tried again whenever the bytes have doubled
+    /// since the last try, so a header longer than a chunk costs a few tries. A failure is
+    /// left to [`ModelLoader::finish`], which reads the header again from the whole file and
+    /// reports what is wrong.
+    fn read_header_early(&mut self, model: &str) {
+        if !self.name.ends_with(".gguf") || self.header.is_some() || self.filled == self.bytes.len() || self.filled < 2 * self.header_tried_at {
+            return;
+        }
+        self.header_tried_at = self.filled;
+        self.header = GgufHeader::parse(&format!("{model}/{}", self.name), &self.bytes[..self.filled], self.bytes.len()).ok();
+    }
 }
 
 /// Receives a model's files chunk by chunk into wasm memory, then builds an [`Engine`].
@@ -134,7 +153,7 @@ impl ModelLoader {
         }
         let size = size as usize;
         let bytes = zeroed_bytes(size).ok_or_else(|| js_error(Error::OutOfMemory { what: format!("{}/{file}", self.name), bytes: size as u64 }))?;
-        self.files.push(LoaderFile { name: file.to_string(), bytes, filled: 0 });
+        self.files.push(LoaderFile { name: file.to_string(), bytes, filled: 0, header: None, header_tried_at: 0 });
         Ok(())
     }
 
@@ -157,9 +176,14 @@ impl ModelLoader {
         Ok(f.bytes[f.filled..].as_ptr() as usize)
     }
 
-    /// The `len` bytes at [`ModelLoader::chunk_target`]'s place are written.
+    /// The `len` bytes at [`ModelLoader::chunk_target`]'s place are written. Once a GGUF
+    /// file's header is among them, this also reads it and builds the tokenizer (a few hundred
+    /// ms for a large vocabulary), while the JS side's reads of later chunks go on.
     pub fn commit(&mut self, file: &str, len: usize) -> Result<(), JsValue> {
-        self.room_for(file, len)?.filled += len;
+        let model = self.name.clone();
+        let f = self.room_for(file, len)?;
+        f.filled += len;
+        f.read_header_early(&model);
         Ok(())
     }
 
@@ -182,7 +206,10 @@ impl ModelLoader {
         }
         let model = if let Some(i) = files.iter().position(|f| f.name.ends_with(".gguf")) {
             let f = files.swap_remove(i);
-            Model::from_gguf(&format!("{name}/{}", f.name), f.bytes)
+            match f.header {
+                Some(header) => Model::from_gguf_header(header, f.bytes),
+                None => Model::from_gguf(&format!("{name}/{}", f.name), f.bytes),
+            }
         } else {
             let mut take = |file: &str| files.iter().position(|f| f.name == file).map(|i| files.swap_remove(i).bytes);
             let missing = |file: &str| js_error(Error::format(&name, format!("a Hugging Face model needs {file}")));
