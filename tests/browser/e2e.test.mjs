@@ -242,6 +242,37 @@ test("a corrupted stored chunk is detected and fetched again; a chunk stored the
   assert.deepEqual(r.ids, nativeGreedy("Once upon a time", 10).ids);
 });
 
+test("when the reader worker cannot start, the engine's context reads the stored chunks itself", async () => {
+  await ctl("reset=1");
+  const stored = await greedyInPage("Once upon a time", 10, { worker: false });
+  assert.equal(stored.error, undefined, JSON.stringify(stored.error));
+  await ctl("reset=1");
+  const r = await inPage(async (p, model) => {
+    // The reader's script fails to load, as a page's worker-src policy would make it.
+    const Real = window.Worker;
+    let blocked = 0;
+    window.Worker = class extends Real {
+      constructor(url, options) {
+        const href = String(url);
+        if (href.includes("/reader.js")) blocked++;
+        super(href.replace("/reader.js", "/no-such-reader.js"), options);
+      }
+    };
+    try {
+      const engine = await p.createEngine({ model, worker: false });
+      const c = await engine.completions.create({ prompt: "Once upon a time", max_tokens: 10, temperature: 0 });
+      await engine.unload();
+      return { blocked, ids: c.pocketlm.ids };
+    } finally {
+      window.Worker = Real;
+    }
+  }, srv.url + MODEL);
+  assert.equal(r.error, undefined, JSON.stringify(r.error));
+  assert.equal(r.blocked, 1);
+  assert.deepEqual((await requests()).filter((q) => q.method === "GET"), [], "read from IndexedDB, not the network");
+  assert.deepEqual(r.ids, nativeGreedy("Once upon a time", 10).ids);
+});
+
 test("a server that lies about the size gives SIZE_MISMATCH; a full disk gives QUOTA_EXCEEDED before any download", async () => {
   await ctl("reset=1");
   await ctl("lie=1000");
