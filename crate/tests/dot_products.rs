@@ -173,3 +173,46 @@ fn the_dispatched_dot_takes_the_simd_path_in_simd_builds() {
         assert!(cfg!(target_feature = "relaxed-simd"), "this build was meant to have relaxed-SIMD");
     }
 }
+
+#[test]
+fn every_f16_block_scale_gives_the_scalar_result_and_non_finite_ones_take_the_scalar_code() {
+    // One block per row, each row's scale one f16 bit pattern; activations quantized with a
+    // scale of exactly 1 (integer values, the largest 127), so that the SIMD tile's
+    // `sum · (dw · 1)` and the scalar `(sum · dw) · 1` round alike: the results must be the same
+    // bits, which checks the kernels' f16 conversion of every scale (subnormals, zeros, signs).
+    // Scales that are infinite or NaN put their matrix (and their rows in `vec_dot`) on the
+    // scalar code.
+    use pocketlm::quant::GgmlType;
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut x: Vec<f32> = (0..32).map(|_| rng.i32(-127..=127) as f32).collect();
+    x[3] = 127.0;
+    for ty in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0] {
+        let mut acts = QuantizedActs::default();
+        acts.quantize(ActKind::for_weights(ty), &x);
+        assert_eq!(acts.d[0], 1.0, "{}: the activations' scale", ty.name());
+        let bb = ty.block_bytes();
+        let block = |h: u16, rng: &mut fastrand::Rng| {
+            let mut b: Vec<u8> = (0..bb).map(|_| rng.u8(..)).collect();
+            b[..2].copy_from_slice(&h.to_le_bytes());
+            if ty == GgmlType::Q8_0 {
+                // No code -128, so that relaxed-SIMD builds take their fast Q8_0 kernel.
+                b[2..].iter_mut().filter(|q| **q == 0x80).for_each(|q| *q = 0x81);
+            }
+            b
+        };
+        let (finite, special): (Vec<u16>, Vec<u16>) = (0..=u16::MAX).partition(|&h| f16::from_bits(h).is_finite());
+        for (scales, nonfinite) in [(finite, false), (special, true)] {
+            let bytes: Vec<u8> = scales.iter().flat_map(|&h| block(h, &mut rng)).collect();
+            let w = QMatrix::owned(ty, scales.len(), 32, bytes);
+            assert_eq!(w.rare_codes().nonfinite_scale, nonfinite, "{}", ty.name());
+            let mut out = vec![0f32; w.rows];
+            matvec_prequantized(&w, &acts, &mut out);
+            for (r, (&o, &h)) in out.iter().zip(&scales).enumerate() {
+                let want = vec_dot_scalar(ty, w.row(r), &acts);
+                let dot = vec_dot(ty, w.row(r), &acts);
+                let same = |a: f32| a.to_bits() == want.to_bits() || a.is_nan() && want.is_nan();
+                assert!(same(o) && same(dot), "{} scale {h:#06x}: mat-vec {o}, dot {dot}, scalar {want}", ty.name());
+            }
+        }
+    }
+}

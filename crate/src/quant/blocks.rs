@@ -1,6 +1,6 @@
 //! Per-block reference code, bit for bit the layouts of ggml's `block_*` structs.
 
-use super::{f16_at, QK_K};
+use super::{f16_at, GgmlType, QK_K};
 use half::f16;
 
 pub fn dequant_q4_0(b: &[u8], y: &mut [f32]) {
@@ -54,6 +54,18 @@ pub fn dequant_q8_0(b: &[u8], y: &mut [f32]) {
     for j in 0..32 {
         y[j] = (b[2 + j] as i8) as f32 * d;
     }
+}
+
+/// Whether some block of `blocks` (whole blocks of `ty`) has an infinite or NaN f16 scale, for
+/// the types whose one scale leads the block (Q4_0, Q5_0, Q8_0; false for the others). Valid in
+/// the format, never written by a quantizer: the SIMD kernels convert only finite scales.
+pub fn has_nonfinite_block_scale(ty: GgmlType, blocks: &[u8]) -> bool {
+    let bb = match ty {
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => ty.block_bytes(),
+        _ => return false,
+    };
+    // The f16's exponent (bits 10..15) all ones: bits 2..7 of its high byte.
+    blocks.chunks_exact(bb).fold(false, |seen, b| seen | (b[1] & 0x7C == 0x7C))
 }
 
 /// Whether some Q8_0 block of `blocks` (whole blocks) holds the code -128.

@@ -5,6 +5,18 @@ use std::sync::{Arc, OnceLock};
 
 use super::GgmlType;
 
+/// What a matrix holds that the format allows and llama.cpp's quantizers never write, and that
+/// the fastest SIMD kernels leave to exact ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RareCodes {
+    /// A Q8_0 weight code of -128: the relaxed-SIMD Q8_0 kernel negates weights, which -128
+    /// does not survive.
+    pub q8_0_min: bool,
+    /// A block scale that is infinite or NaN (Q4_0, Q5_0, Q8_0): the SIMD kernels convert
+    /// only finite f16 scales.
+    pub nonfinite_scale: bool,
+}
+
 /// `rows × cols` values of type `ty`, row-major, each row `ty.row_bytes(cols)` bytes. The bytes
 /// are a range of a shared buffer (a file read once) or a buffer of their own.
 #[derive(Clone)]
@@ -14,8 +26,8 @@ pub struct QMatrix {
     pub cols: usize,
     buf: Arc<Vec<u8>>,
     range: Range<usize>,
-    /// [`QMatrix::has_q8_0_min`], scanned when first asked.
-    q8_0_min: OnceLock<bool>,
+    /// [`QMatrix::rare_codes`], scanned when first asked.
+    rare: OnceLock<RareCodes>,
 }
 
 impl std::fmt::Debug for QMatrix {
@@ -28,7 +40,7 @@ impl QMatrix {
     /// `range` must hold exactly `rows * ty.row_bytes(cols)` bytes of `buf` (callers check it).
     pub fn new(ty: GgmlType, rows: usize, cols: usize, buf: Arc<Vec<u8>>, range: Range<usize>) -> QMatrix {
         debug_assert_eq!(range.len(), rows * ty.row_bytes(cols));
-        QMatrix { ty, rows, cols, buf, range, q8_0_min: OnceLock::new() }
+        QMatrix { ty, rows, cols, buf, range, rare: OnceLock::new() }
     }
 
     pub fn owned(ty: GgmlType, rows: usize, cols: usize, bytes: Vec<u8>) -> QMatrix {
@@ -49,12 +61,17 @@ impl QMatrix {
         &self.bytes()[r * rb..(r + 1) * rb]
     }
 
-    /// Whether this is a Q8_0 matrix with a weight code of -128: valid in the format, though
-    /// llama.cpp's quantizer never writes one (it rounds to ±127). The relaxed-SIMD Q8_0 kernel
-    /// negates weights, which -128 does not survive, so such a matrix takes the widening kernel.
-    /// The bytes are scanned once, when first asked.
+    /// The matrix's [`RareCodes`], its bytes scanned once, when first asked.
+    pub fn rare_codes(&self) -> RareCodes {
+        *self.rare.get_or_init(|| RareCodes {
+            q8_0_min: self.ty == GgmlType::Q8_0 && super::q8_0_has_min_code(self.bytes()),
+            nonfinite_scale: super::has_nonfinite_block_scale(self.ty, self.bytes()),
+        })
+    }
+
+    /// Whether this is a Q8_0 matrix with a weight code of -128 ([`RareCodes::q8_0_min`]).
     pub fn has_q8_0_min(&self) -> bool {
-        self.ty == GgmlType::Q8_0 && *self.q8_0_min.get_or_init(|| super::q8_0_has_min_code(self.bytes()))
+        self.ty == GgmlType::Q8_0 && self.rare_codes().q8_0_min
     }
 
     /// Row `r` as f32 values (used for embedding lookups).

@@ -4,7 +4,7 @@
 
 mod blocks;
 mod matrix;
-pub use matrix::QMatrix;
+pub use matrix::{QMatrix, RareCodes};
 pub use blocks::*;
 
 use half::{bf16, f16};

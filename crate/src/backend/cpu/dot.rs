@@ -8,11 +8,11 @@ use half::{bf16, f16};
 
 /// `row · acts` for a row of `ty` with `acts` quantized for `ty` (see [`super::acts::ActKind::for_weights`]).
 /// wasm builds with simd128 take the SIMD kernels of the hot types (equal to the scalar code up
-/// to f32 summation order: see `simd128`).
+/// to f32 summation order: see `simd128`), but for rows with a non-finite block scale.
 #[inline]
 pub fn vec_dot(ty: GgmlType, row: &[u8], a: &QuantizedActs) -> f32 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if super::simd128::handles(ty) {
+    if super::simd128::handles(ty) && !crate::quant::has_nonfinite_block_scale(ty, row) {
         return super::simd128::dot(ty, row, a);
     }
     vec_dot_scalar(ty, row, a)

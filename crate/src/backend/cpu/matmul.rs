@@ -7,7 +7,7 @@ use std::ops::Range;
 use super::acts::{ActKind, QuantizedActs};
 use super::dot::vec_dot;
 use super::threads;
-use crate::quant::QMatrix;
+use crate::quant::{QMatrix, RareCodes};
 
 /// A token-major output (`tokens × rows` f32 values) that threads fill in disjoint row ranges.
 pub struct TokenRows<'a> {
@@ -59,19 +59,21 @@ pub fn matvec_prequantized(w: &QMatrix, a: &QuantizedActs, out: &mut [f32]) {
 pub fn matmul_prequantized(w: &QMatrix, acts: &[QuantizedActs], out: &mut [f32]) {
     assert_eq!(out.len(), acts.len() * w.rows, "mat-mat output size");
     let out = TokenRows::new(out, w.rows);
-    // Only the relaxed-SIMD Q8_0 kernel cannot take the code -128; asked here, on the calling
-    // thread, so the one-time scan is not raced for by the threads' first rows.
-    let q8_0_min = cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) && w.has_q8_0_min();
-    threads::for_row_ranges(w.rows, w.rows * w.cols * acts.len(), 4, |rows| rows_of(w, q8_0_min, acts, &out, rows));
+    // The SIMD kernels leave the rare codes to exact ones; asked here, on the calling thread,
+    // so the one-time scan is not raced for by the threads' first rows.
+    let rare = if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) { w.rare_codes() } else { RareCodes::default() };
+    threads::for_row_ranges(w.rows, w.rows * w.cols * acts.len(), 4, |rows| rows_of(w, rare, acts, &out, rows));
 }
 
-/// Rows `rows` of `W · x[t]` for every token; `q8_0_min`: take the kernels that accept Q8_0's -128.
-#[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(unused_variables))] // only the SIMD kernels read `q8_0_min`
-fn rows_of(w: &QMatrix, q8_0_min: bool, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
+/// Rows `rows` of `W · x[t]` for every token. A matrix with a non-finite scale takes
+/// [`vec_dot`] row by row (which takes the scalar code for the rows that hold one); with
+/// `rare.q8_0_min`, the Q8_0 kernels that accept -128.
+#[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(unused_variables))] // only the SIMD kernels read `rare`
+fn rows_of(w: &QMatrix, rare: RareCodes, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
     let rb = w.row_bytes();
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if super::simd128::handles(w.ty) {
-        return super::simd128::matmul(w.ty, q8_0_min, w.bytes(), rb, acts, out, rows);
+    if super::simd128::handles(w.ty) && !rare.nonfinite_scale {
+        return super::simd128::matmul(w.ty, rare.q8_0_min, w.bytes(), rb, acts, out, rows);
     }
     for r in rows {
         let row = &w.bytes()[r * rb..(r + 1) * rb];

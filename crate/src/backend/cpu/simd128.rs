@@ -2,20 +2,23 @@
 //!
 //! Every kernel computes a tile: `R` weight rows × `T` token activations over a row's blocks,
 //! so that each activation vector loaded serves `R` rows and each weight block decoded serves
-//! `T` tokens. Decode runs `R = 4, T = 1` (Q8_0 `R = 2`); prompts run 2 rows × 2 tokens. The
-//! integer sums inside a block are exact; per block, the rows' sums are reduced into one vector
-//! (lane `r` row `r`: [`row_sums`]), which is converted to f32, scaled by the rows' weight scales
-//! (four f16 converted at once) times the activation scale and added to the token's accumulator:
+//! `T` tokens. Decode runs `R = 4, T = 1`; prompts run tiles of [`PREFILL_ROWS`] ×
+//! [`PREFILL_TOKENS`]. The integer sums inside a block are exact; per block, the rows' sums are
+//! reduced into one vector (lane `r` row `r`: [`row_sums`]), which is converted to f32, scaled by
+//! the rows' weight scales (four f16 converted at once, [`finite_f16_lanes_to_f32`]) times the
+//! activation scale and added to the token's accumulator:
 //! the f32 work of a block is done once for up to four rows. Each row's arithmetic (its exact
 //! integer block sum, then `acc + sum·(dw·dy)` in block order) is the same in every tile shape
 //! and kernel, so a tile's results equal the single-row dot (`vec_dot`) bit for bit; against the
 //! scalar reference of `dot.rs` they differ only by f32 rounding (tested against both and
 //! against an f64 sum).
 //!
-//! Builds with `+relaxed-simd` multiply 4-to-6-bit weights by the 8-bit activations with
-//! `i32x4.relaxed_dot_i8x16_i7x16_add` (16 products in one instruction): its result is exact
-//! when the second operand is in 0..=127 (x86 engines treat it as unsigned, others as signed),
-//! so weights enter as their unsigned codes (Q4_0's 0..15 rather than -8..7) and the offset is
+//! Builds with `+relaxed-simd` multiply 4-to-6-bit weights by the 8-bit activations with the
+//! relaxed dot products, whose results are exact when the second operand is in 0..=127 (x86
+//! engines treat it as unsigned, others as signed): `i16x8.relaxed_dot_i8x16_i7x16` (x86's
+//! `pmaddubsw`), two of them added in 16 bits and widened once, or widened by `i32x4.dot_i16x8_s`
+//! against a sub-block scale ([`dot2_u6`], [`scaled_dot2_u6`]). Weights enter as their unsigned
+//! codes (Q4_0's 0..15 rather than -8..7) and the offset is
 //! taken back with the activations' block sums. Q8_0 moves the activations' signs onto its
 //! weights and multiplies by |y| ([`q8_0_tile_relaxed`]); a matrix holding the code -128 takes
 //! the widening kernel. (Node 20's V8 11.3 has relaxed-SIMD only behind a flag, and computes it
@@ -48,17 +51,56 @@ fn dot_i8x16(a: v128, b: v128) -> v128 {
     i32x4_add(lo, hi)
 }
 
-/// `acc + Σ w[i]·y[i]` in four i32 lanes, for weights `w` in 0..=127.
+/// `Σ w0[i]·y0[i] + Σ w1[i]·y1[i]` in four i32 lanes, for weight codes in 0..=63 (so that the
+/// relaxed path's 16-bit pair sums, `2·63·128` each, and their sum fit in i16). Relaxed-SIMD:
+/// two `i16x8.relaxed_dot_i8x16_i7x16` (`pmaddubsw` on x86), added, widened once — x86 without
+/// AVX-VNNI lowers each `i32x4.relaxed_dot_i8x16_i7x16_add` to that multiply, a widening
+/// multiply by ones and an add.
 #[inline(always)]
-fn dot_u7_add(w: v128, y: v128, acc: v128) -> v128 {
+fn dot2_u6(w0: v128, y0: v128, w1: v128, y1: v128) -> v128 {
     #[cfg(target_feature = "relaxed-simd")]
     {
-        i32x4_relaxed_dot_i8x16_i7x16_add(y, w, acc)
+        i32x4_extadd_pairwise_i16x8(pair_sums2_u6(w0, y0, w1, y1))
     }
     #[cfg(not(target_feature = "relaxed-simd"))]
     {
-        i32x4_add(acc, dot_i8x16(w, y))
+        i32x4_add(dot_i8x16(w0, y0), dot_i8x16(w1, y1))
     }
+}
+
+/// `scale · (Σ w0[i]·y0[i] + Σ w1[i]·y1[i])` in four i32 lanes, codes as [`dot2_u6`], `scale`
+/// in i16: relaxed-SIMD widens the 16-bit sums by `i32x4.dot_i16x8_s` against the scale
+/// (`pmaddwd`: the widening and the multiply in one, no 32-bit multiply).
+#[inline(always)]
+fn scaled_dot2_u6(w0: v128, y0: v128, w1: v128, y1: v128, scale: i16) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        i32x4_dot_i16x8(pair_sums2_u6(w0, y0, w1, y1), i16x8_splat(scale))
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        i32x4_mul(dot2_u6(w0, y0, w1, y1), i32x4_splat(scale as i32))
+    }
+}
+
+/// `scale · Σ w[i]·y[i]` in four i32 lanes, codes in 0..=63, as [`scaled_dot2_u6`].
+#[inline(always)]
+fn scaled_dot_u6(w: v128, y: v128, scale: i16) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        i32x4_dot_i16x8(i16x8_relaxed_dot_i8x16_i7x16(y, w), i16x8_splat(scale))
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        i32x4_mul(dot_i8x16(w, y), i32x4_splat(scale as i32))
+    }
+}
+
+/// Eight i16 lanes, lane `k` the products of bytes `2k` and `2k + 1` of both pairs, summed.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn pair_sums2_u6(w0: v128, y0: v128, w1: v128, y1: v128) -> v128 {
+    i16x8_add(i16x8_relaxed_dot_i8x16_i7x16(y0, w0), i16x8_relaxed_dot_i8x16_i7x16(y1, w1))
 }
 
 #[inline(always)]
@@ -91,7 +133,21 @@ fn f16_lanes_to_f32(h: v128) -> v128 {
     v128_or(value, i32x4_shl(v128_and(h, i32x4_splat(0x8000)), 16))
 }
 
-/// The f16 at each of `R` addresses, as lanes `0..R` of an f32x4 (the rest zero).
+/// Finite f16 values in the low halves of four u32 lanes as f32x4, exactly (normals and
+/// subnormals by the power-of-two scaling, the sign moved to bit 31); infinities and NaNs come
+/// out finite. Half the instructions of [`f16_lanes_to_f32`], for block scales, which a matrix
+/// holds as finite values ([`crate::quant::RareCodes::nonfinite_scale`] sends the others to the
+/// scalar code).
+#[inline(always)]
+fn finite_f16_lanes_to_f32(h: v128) -> v128 {
+    // Bits 0..15 of each lane: the shift left by 17 drops the sign, the shift right puts the
+    // exponent and mantissa 13 bits above their f16 places.
+    let magnitude = u32x4_shr(i32x4_shl(h, 17), 4);
+    let value = f32x4_mul(magnitude, f32x4_splat(f32::from_bits(0x7780_0000)));
+    v128_or(value, v128_and(i32x4_shl(h, 16), i32x4_splat(i32::MIN)))
+}
+
+/// The finite f16 at each of `R` addresses, as lanes `0..R` of an f32x4 (the rest zero).
 ///
 /// # Safety
 /// Each `p[r]..p[r] + 2` must be readable.
@@ -103,7 +159,7 @@ unsafe fn f16_lanes<const R: usize>(p: [*const u8; R]) -> v128 {
     if R > 1 { h = v128_load16_lane::<2>(h, p[1] as *const u16); }
     if R > 2 { h = v128_load16_lane::<4>(h, p[2] as *const u16); }
     if R > 3 { h = v128_load16_lane::<6>(h, p[3] as *const u16); }
-    f16_lanes_to_f32(h)
+    finite_f16_lanes_to_f32(h)
 }
 
 /// Adds one block of a tile to each token's accumulator (lanes are rows): `acc[t] +
@@ -126,6 +182,14 @@ fn rows_of<const R: usize, const T: usize>(acc: [v128; T]) -> [[f32; T]; R] {
     // SAFETY: v128 and [f32; 4] have the same size, every bit pattern valid in both.
     let lanes: [[f32; 4]; T] = acc.map(|a| unsafe { core::mem::transmute::<v128, [f32; 4]>(a) });
     core::array::from_fn(|r| core::array::from_fn(|t| lanes[t][r]))
+}
+
+/// Each byte's high nibble (0..=15): a 16-bit shift masked to bytes. wasm's `i8x16.shr_u` has
+/// no x86 instruction: V8 lowers it to the same 16-bit shift and a mask it builds anew at every
+/// use (a move, a broadcast and an `and`), where `mask` (the splat of 0x0F) stays in a register.
+#[inline(always)]
+fn high_nibbles(q: v128, mask: v128) -> v128 {
+    v128_and(u16x8_shr(q, 4), mask)
 }
 
 /// 16 bytes at `p` (any alignment).
@@ -193,9 +257,9 @@ unsafe fn q4_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
         let mut s = [[i32x4_splat(0); R]; T];
         for r in 0..R {
             let qs = load(p[r].add(2));
-            let (lo, hi) = (v128_and(qs, mask), u8x16_shr(qs, 4));
+            let (lo, hi) = (v128_and(qs, mask), high_nibbles(qs, mask));
             for t in 0..T {
-                s[t][r] = dot_u7_add(hi, y[t][1], dot_u7_add(lo, y[t][0], i32x4_splat(0)));
+                s[t][r] = dot2_u6(lo, y[t][0], hi, y[t][1]);
             }
         }
         add_block(&mut acc, s, offset, p, dy);
@@ -225,9 +289,9 @@ unsafe fn q5_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
             let spread = |sel: v128| v128_and(i8x16_eq(v128_and(i8x16_swizzle(qh, sel), bits), bits), fifth);
             let qs = load(p[r].add(6));
             let lo = v128_or(v128_and(qs, mask), spread(low_bytes));
-            let hi = v128_or(u8x16_shr(qs, 4), spread(high_bytes));
+            let hi = v128_or(high_nibbles(qs, mask), spread(high_bytes));
             for t in 0..T {
-                s[t][r] = dot_u7_add(hi, y[t][1], dot_u7_add(lo, y[t][0], i32x4_splat(0)));
+                s[t][r] = dot2_u6(lo, y[t][0], hi, y[t][1]);
             }
         }
         add_block(&mut acc, s, offset, p, dy);
@@ -318,12 +382,12 @@ unsafe fn q4_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
             // 32 bytes of nibbles per 64 values: low nibbles are sub-block 2c, high ones 2c + 1.
             for c in 0..4 {
                 let (q0, q1) = (load(p.add(16 + c * 32)), load(p.add(32 + c * 32)));
-                let (l0, l1, h0, h1) = (v128_and(q0, mask), v128_and(q1, mask), u8x16_shr(q0, 4), u8x16_shr(q1, 4));
+                let (l0, l1, h0, h1) = (v128_and(q0, mask), v128_and(q1, mask), high_nibbles(q0, mask), high_nibbles(q1, mask));
                 for t in 0..T {
                     let y = acts[t].q.as_ptr().add(QK_K * b + c * 64) as *const u8;
-                    let lo = dot_u7_add(l1, load(y.add(16)), dot_u7_add(l0, load(y), i32x4_splat(0)));
-                    let hi = dot_u7_add(h1, load(y.add(48)), dot_u7_add(h0, load(y.add(32)), i32x4_splat(0)));
-                    let scaled = i32x4_add(i32x4_mul(lo, i32x4_splat(sc[2 * c] as i32)), i32x4_mul(hi, i32x4_splat(sc[2 * c + 1] as i32)));
+                    let lo = scaled_dot2_u6(l0, load(y), l1, load(y.add(16)), sc[2 * c] as i16);
+                    let hi = scaled_dot2_u6(h0, load(y.add(32)), h1, load(y.add(48)), sc[2 * c + 1] as i16);
+                    let scaled = i32x4_add(lo, hi);
                     total[t] = i32x4_add(total[t], scaled);
                 }
             }
@@ -364,19 +428,20 @@ unsafe fn q6_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
                     let ql0 = load(p.add(n * 64 + lc));
                     let ql1 = load(p.add(n * 64 + 32 + lc));
                     let qh = load(p.add(128 + n * 32 + lc));
-                    let high = |shift: u32| i8x16_shl(v128_and(u8x16_shr(qh, shift), mask2), 4);
+                    // 16-bit shifts: the masks keep every bit inside its byte.
+                    let high = |shift: u32| u16x8_shl(v128_and(u16x8_shr(qh, shift), mask2), 4);
                     let codes = [
                         v128_or(v128_and(ql0, mask4), high(0)),
                         v128_or(v128_and(ql1, mask4), high(2)),
-                        v128_or(u8x16_shr(ql0, 4), high(4)),
-                        v128_or(u8x16_shr(ql1, 4), high(6)),
+                        v128_or(high_nibbles(ql0, mask4), high(4)),
+                        v128_or(high_nibbles(ql1, mask4), high(6)),
                     ];
                     for (k, c) in codes.into_iter().enumerate() {
                         let at = n * 128 + k * 32 + lc;
-                        let sc = i32x4_splat(scale(at / 16));
+                        let sc = scale(at / 16) as i16;
                         for t in 0..T {
                             let y = acts[t].q.as_ptr().add(QK_K * b + at) as *const u8;
-                            total[t] = i32x4_add(total[t], i32x4_mul(dot_u7_add(c, load(y), i32x4_splat(0)), sc));
+                            total[t] = i32x4_add(total[t], scaled_dot_u6(c, load(y), sc));
                         }
                     }
                 }
