@@ -111,7 +111,7 @@ for (const m of models) {
           const xs = samples.map((s) => s[k]).filter((v) => typeof v === "number" && Number.isFinite(v));
           return xs.length ? { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) } : null;
         };
-        const row = { model: m, quant: q, file_bytes: statSync(file).size, engine, threads, runs: samples.length, gen, date: new Date().toISOString().slice(0, 10), error };
+        const row = { model: m, quant: q, file_bytes: statSync(file).size, engine, threads, runs: samples.length, gen, date: new Date().toISOString().slice(0, 10), cpu: cpuTag(), error };
         for (const k of ["prompt_tokens", "generated", "prefill_tok_s", "decode_tok_s", "ttft_ms", "load_ms", "warm_load_ms", "memory_bytes", "load_peak_bytes"]) row[k] = stat(k);
         results.push(row);
         console.log(`${m} ${q} ${engine} ×${threads}: ${error ?? `decode ${row.decode_tok_s?.median.toFixed(2)} tok/s, prefill ${row.prefill_tok_s?.median.toFixed(1)} tok/s (${samples.length} runs)`}`);
@@ -130,8 +130,22 @@ const wasmSizes = Object.fromEntries(
 );
 const wl = readFileSync(`${root}tests/node_modules/@wllama/wllama/esm/wasm/wllama.wasm`);
 wasmSizes.wllama = { raw: wl.length, gzip: gzipSync(wl, { level: 9 }).length };
+// The CPU's family, model and vector extensions: the same model name covers machines whose
+// kernels run at different speeds (AVX-VNNI turns a relaxed dot product into one instruction).
+function cpuTag() {
+  try {
+    const info = readFileSync("/proc/cpuinfo", "utf8");
+    const field = (k) => info.match(new RegExp(`^${k}\\s*:\\s*(.*)$`, "m"))?.[1];
+    const flags = new Set((field("flags") ?? "").split(" "));
+    const ext = [["avx512f", "AVX-512"], ["avx2", "AVX2"], ["avx_vnni", "AVX-VNNI"], ["avx512_vnni", "AVX-512 VNNI"]].filter(([f]) => flags.has(f)).map(([, n]) => n);
+    return `${cpus()[0]?.model}, family ${field("cpu family")} model ${field("model")} (${ext.join(", ")})`;
+  } catch {
+    return cpus()[0]?.model;
+  }
+}
 const machine = {
   cpu: cpus()[0]?.model,
+  cpu_detail: cpuTag(),
   cores: cpus().length,
   memory_bytes: totalmem(),
   node: process.version,
