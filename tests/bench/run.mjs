@@ -43,6 +43,7 @@ for (const m of models) {
   if (missing.length) execFileSync("python3", [`${root}tests/synthetic/make_synthetic.py`, "--out", modelDir, "--only", m, "--quant", ...missing], { stdio: "inherit" });
 }
 
+const machineCpu = cpuTag();
 const haveLlamaCpp = (() => {
   try {
     execFileSync("python3", ["-c", "import llama_cpp"], { stdio: "ignore" });
@@ -111,7 +112,7 @@ for (const m of models) {
           const xs = samples.map((s) => s[k]).filter((v) => typeof v === "number" && Number.isFinite(v));
           return xs.length ? { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) } : null;
         };
-        const row = { model: m, quant: q, file_bytes: statSync(file).size, engine, threads, runs: samples.length, gen, date: new Date().toISOString().slice(0, 10), cpu: cpuTag(), error };
+        const row = { model: m, quant: q, file_bytes: statSync(file).size, engine, threads, runs: samples.length, gen, date: new Date().toISOString().slice(0, 10), cpu: machineCpu, error };
         for (const k of ["prompt_tokens", "generated", "prefill_tok_s", "decode_tok_s", "ttft_ms", "load_ms", "warm_load_ms", "memory_bytes", "load_peak_bytes"]) row[k] = stat(k);
         results.push(row);
         console.log(`${m} ${q} ${engine} ×${threads}: ${error ?? `decode ${row.decode_tok_s?.median.toFixed(2)} tok/s, prefill ${row.prefill_tok_s?.median.toFixed(1)} tok/s (${samples.length} runs)`}`);
@@ -145,7 +146,7 @@ function cpuTag() {
 }
 const machine = {
   cpu: cpus()[0]?.model,
-  cpu_detail: cpuTag(),
+  cpu_detail: machineCpu,
   cores: cpus().length,
   memory_bytes: totalmem(),
   node: process.version,

@@ -71,7 +71,7 @@ impl QMatrix {
 
     /// Whether this is a Q8_0 matrix with a weight code of -128 ([`RareCodes::q8_0_min`]).
     pub fn has_q8_0_min(&self) -> bool {
-        self.ty == GgmlType::Q8_0 && self.rare_codes().q8_0_min
+        self.rare_codes().q8_0_min
     }
 
     /// Row `r` as f32 values (used for embedding lookups).
