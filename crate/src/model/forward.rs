@@ -46,7 +46,6 @@ pub struct ForwardState {
     /// Each token's matrix input, quantized for the weights that read it.
     acts: Vec<QuantizedActs>,
     acts_kind: Option<ActKind>,
-    scores: Vec<f32>,
     inv_freq: Vec<Vec<f32>>,
 }
 
@@ -66,7 +65,6 @@ impl ForwardState {
             logits: vec![0.0; spec.vocab_size],
             acts: (0..n).map(|_| QuantizedActs::default()).collect(),
             acts_kind: None,
-            scores: Vec::new(),
             inv_freq: (0..spec.n_layers).map(|l| spec.inv_freq(l)).collect(),
         }
     }
@@ -174,7 +172,7 @@ fn forward_chunk(spec: &ModelSpec, w: &ModelWeights, s: &mut ForwardState, cache
                 _ => 0,
             };
             let (qt, at) = (&q[t * q_dim..(t + 1) * q_dim], &mut att[t * q_dim..(t + 1) * q_dim]);
-            cpu::attention(qt, &cache.k[l], &cache.v[l], spec.n_heads, spec.n_kv_heads, hd, first, pos + 1, spec.attn_scale, spec.attn_softcap, &mut s.scores, at);
+            cpu::attention(qt, &cache.k[l], &cache.v[l], spec.n_heads, spec.n_kv_heads, hd, first, pos + 1, spec.attn_scale, spec.attn_softcap, at);
         }
         *kind = None;
         mm(&lw.wo, att, n, acts, kind, xb2);

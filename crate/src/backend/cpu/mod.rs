@@ -91,7 +91,9 @@ pub fn add_assign(x: &mut [f32], y: &[f32]) {
 /// Attention of one query position over cached keys/values `0..n_ctx` (positions
 /// `first..n_ctx` for a sliding window). `k_cache`/`v_cache` are f16 `[pos][kv_head][head_dim]`.
 /// The query and the attention weights are rounded to f16 before their dot products with the
-/// f16 cache, accumulating in f32 (what ggml's f16 mat-muls do).
+/// f16 cache, accumulating in f32 (what ggml's f16 mat-muls do). The heads are split across the
+/// threads of a running crew ([`threads::for_row_ranges`]); each head's arithmetic is the same
+/// on every thread, so every thread count gives the same bits.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     q: &[f32],
@@ -104,33 +106,41 @@ pub fn attention(
     n_ctx: usize,
     scale: f32,
     soft_cap_value: Option<f32>,
-    scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
+    assert!(head_dim <= 1024 && q.len() >= n_heads * head_dim, "attention: {n_heads} heads of {head_dim} values");
     let kv_dim = n_kv_heads * head_dim;
     let group = n_heads / n_kv_heads;
-    for h in 0..n_heads {
-        let kvh = h / group;
-        // The query rounded to f16, in a scratch array (no allocation per head and token).
-        let mut q16 = [0.0f32; 1024]; // ModelSpec bounds head_dim at 1024
-        let qh = &mut q16[..head_dim];
-        qh.iter_mut().zip(&q[h * head_dim..(h + 1) * head_dim]).for_each(|(o, &x)| *o = f16::from_f32(x).to_f32());
-        scores.clear();
-        for p in first..n_ctx {
-            let k = &k_cache[p * kv_dim + kvh * head_dim..][..head_dim];
-            scores.push(dot_f16(qh, k) * scale);
+    // Head `h`'s output is "token" h of rows `head_dim` (the threads own disjoint heads).
+    let out = TokenRows::new(&mut out[..n_heads * head_dim], head_dim);
+    let work = 2 * n_heads * head_dim * (n_ctx - first);
+    threads::for_row_ranges(n_heads, work, 1, |heads| {
+        let mut scores = Vec::with_capacity(n_ctx - first);
+        for h in heads {
+            let kvh = h / group;
+            // The query rounded to f16, in a scratch array (ModelSpec bounds head_dim at 1024).
+            let mut q16 = [0.0f32; 1024];
+            let qh = &mut q16[..head_dim];
+            qh.iter_mut().zip(&q[h * head_dim..(h + 1) * head_dim]).for_each(|(o, &x)| *o = f16::from_f32(x).to_f32());
+            scores.clear();
+            for p in first..n_ctx {
+                let k = &k_cache[p * kv_dim + kvh * head_dim..][..head_dim];
+                scores.push(dot_f16(qh, k) * scale);
+            }
+            if let Some(cap) = soft_cap_value {
+                soft_cap(&mut scores, cap);
+            }
+            softmax(&mut scores);
+            let mut o16 = [0.0f32; 1024];
+            let o = &mut o16[..head_dim];
+            for (i, p) in (first..n_ctx).enumerate() {
+                let v = &v_cache[p * kv_dim + kvh * head_dim..][..head_dim];
+                add_scaled_f16(o, f16::from_f32(scores[i]).to_f32(), v);
+            }
+            // SAFETY: this range owns heads `heads`.
+            o.iter().enumerate().for_each(|(i, &v)| unsafe { out.set(h, i, v) });
         }
-        if let Some(cap) = soft_cap_value {
-            soft_cap(scores, cap);
-        }
-        softmax(scores);
-        let o = &mut out[h * head_dim..(h + 1) * head_dim];
-        o.fill(0.0);
-        for (i, p) in (first..n_ctx).enumerate() {
-            let v = &v_cache[p * kv_dim + kvh * head_dim..][..head_dim];
-            add_scaled_f16(o, f16::from_f32(scores[i]).to_f32(), v);
-        }
-    }
+    });
 }
 
 /// `Σ a[i]·b[i]` of f32 values and f16 values, in f32.

@@ -1,5 +1,5 @@
-//! Threads for the CPU backend (feature `threads`): a mat-vec's rows split into one range per
-//! thread. Natively the threads are a rayon pool of the size [`set_threads`] asks; in wasm they
+//! Threads for the CPU backend (feature `threads`): a mat-vec's rows, and attention's heads,
+//! split into one range per thread. Natively the threads are a rayon pool of the size [`set_threads`] asks; in wasm they
 //! are Web Workers on the module's shared memory, started by `startThreads` from JS
 //! (wasm-bindgen-rayon) in the build that has atomics, where the page is cross-origin isolated.
 //!
