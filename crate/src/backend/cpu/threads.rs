@@ -1,7 +1,8 @@
 //! Threads for the CPU backend (feature `threads`): a mat-vec's rows, and attention's heads,
-//! split into one range per thread. Natively the threads are a rayon pool of the size [`set_threads`] asks; in wasm they
-//! are Web Workers on the module's shared memory, started by `startThreads` from JS
-//! (wasm-bindgen-rayon) in the build that has atomics, where the page is cross-origin isolated.
+//! split into one range per thread. Natively the threads are a rayon pool of the size
+//! [`set_threads`] asks; in wasm they are Web Workers on the module's shared memory, started by
+//! `startThreads` from JS (wasm-bindgen-rayon) in the build that has atomics, where the page is
+//! cross-origin isolated.
 //!
 //! A token runs hundreds of mat-vecs of tens of microseconds each, too short to hand each to a
 //! sleeping pool thread (a wake-up through the OS or `Atomics.wait` costs about as much as the
