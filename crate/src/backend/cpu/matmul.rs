@@ -37,6 +37,17 @@ impl<'a> TokenRows<'a> {
         assert!(t < self.tokens && r < self.rows);
         *self.ptr.add(t * self.rows + r) = v;
     }
+
+    /// Token `t`'s values of rows `rows`, to write in place.
+    ///
+    /// # Safety
+    /// No other thread reads or writes these values while the slice lives (each writer owns its
+    /// rows).
+    #[allow(clippy::mut_from_ref)] // disjoint writers, as `set`
+    pub unsafe fn rows_mut(&self, t: usize, rows: Range<usize>) -> &mut [f32] {
+        assert!(t < self.tokens && rows.start <= rows.end && rows.end <= self.rows);
+        std::slice::from_raw_parts_mut(self.ptr.add(t * self.rows + rows.start), rows.len())
+    }
 }
 
 /// `out = W · x` for `W` of `out.len()` rows. `scratch` keeps the quantized activations.

@@ -131,14 +131,13 @@ pub fn attention(
                 soft_cap(&mut scores, cap);
             }
             softmax(&mut scores);
-            let mut o16 = [0.0f32; 1024];
-            let o = &mut o16[..head_dim];
+            // SAFETY: this range owns heads `heads`.
+            let o = unsafe { out.rows_mut(h, 0..head_dim) };
+            o.fill(0.0);
             for (i, p) in (first..n_ctx).enumerate() {
                 let v = &v_cache[p * kv_dim + kvh * head_dim..][..head_dim];
                 add_scaled_f16(o, f16::from_f32(scores[i]).to_f32(), v);
             }
-            // SAFETY: this range owns heads `heads`.
-            o.iter().enumerate().for_each(|(i, &v)| unsafe { out.set(h, i, v) });
         }
     });
 }
