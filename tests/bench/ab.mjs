@@ -9,9 +9,9 @@
 // The model is tests/bench/models/<model>.gguf (run.mjs or make_synthetic.py --out writes it).
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { launchChromium } from "../browser/chromium.mjs";
 import { startServer } from "../browser/server.mjs";
-import { pocketlmBrowser } from "./engines.mjs";
+import { BENCH_PROMPT, median, pocketlmBrowser } from "./engines.mjs";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const args = process.argv.slice(2);
@@ -27,14 +27,9 @@ const variants = args;
 if (variants.length < 2) throw new Error("name two or more variants (directories of target/ab/)");
 for (const v of variants) if (!existsSync(`${root}target/ab/${v}/index.js`)) throw new Error(`target/ab/${v}/index.js is missing: copy pkg/ there`);
 if (!existsSync(`${root}tests/bench/models/${model}.gguf`)) throw new Error(`tests/bench/models/${model}.gguf is missing`);
-// The benchmark's prompt (~128 tokens).
-const prompt = "The quick brown fox jumps over the lazy dog while the small cat watches from the old wooden fence. ".repeat(6).trim();
 
 const srv = await startServer();
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"],
-});
+const browser = await launchChromium();
 const runs = Object.fromEntries(variants.map((v) => [v, []]));
 for (let i = 0; i < reps; i++) {
   for (const v of variants) {
@@ -42,7 +37,7 @@ for (let i = 0; i < reps; i++) {
     page.on("pageerror", (e) => console.error("page error:", e));
     await page.goto(`${srv.url}/tests/bench/ab.html?v=${encodeURIComponent(v)}`);
     await page.waitForFunction(() => window.ready === true);
-    const r = await pocketlmBrowser(page, `${srv.url}/tests/bench/models/${model}.gguf`, prompt, gen, "cpu", threads);
+    const r = await pocketlmBrowser(page, `${srv.url}/tests/bench/models/${model}.gguf`, BENCH_PROMPT, gen, "cpu", threads);
     runs[v].push(r);
     console.log(`${v} run ${i + 1}: decode ${r.decode_tok_s.toFixed(2)} tok/s, prefill ${r.prefill_tok_s.toFixed(1)} tok/s, warm load ${r.warm_load_ms.toFixed(0)} ms`);
     await page.close();
@@ -50,10 +45,6 @@ for (let i = 0; i < reps; i++) {
 }
 await browser.close();
 await srv.close();
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 for (const v of variants) {
   const f = (k, d) => `${median(runs[v].map((r) => r[k])).toFixed(d)} [${runs[v].map((r) => r[k].toFixed(d)).join(" ")}]`;
   console.log(`${v}: decode ${f("decode_tok_s", 1)}, prefill ${f("prefill_tok_s", 1)}, warm load ms ${f("warm_load_ms", 0)}`);

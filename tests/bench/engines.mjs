@@ -4,6 +4,16 @@
 // (COOP/COEP: cross-origin isolated, so wllama's threads work).
 import { execFileSync } from "node:child_process";
 
+/** The benchmark's prompt: ~128 tokens in the SmolLM2 and Qwen2 vocabularies (each engine
+ * reports its own count). */
+export const BENCH_PROMPT = "The quick brown fox jumps over the lazy dog while the small cat watches from the old wooden fence. ".repeat(6).trim();
+
+/** The median of numbers. */
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
 export function pocketlmNative(root, file, prompt, gen, threads) {
   const out = execFileSync(`${root}target/release/pocketlm`, ["generate", "--backend", "cpu", "--threads", String(threads), "--model", file, "--prompt", prompt, "-n", String(gen), "--temperature", "0", "--ignore-eos", "--json"], { encoding: "utf8", maxBuffer: 1 << 26 });
   const r = JSON.parse(out);

@@ -12,9 +12,9 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "no
 import { cpus, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
-import { chromium } from "playwright-core";
+import { launchChromium } from "../browser/chromium.mjs";
 import { startServer } from "../browser/server.mjs";
-import { pocketlmBrowser, pocketlmNative, pocketlmNode, wllama } from "./engines.mjs";
+import { BENCH_PROMPT, median, pocketlmBrowser, pocketlmNative, pocketlmNode, wllama } from "./engines.mjs";
 import { renderChart, renderMarkdown } from "./report.mjs";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -33,8 +33,7 @@ const engines = arg("engines", "pocketlm-native,pocketlm-node,pocketlm-chromium,
 const threadCounts = arg("threads", `1,${Math.min(cpus().length, 4)}`).split(",").map(Number);
 const runs = Number(arg("runs", 5));
 const gen = Number(arg("gen", 128));
-// ~128 tokens in the SmolLM2 and Qwen2 vocabularies; each engine reports its own count.
-const prompt = "The quick brown fox jumps over the lazy dog while the small cat watches from the old wooden fence. ".repeat(6).trim();
+const prompt = BENCH_PROMPT;
 
 const modelDir = `${root}tests/bench/models/`;
 mkdirSync(modelDir, { recursive: true });
@@ -54,20 +53,13 @@ const haveLlamaCpp = (() => {
 })();
 
 const srv = await startServer();
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"],
-});
+const browser = await launchChromium();
 const page = await (await browser.newContext()).newPage();
 page.on("pageerror", (e) => console.error("page error:", e));
 await page.goto(`${srv.url}/tests/bench/page.html`);
 await page.waitForFunction(() => window.ready === true);
 const isolated = await page.evaluate(() => crossOriginIsolated);
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const results = [];
 for (const m of models) {
   for (const q of quants) {

@@ -5,7 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 import { startServer } from "./server.mjs";
 
 const out = fileURLToPath(new URL("../out/", import.meta.url));
@@ -13,7 +13,7 @@ let srv, browser;
 
 before(async () => {
   srv = await startServer();
-  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"] });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();
