@@ -17,7 +17,7 @@ use pocketlm::backend::cpu::acts::{ActKind, QuantizedActs};
 use pocketlm::backend::cpu::dot::{vec_dot, vec_dot_scalar};
 use pocketlm::backend::cpu::{add_scaled_f16, dot_f16, matmul_prequantized, matvec_prequantized};
 use half::f16;
-use pocketlm::quant::{dequantize, QMatrix};
+use pocketlm::quant::{dequantize, GgmlType, QMatrix, RowOrder};
 
 /// The activations as the dot product sees them, dequantized.
 fn dequantized_acts(a: &QuantizedActs, n: usize) -> Vec<f64> {
@@ -71,7 +71,7 @@ fn the_mat_vec_equals_the_dot_of_each_row() {
         let mut out = vec![0f32; rows];
         matvec_prequantized(&w, &acts, &mut out);
         for (r, &o) in out.iter().enumerate() {
-            let want = vec_dot(ty, w.row(r), &acts);
+            let want = vec_dot(ty, &w.row(r), &acts);
             assert_eq!(o.to_bits(), want.to_bits(), "{} row {r}: mat-vec {o} vs dot {want}", ty.name());
         }
     }
@@ -105,6 +105,57 @@ fn the_mat_mat_equals_the_mat_vec_of_each_token() {
 }
 
 #[test]
+fn interleaved_q4_0_rows_give_the_plain_rows_results_bit_for_bit() {
+    // 11 rows (two groups of four and three rows left in the file's order) × 1 and 5 tokens
+    // (a prompt tile of four and one left over): the interleaved kernel against the plain one,
+    // and the rows read back in the file's order.
+    let mut rng = fastrand::Rng::with_seed(13);
+    let (rows, n, tokens) = (11, 320, 5);
+    let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, GgmlType::Q4_0, n)).collect();
+    let plain = QMatrix::owned(GgmlType::Q4_0, rows, n, bytes.clone());
+    let x4 = QMatrix::owned_in_order(GgmlType::Q4_0, rows, n, bytes.clone(), RowOrder::Q4_0x4);
+    assert_eq!(x4.order(), RowOrder::Q4_0x4);
+    assert_ne!(x4.bytes(), plain.bytes(), "the rows were interleaved");
+    assert_eq!(*x4.plain_rows(0, rows), bytes[..]);
+    let acts: Vec<QuantizedActs> = (0..tokens)
+        .map(|_| {
+            let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();
+            let mut a = QuantizedActs::default();
+            a.quantize(ActKind::Q8_0, &x);
+            a
+        })
+        .collect();
+    let (mut want, mut got) = (vec![0f32; rows * tokens], vec![0f32; rows * tokens]);
+    matmul_prequantized(&plain, &acts, &mut want);
+    matmul_prequantized(&x4, &acts, &mut got);
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&want), "mat-mat: interleaved {got:?} vs plain {want:?}");
+    let (mut want1, mut got1) = (vec![0f32; rows], vec![0f32; rows]);
+    matvec_prequantized(&plain, &acts[4], &mut want1);
+    matvec_prequantized(&x4, &acts[4], &mut got1);
+    assert_eq!(bits(&got1), bits(&want1), "mat-vec: interleaved {got1:?} vs plain {want1:?}");
+    assert_eq!(bits(&got1), bits(&want[4 * rows..]), "the lone token of the mat-vec vs the prompt's");
+    for r in 0..rows {
+        let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+        x4.dequantize_row(r, &mut a);
+        plain.dequantize_row(r, &mut b);
+        assert_eq!(bits(&a), bits(&b), "row {r} dequantized");
+        assert_eq!(vec_dot(GgmlType::Q4_0, &x4.row(r), &acts[0]).to_bits(), want[r].to_bits(), "row {r}: dot of the row read back");
+    }
+    // Fused tensors split by rows: on group bounds a view in the same order, else a copy in the
+    // file's order; the same results either way.
+    for (start, len) in [(0, 8), (4, 7), (2, 5), (8, 3)] {
+        let part = x4.rows_range(start, len);
+        assert_eq!(*part.plain_rows(0, len), bytes[start * plain.row_bytes()..(start + len) * plain.row_bytes()], "rows {start}+{len}");
+        let mut out = vec![0f32; len * tokens];
+        matmul_prequantized(&part, &acts, &mut out);
+        for t in 0..tokens {
+            assert_eq!(bits(&out[t * len..(t + 1) * len]), bits(&want[t * rows + start..t * rows + start + len]), "rows {start}+{len}, token {t}");
+        }
+    }
+}
+
+#[test]
 fn q8_0_weights_of_minus_128_are_exact_in_every_kernel() {
     // llama.cpp's quantizer writes codes -127..=127; the format allows -128, which the
     // relaxed-SIMD kernel's sign trick cannot negate: such a matrix must take the exact path.
@@ -126,11 +177,11 @@ fn q8_0_weights_of_minus_128_are_exact_in_every_kernel() {
     let y = dequantized_acts(&acts, n);
     for r in 0..rows {
         let mut wr = vec![0f32; n];
-        dequantize(w.ty, w.row(r), &mut wr);
+        dequantize(w.ty, &w.row(r), &mut wr);
         let want: f64 = wr.iter().zip(&y).map(|(&a, &b)| a as f64 * b).sum();
         let scale: f64 = wr.iter().zip(&y).map(|(&a, &b)| (a as f64 * b).abs()).sum();
         assert!((out[r] as f64 - want).abs() <= 1e-5 * scale, "row {r}: mat-vec {} vs f64 {want}", out[r]);
-        assert_eq!(out[r].to_bits(), vec_dot(w.ty, w.row(r), &acts).to_bits(), "row {r}: mat-vec vs dot");
+        assert_eq!(out[r].to_bits(), vec_dot(w.ty, &w.row(r), &acts).to_bits(), "row {r}: mat-vec vs dot");
     }
     // A matrix of quantized values holds no -128.
     let q = pocketlm::quant::quantize(pocketlm::quant::GgmlType::Q8_0, &x);
@@ -182,7 +233,6 @@ fn every_f16_block_scale_gives_the_scalar_result_and_non_finite_ones_take_the_sc
     // bits, which checks the kernels' f16 conversion of every scale (subnormals, zeros, signs).
     // Scales that are infinite or NaN put their matrix (and their rows in `vec_dot`) on the
     // scalar code.
-    use pocketlm::quant::GgmlType;
     let mut rng = fastrand::Rng::with_seed(5);
     let mut x: Vec<f32> = (0..32).map(|_| rng.i32(-127..=127) as f32).collect();
     x[3] = 127.0;
@@ -203,13 +253,16 @@ fn every_f16_block_scale_gives_the_scalar_result_and_non_finite_ones_take_the_sc
         let (finite, special): (Vec<u16>, Vec<u16>) = (0..=u16::MAX).partition(|&h| f16::from_bits(h).is_finite());
         for (scales, nonfinite) in [(finite, false), (special, true)] {
             let bytes: Vec<u8> = scales.iter().flat_map(|&h| block(h, &mut rng)).collect();
-            let w = QMatrix::owned(ty, scales.len(), 32, bytes);
+            // Q4_0 also interleaved, as the wasm loaders keep it.
+            let order = if ty == GgmlType::Q4_0 { RowOrder::Q4_0x4 } else { RowOrder::Plain };
+            let w = QMatrix::owned_in_order(ty, scales.len(), 32, bytes, order);
+            assert_eq!(w.order(), order);
             assert_eq!(w.rare_codes().nonfinite_scale, nonfinite, "{}", ty.name());
             let mut out = vec![0f32; w.rows];
             matvec_prequantized(&w, &acts, &mut out);
             for (r, (&o, &h)) in out.iter().zip(&scales).enumerate() {
-                let want = vec_dot_scalar(ty, w.row(r), &acts);
-                let dot = vec_dot(ty, w.row(r), &acts);
+                let want = vec_dot_scalar(ty, &w.row(r), &acts);
+                let dot = vec_dot(ty, &w.row(r), &acts);
                 let same = |a: f32| a.to_bits() == want.to_bits() || a.is_nan() && want.is_nan();
                 assert!(same(o) && same(dot), "{} scale {h:#06x}: mat-vec {o}, dot {dot}, scalar {want}", ty.name());
             }

@@ -73,7 +73,7 @@ impl Model {
         if bytes.len() != file_len {
             return Err(Error::format(&name, format!("its header was read from a file of {file_len} bytes, the file has {}", bytes.len())));
         }
-        let src = GgufSource { gguf: &gguf, buf: std::sync::Arc::new(bytes) };
+        let src = GgufSource::new(&gguf, bytes);
         let weights = ModelWeights::load(&src, &mut spec)?;
         Ok(Model { name, spec, weights, tokenizer, chat_template })
     }

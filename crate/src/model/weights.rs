@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 use crate::format::gguf::GgufFile;
 use crate::format::hf::gguf_name;
 use crate::format::safetensors::{SafetensorsFile, StTensor};
-use crate::quant::{dequantize, quantize, GgmlType, QMatrix};
+use crate::backend::cpu;
+use crate::format::TensorInfo;
+use crate::quant::{dequantize, quantize, GgmlType, QMatrix, RowOrder};
 
 /// A place tensors come from, addressed by GGUF names.
 pub trait TensorSource {
@@ -51,10 +53,34 @@ pub trait TensorSource {
     }
 }
 
-/// Tensors of a GGUF file held in memory.
+/// Tensors of a GGUF file held in memory, its matrices in the CPU kernels' row order.
 pub struct GgufSource<'a> {
     pub gguf: &'a GgufFile,
-    pub buf: Arc<Vec<u8>>,
+    buf: Arc<Vec<u8>>,
+    /// The order each tensor's bytes were put in (a matrix's: [`cpu::row_order`]).
+    orders: Vec<RowOrder>,
+}
+
+impl<'a> GgufSource<'a> {
+    /// Takes the file's bytes and reorders each matrix (a tensor of 2 dimensions or more) in
+    /// place to the row order the CPU kernels read fastest (the GPU packer reads rows in either).
+    pub fn new(gguf: &'a GgufFile, mut bytes: Vec<u8>) -> GgufSource<'a> {
+        let orders = gguf
+            .tensors
+            .iter()
+            .map(|t| {
+                let order = if t.dims.len() >= 2 { cpu::row_order(t.ty) } else { RowOrder::Plain };
+                let cols = t.dims[0];
+                QMatrix::reorder(t.ty, t.n_elements() / cols, cols, &mut bytes[t.offset..t.offset + t.size], order)
+            })
+            .collect();
+        GgufSource { gguf, buf: Arc::new(bytes), orders }
+    }
+
+    fn tensor(&self, name: &str) -> Result<(&TensorInfo, RowOrder)> {
+        let i = self.gguf.tensors.iter().position(|t| t.name == name).ok_or_else(|| self.missing(name))?;
+        Ok((&self.gguf.tensors[i], self.orders[i]))
+    }
 }
 
 impl TensorSource for GgufSource<'_> {
@@ -68,15 +94,15 @@ impl TensorSource for GgufSource<'_> {
         self.gguf.tensor(name).map(|t| t.dims.clone())
     }
     fn matrix(&self, name: &str) -> Result<QMatrix> {
-        let t = self.gguf.tensor(name).ok_or_else(|| self.missing(name))?;
+        let (t, order) = self.tensor(name)?;
         let cols = t.dims[0];
         let rows = t.n_elements() / cols;
-        Ok(QMatrix::new(t.ty, rows, cols, self.buf.clone(), t.offset..t.offset + t.size))
+        Ok(QMatrix::in_order(t.ty, rows, cols, self.buf.clone(), t.offset..t.offset + t.size, order))
     }
     fn vector(&self, name: &str) -> Result<Vec<f32>> {
-        let t = self.gguf.tensor(name).ok_or_else(|| self.missing(name))?;
-        let mut out = vec![0.0; t.n_elements()];
-        dequantize(t.ty, &self.buf[t.offset..t.offset + t.size], &mut out);
+        let m = self.matrix(name)?;
+        let mut out = vec![0.0; m.rows * m.cols];
+        dequantize(m.ty, &m.plain_rows(0, m.rows), &mut out);
         Ok(out)
     }
 }
@@ -125,7 +151,7 @@ impl TensorSource for HfSource<'_> {
             Some(q) if cols % q.block_size() == 0 => q,
             _ => GgmlType::F32,
         };
-        Ok(QMatrix::owned(ty, rows, cols, quantize(ty, &values)))
+        Ok(QMatrix::owned_in_order(ty, rows, cols, quantize(ty, &values), cpu::row_order(ty)))
     }
     fn vector(&self, name: &str) -> Result<Vec<f32>> {
         let (hf, t) = self.tensor(name)?;

@@ -1,8 +1,11 @@
-//! A matrix of quantized rows as it lies in memory: the file's blocks, untouched.
+//! A matrix of quantized rows as it lies in memory: the file's blocks, in the file's row order
+//! or in the one the CPU kernels read fastest ([`RowOrder`]).
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
+use super::row_order::{self, RowOrder, GROUP_ROWS};
 use super::GgmlType;
 
 /// What a matrix holds that the format allows and llama.cpp's quantizers never write, and that
@@ -17,8 +20,9 @@ pub struct RareCodes {
     pub nonfinite_scale: bool,
 }
 
-/// `rows × cols` values of type `ty`, row-major, each row `ty.row_bytes(cols)` bytes. The bytes
-/// are a range of a shared buffer (a file read once) or a buffer of their own.
+/// `rows × cols` values of type `ty`, each row `ty.row_bytes(cols)` bytes, row after row or
+/// interleaved ([`RowOrder`]). The bytes are a range of a shared buffer (a file read once) or a
+/// buffer of their own.
 #[derive(Clone)]
 pub struct QMatrix {
     pub ty: GgmlType,
@@ -26,6 +30,7 @@ pub struct QMatrix {
     pub cols: usize,
     buf: Arc<Vec<u8>>,
     range: Range<usize>,
+    order: RowOrder,
     /// [`QMatrix::rare_codes`], scanned when first asked.
     rare: OnceLock<RareCodes>,
 }
@@ -37,17 +42,49 @@ impl std::fmt::Debug for QMatrix {
 }
 
 impl QMatrix {
-    /// `range` must hold exactly `rows * ty.row_bytes(cols)` bytes of `buf` (callers check it).
+    /// `range` must hold exactly `rows * ty.row_bytes(cols)` bytes of `buf` (callers check it),
+    /// in the file's order.
     pub fn new(ty: GgmlType, rows: usize, cols: usize, buf: Arc<Vec<u8>>, range: Range<usize>) -> QMatrix {
+        QMatrix::in_order(ty, rows, cols, buf, range, RowOrder::Plain)
+    }
+
+    /// As [`QMatrix::new`], the bytes already in `order` (one `ty` allows: see
+    /// [`QMatrix::reorder`]).
+    pub fn in_order(ty: GgmlType, rows: usize, cols: usize, buf: Arc<Vec<u8>>, range: Range<usize>, order: RowOrder) -> QMatrix {
         debug_assert_eq!(range.len(), rows * ty.row_bytes(cols));
-        QMatrix { ty, rows, cols, buf, range, rare: OnceLock::new() }
+        debug_assert!(order == RowOrder::Plain || ty == GgmlType::Q4_0);
+        QMatrix { ty, rows, cols, buf, range, order, rare: OnceLock::new() }
     }
 
+    /// From `bytes` in the file's order.
     pub fn owned(ty: GgmlType, rows: usize, cols: usize, bytes: Vec<u8>) -> QMatrix {
-        let n = bytes.len();
-        QMatrix::new(ty, rows, cols, Arc::new(bytes), 0..n)
+        QMatrix::owned_in_order(ty, rows, cols, bytes, RowOrder::Plain)
     }
 
+    /// From `bytes` in the file's order, reordered in place to `order` where `ty` has it.
+    pub fn owned_in_order(ty: GgmlType, rows: usize, cols: usize, mut bytes: Vec<u8>, order: RowOrder) -> QMatrix {
+        let order = QMatrix::reorder(ty, rows, cols, &mut bytes, order);
+        let n = bytes.len();
+        QMatrix::in_order(ty, rows, cols, Arc::new(bytes), 0..n, order)
+    }
+
+    /// Reorders the file-ordered `bytes` of a `rows × cols` matrix of `ty` to `order` in place
+    /// when `ty` has that order (Q4_0 alone is interleaved); returns the order they are in.
+    pub fn reorder(ty: GgmlType, rows: usize, cols: usize, bytes: &mut [u8], order: RowOrder) -> RowOrder {
+        match order {
+            RowOrder::Q4_0x4 if ty == GgmlType::Q4_0 && rows >= GROUP_ROWS => {
+                row_order::interleave_q4_0(bytes, rows, cols);
+                RowOrder::Q4_0x4
+            }
+            _ => RowOrder::Plain,
+        }
+    }
+
+    pub fn order(&self) -> RowOrder {
+        self.order
+    }
+
+    /// The bytes as they lie, in [`QMatrix::order`].
     pub fn bytes(&self) -> &[u8] {
         &self.buf[self.range.clone()]
     }
@@ -56,16 +93,24 @@ impl QMatrix {
         self.ty.row_bytes(self.cols)
     }
 
-    pub fn row(&self, r: usize) -> &[u8] {
-        let rb = self.row_bytes();
-        &self.bytes()[r * rb..(r + 1) * rb]
+    /// Row `r`'s bytes in the file's order (copied out of an interleaved group).
+    pub fn row(&self, r: usize) -> Cow<'_, [u8]> {
+        self.plain_rows(r, 1)
+    }
+
+    /// Rows `first..first + n` in the file's order (borrowed when they lie so).
+    pub fn plain_rows(&self, first: usize, n: usize) -> Cow<'_, [u8]> {
+        row_order::plain_rows(self.order, self.ty, self.bytes(), self.rows, self.cols, first, n)
     }
 
     /// The matrix's [`RareCodes`], its bytes scanned once, when first asked.
     pub fn rare_codes(&self) -> RareCodes {
         *self.rare.get_or_init(|| RareCodes {
             q8_0_min: self.ty == GgmlType::Q8_0 && super::q8_0_has_min_code(self.bytes()),
-            nonfinite_scale: super::has_nonfinite_block_scale(self.ty, self.bytes()),
+            nonfinite_scale: match self.order {
+                RowOrder::Plain => super::has_nonfinite_block_scale(self.ty, self.bytes()),
+                RowOrder::Q4_0x4 => row_order::q4_0x4_has_nonfinite_scale(self.bytes(), self.rows, self.cols),
+            },
         })
     }
 
@@ -76,13 +121,19 @@ impl QMatrix {
 
     /// Row `r` as f32 values (used for embedding lookups).
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
-        super::dequantize(self.ty, self.row(r), out);
+        super::dequantize(self.ty, &self.row(r), out);
     }
 
-    /// A contiguous block of rows as its own matrix (for fused tensors such as Phi-3's QKV).
+    /// A contiguous block of rows as its own matrix (for fused tensors such as Phi-3's QKV):
+    /// a view of the same bytes where the rows' groups are whole (an interleaved range starting
+    /// on a group and ending on one or at the last row), else a copy in the file's order.
     pub fn rows_range(&self, start: usize, n: usize) -> QMatrix {
         let rb = self.row_bytes();
+        let whole_groups = self.order == RowOrder::Plain || (start % GROUP_ROWS == 0 && (n % GROUP_ROWS == 0 || start + n == self.rows));
+        if !whole_groups {
+            return QMatrix::owned(self.ty, n, self.cols, self.plain_rows(start, n).into_owned());
+        }
         let s = self.range.start + start * rb;
-        QMatrix::new(self.ty, n, self.cols, self.buf.clone(), s..s + n * rb)
+        QMatrix::in_order(self.ty, n, self.cols, self.buf.clone(), s..s + n * rb, self.order)
     }
 }

@@ -4,7 +4,9 @@
 
 mod blocks;
 mod matrix;
+pub mod row_order;
 pub use matrix::{QMatrix, RareCodes};
+pub use row_order::RowOrder;
 pub use blocks::*;
 
 use half::{bf16, f16};

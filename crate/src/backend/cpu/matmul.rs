@@ -7,7 +7,10 @@ use std::ops::Range;
 use super::acts::{ActKind, QuantizedActs};
 use super::dot::vec_dot;
 use super::threads;
+use crate::quant::row_order::GROUP_ROWS;
 use crate::quant::{QMatrix, RareCodes};
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use crate::quant::RowOrder;
 
 /// A token-major output (`tokens × rows` f32 values) that threads fill in disjoint row ranges.
 pub struct TokenRows<'a> {
@@ -73,7 +76,8 @@ pub fn matmul_prequantized(w: &QMatrix, acts: &[QuantizedActs], out: &mut [f32])
     // The SIMD kernels leave the rare codes to exact ones; asked here, on the calling thread,
     // so the one-time scan is not raced for by the threads' first rows.
     let rare = if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) { w.rare_codes() } else { RareCodes::default() };
-    threads::for_row_ranges(w.rows, w.rows * w.cols * acts.len(), 4, |rows| rows_of(w, rare, acts, &out, rows));
+    // Ranges of whole interleaved groups (`GROUP_ROWS`, also the decode tile).
+    threads::for_row_ranges(w.rows, w.rows * w.cols * acts.len(), GROUP_ROWS, |rows| rows_of(w, rare, acts, &out, rows));
 }
 
 /// Rows `rows` of `W · x[t]` for every token. A matrix with a non-finite scale takes
@@ -81,16 +85,18 @@ pub fn matmul_prequantized(w: &QMatrix, acts: &[QuantizedActs], out: &mut [f32])
 /// `rare.q8_0_min`, the Q8_0 kernels that accept -128.
 #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(unused_variables))] // only the SIMD kernels read `rare`
 fn rows_of(w: &QMatrix, rare: RareCodes, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
-    let rb = w.row_bytes();
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if super::simd128::handles(w.ty) && !rare.nonfinite_scale {
-        return super::simd128::matmul(w.ty, rare.q8_0_min, w.bytes(), rb, acts, out, rows);
+        return match w.order() {
+            RowOrder::Plain => super::simd128::matmul(w.ty, rare.q8_0_min, w.bytes(), w.row_bytes(), acts, out, rows),
+            RowOrder::Q4_0x4 => super::simd128::matmul_q4_0x4(w.bytes(), w.row_bytes(), w.rows, acts, out, rows),
+        };
     }
     for r in rows {
-        let row = &w.bytes()[r * rb..(r + 1) * rb];
+        let row = w.row(r);
         for (t, a) in acts.iter().enumerate() {
             // SAFETY: this call owns rows `rows`.
-            unsafe { out.set(t, r, vec_dot(w.ty, row, a)) };
+            unsafe { out.set(t, r, vec_dot(w.ty, &row, a)) };
         }
     }
 }

@@ -10,8 +10,19 @@ pub mod threads;
 
 pub use matmul::{matmul_prequantized, matvec, matvec_prequantized, TokenRows};
 
-use crate::quant::f16_bits_to_f32;
+use crate::quant::{f16_bits_to_f32, GgmlType, RowOrder};
 use half::f16;
+
+/// The row order the CPU kernels read a matrix of `ty` fastest in, which the loaders put it in:
+/// Q4_0 interleaved four rows at a time ([`RowOrder::Q4_0x4`]) in the wasm SIMD builds, whose
+/// Q4_0 kernel then needs no reduction across a block's lanes; the file's order elsewhere.
+pub fn row_order(ty: GgmlType) -> RowOrder {
+    if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) && ty == GgmlType::Q4_0 {
+        RowOrder::Q4_0x4
+    } else {
+        RowOrder::Plain
+    }
+}
 
 /// RMSNorm: `out = x / sqrt(mean(x²) + eps) * weight`.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {

@@ -92,8 +92,9 @@ pub fn pack(ranges: &[(&QMatrix, usize, usize)]) -> PackedPart {
     let mut scales32: Vec<u32> = Vec::new();
     for &(m, first, n) in ranges {
         debug_assert!(m.ty == ty && m.cols == cols);
-        let bytes = &m.bytes()[first * m.row_bytes()..(first + n) * m.row_bytes()];
-        pack_bytes(ty, bytes, &mut words, &mut scales16, &mut scales32);
+        // In the file's order, whatever order the CPU kernels keep the matrix in.
+        let bytes = m.plain_rows(first, n);
+        pack_bytes(ty, &bytes, &mut words, &mut scales16, &mut scales32);
     }
     debug_assert_eq!(words.len(), scale_offset);
     if !scales16.is_empty() {
