@@ -39,12 +39,14 @@ pub fn interleave_q4_0(bytes: &mut [u8], rows: usize, cols: usize) {
     let mut plain = vec![0u8; GROUP_ROWS * rb];
     for group in bytes.chunks_exact_mut(GROUP_ROWS * rb) {
         plain.copy_from_slice(group);
-        for k in 0..GROUP_ROWS {
-            for b in 0..nb {
-                let block = &plain[k * rb + b * Q4_0_BYTES..][..Q4_0_BYTES];
-                group[8 * b + 2 * k..][..2].copy_from_slice(&block[..2]);
+        let (scales, nibbles) = group.split_at_mut(8 * nb);
+        // Block by block, fixed-size pieces (so the copies compile to plain loads and stores).
+        for (b, (sc, nib)) in scales.chunks_exact_mut(8).zip(nibbles.chunks_exact_mut(64)).enumerate() {
+            for k in 0..GROUP_ROWS {
+                let block: &[u8; Q4_0_BYTES] = plain[k * rb + b * Q4_0_BYTES..][..Q4_0_BYTES].try_into().unwrap();
+                sc[2 * k..2 * k + 2].copy_from_slice(&block[..2]);
                 for c in 0..4 {
-                    group[8 * nb + 64 * b + 16 * c + 4 * k..][..4].copy_from_slice(&block[2 + 4 * c..][..4]);
+                    nib[16 * c + 4 * k..16 * c + 4 * k + 4].copy_from_slice(&block[2 + 4 * c..6 + 4 * c]);
                 }
             }
         }
