@@ -313,3 +313,32 @@ fn a_buffer_beyond_the_binding_limit_is_a_typed_error() {
     let err = ctx.buffer("huge", ctx.max_binding() + 16, pocketlm::backend::gpu::wgpu::BufferUsages::STORAGE).unwrap_err();
     assert_eq!(err.code(), "GPU_LIMIT", "{err}");
 }
+
+#[test]
+fn readbacks_from_threads_sharing_one_device_each_get_their_own_bytes() {
+    // One device for several sessions' threads (the test binaries share one): the thread whose
+    // poll sees a copy finish runs every finished map's callback, after its own poll returns,
+    // so a read must wait for its callback, not only for its poll. Four threads, each copying
+    // its own words to its own staging buffer and reading them back, many times.
+    use pocketlm::backend::gpu::wgpu;
+    let ctx = block_on(GpuContext::new(&GpuOptions::default())).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let ctx = &ctx;
+            s.spawn(move || {
+                let staging = ctx.buffer("staging", 64, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST).unwrap();
+                for i in 0..400u32 {
+                    let words: Vec<u32> = (0..16).map(|k| t << 24 | i << 8 | k).collect();
+                    let src = ctx.buffer("src", 64, wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST).unwrap();
+                    ctx.queue.write_buffer(&src, 0, bytemuck::cast_slice(&words));
+                    let mut enc = ctx.device.create_command_encoder(&Default::default());
+                    enc.copy_buffer_to_buffer(&src, 0, &staging, 0, 64);
+                    ctx.queue.submit([enc.finish()]);
+                    let got = block_on(ctx.read(&staging, 64)).unwrap_or_else(|e| panic!("thread {t}, read {i}: {e}"));
+                    let got: Vec<u32> = got.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
+                    assert_eq!(got, words, "thread {t}, read {i}");
+                }
+            });
+        }
+    });
+}

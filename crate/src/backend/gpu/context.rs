@@ -185,9 +185,21 @@ async fn map_read(device: &wgpu::Device, slice: wgpu::BufferSlice<'_>) -> std::r
     let done = Arc::new(Mutex::new(None));
     let slot = done.clone();
     slice.map_async(wgpu::MapMode::Read, move |r| *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.is_ok()));
-    device.poll(wgpu::PollType::wait_indefinitely()).map_err(|_| ())?;
-    let ok = done.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if ok == Some(true) { Ok(()) } else { Err(()) }
+    // The thread whose poll sees the work finish runs the callbacks, after its poll returns:
+    // with the device shared between threads, ours can return before another thread's poll
+    // has run our callback, so wait for the callback itself (a lost device runs it with an
+    // error).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        device.poll(wgpu::PollType::wait_indefinitely()).map_err(|_| ())?;
+        if let Some(ok) = done.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return if ok { Ok(()) } else { Err(()) };
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(());
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
