@@ -1,7 +1,7 @@
 // The demo's service worker: keeps the app shell (pages, scripts, wasm, registry) so the demo
 // opens offline. Model weights are not its business: pocketlm keeps them in IndexedDB and
 // fetches them with Range requests, which pass through untouched.
-const CACHE = "pocketlm-shell-v3";
+const CACHE = "pocketlm-shell-v4";
 const SHELL = [
   "./", "index.html", "style.css", "app.js", "manifest.webmanifest",
   "pkg/index.js", "pkg/core.js", "pkg/errors.js", "pkg/store.js", "pkg/reader.js", "pkg/worker.js", "pkg/registry.json",
@@ -9,12 +9,31 @@ const SHELL = [
   "pkg/wasm/relaxed/pocketlm.js", "pkg/wasm/relaxed/pocketlm_bg.wasm",
   "pkg/wasm/threads/pocketlm.js", "pkg/wasm/threads/pocketlm_bg.wasm",
 ];
-// Also kept once fetched: the rest of the wasm builds (the threaded build's worker helper, whose
-// path carries a hash).
+// Also kept once fetched: anything else under the wasm builds.
 const KEPT_PREFIX = "pkg/wasm/";
 
+// The modules a build's JS imports from `./snippets/` (the threaded build's worker helper, whose
+// path carries a hash): read from the cached JS, so they are kept at install too. Kept only once
+// fetched, they could be missing offline: a worker started before this service worker took the
+// page fetches past it.
+async function snippetsOf(cache, path) {
+  const js = await cache.match(path);
+  const base = new URL(path, self.registration.scope);
+  const text = js ? await js.text() : "";
+  return [...text.matchAll(/from\s*['"](\.\/snippets\/[^'"]+)['"]/g)].map((m) => new URL(m[1], base).href);
+}
+
 self.addEventListener("install", (e) => {
-  e.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
+  e.waitUntil(
+    caches
+      .open(CACHE)
+      .then(async (c) => {
+        await c.addAll(SHELL);
+        const snippets = await Promise.all(SHELL.filter((p) => p.endsWith("/pocketlm.js")).map((p) => snippetsOf(c, p)));
+        await c.addAll(snippets.flat());
+      })
+      .then(() => self.skipWaiting()),
+  );
 });
 
 self.addEventListener("activate", (e) => {

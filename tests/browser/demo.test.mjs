@@ -22,7 +22,15 @@ after(async () => {
 
 async function generate(page) {
   await page.click("#load");
-  await page.waitForFunction(() => !document.getElementById("input").disabled, null, { timeout: 60000 });
+  // Loaded (the input enabled) or failed ("Could not load: …"): either ends the wait, and the
+  // status line says which.
+  await page
+    .waitForFunction(() => !document.getElementById("input").disabled || /^Could not load/.test(document.getElementById("load-status").textContent), null, { timeout: 60000 })
+    .catch(async (e) => {
+      throw new Error(`${e.message}; load status: ${await page.$eval("#load-status", (el) => el.textContent)}`);
+    });
+  const loaded = await page.$eval("#load-status", (el) => el.textContent);
+  assert.doesNotMatch(loaded, /^Could not load/);
   await page.fill("#input", "Once upon a time");
   await page.click("#send");
   await page.waitForFunction(() => /decode [\d.]+ tok\/s/.test(document.getElementById("stats").textContent), null, { timeout: 60000 });
@@ -59,5 +67,24 @@ test("the demo streams a story, shows backend and speed, and works offline after
   const offline = await generate(page);
   assert.ok(offline.story.startsWith("Once upon a time") && offline.story.length > 60, offline.story);
   assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("the service worker keeps the whole app shell at install, the threaded build's hashed worker helper too", async () => {
+  // Before any model is loaded: what a worker started before the service worker took the page
+  // would fetch past it must already be kept.
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${srv.url}/www/`);
+  await page.waitForSelector("body[data-ready='1']");
+  const cached = await page.evaluate(async () => {
+    await navigator.serviceWorker.ready;
+    const keys = await caches.keys();
+    const urls = [];
+    for (const k of keys) for (const r of await (await caches.open(k)).keys()) urls.push(new URL(r.url).pathname);
+    return urls;
+  });
+  for (const p of ["/www/pkg/wasm/threads/pocketlm.js", "/www/pkg/wasm/relaxed/pocketlm_bg.wasm", "/www/app.js"]) assert.ok(cached.includes(p), `${p} not in ${cached}`);
+  assert.ok(cached.some((p) => /^\/www\/pkg\/wasm\/threads\/snippets\/.+\/workerHelpers[^/]*\.js$/.test(p)), `no worker helper in ${cached}`);
   await context.close();
 });
