@@ -105,6 +105,38 @@ fn the_mat_mat_equals_the_mat_vec_of_each_token() {
 }
 
 #[test]
+fn interleaved_q4_0_tiles_of_several_groups_give_the_plain_rows_results_bit_for_bit() {
+    // Enough groups for the tiles that read several groups a stride apart (decode 4, prompts 2)
+    // and the groups left over after them: 23 rows (5 groups + 3 rows) and 37 (9 + 1), × 9
+    // tokens (two prompt tiles and one left over) and × 1.
+    let mut rng = fastrand::Rng::with_seed(29);
+    let (n, tokens) = (256, 9);
+    for rows in [23, 37] {
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, GgmlType::Q4_0, n)).collect();
+        let plain = QMatrix::owned(GgmlType::Q4_0, rows, n, bytes.clone());
+        let x4 = QMatrix::owned_in_order(GgmlType::Q4_0, rows, n, bytes, RowOrder::Q4_0x4);
+        let acts: Vec<QuantizedActs> = (0..tokens)
+            .map(|_| {
+                let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();
+                let mut a = QuantizedActs::default();
+                a.quantize(ActKind::Q8_0, &x);
+                a
+            })
+            .collect();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let (mut want, mut got) = (vec![0f32; rows * tokens], vec![0f32; rows * tokens]);
+        matmul_prequantized(&plain, &acts, &mut want);
+        matmul_prequantized(&x4, &acts, &mut got);
+        assert_eq!(bits(&got), bits(&want), "{rows} rows, mat-mat");
+        let (mut want1, mut got1) = (vec![0f32; rows], vec![0f32; rows]);
+        matvec_prequantized(&plain, &acts[3], &mut want1);
+        matvec_prequantized(&x4, &acts[3], &mut got1);
+        assert_eq!(bits(&got1), bits(&want1), "{rows} rows, mat-vec");
+        assert_eq!(bits(&got1), bits(&want[3 * rows..4 * rows]), "{rows} rows: the mat-vec's token vs the prompt's");
+    }
+}
+
+#[test]
 fn interleaved_q4_0_rows_give_the_plain_rows_results_bit_for_bit() {
     // 11 rows (two groups of four and three rows left in the file's order) × 1 and 5 tokens
     // (a prompt tile of four and one left over): the interleaved kernel against the plain one,
