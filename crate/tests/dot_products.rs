@@ -77,6 +77,18 @@ fn the_mat_vec_equals_the_dot_of_each_row() {
     }
 }
 
+/// `tokens` rows of `n` random activations in (-2, 2), quantized as `kind`.
+fn random_acts(rng: &mut fastrand::Rng, kind: ActKind, n: usize, tokens: usize) -> Vec<QuantizedActs> {
+    (0..tokens)
+        .map(|_| {
+            let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();
+            let mut a = QuantizedActs::default();
+            a.quantize(kind, &x);
+            a
+        })
+        .collect()
+}
+
 #[test]
 fn the_mat_mat_equals_the_mat_vec_of_each_token() {
     // 11 rows × 5 tokens: full tiles, a remainder of rows and one of tokens.
@@ -85,14 +97,7 @@ fn the_mat_mat_equals_the_mat_vec_of_each_token() {
     for ty in ALL_TYPES {
         let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
         let w = QMatrix::owned(ty, rows, n, bytes);
-        let acts: Vec<QuantizedActs> = (0..tokens)
-            .map(|_| {
-                let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();
-                let mut a = QuantizedActs::default();
-                a.quantize(ActKind::for_weights(ty), &x);
-                a
-            })
-            .collect();
+        let acts = random_acts(&mut rng, ActKind::for_weights(ty), n, tokens);
         let mut out = vec![0f32; rows * tokens];
         matmul_prequantized(&w, &acts, &mut out);
         for (t, a) in acts.iter().enumerate() {
@@ -106,23 +111,16 @@ fn the_mat_mat_equals_the_mat_vec_of_each_token() {
 
 #[test]
 fn interleaved_q4_0_tiles_of_several_groups_give_the_plain_rows_results_bit_for_bit() {
-    // Enough groups for the tiles that read several groups a stride apart (decode 4, prompts 2)
-    // and the groups left over after them: 23 rows (5 groups + 3 rows) and 37 (9 + 1), × 9
-    // tokens (two prompt tiles and one left over) and × 1.
+    // Enough groups for decode's tiles of several groups a stride apart (`DECODE_GROUPS`) and
+    // the groups left over after them: 23 rows (5 groups + 3 rows) and 37 (9 + 1), × 9 tokens
+    // (two prompt tiles and one token left over) and × 1.
     let mut rng = fastrand::Rng::with_seed(29);
     let (n, tokens) = (256, 9);
     for rows in [23, 37] {
         let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, GgmlType::Q4_0, n)).collect();
         let plain = QMatrix::owned(GgmlType::Q4_0, rows, n, bytes.clone());
         let x4 = QMatrix::owned_in_order(GgmlType::Q4_0, rows, n, bytes, RowOrder::Q4_0x4);
-        let acts: Vec<QuantizedActs> = (0..tokens)
-            .map(|_| {
-                let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();
-                let mut a = QuantizedActs::default();
-                a.quantize(ActKind::Q8_0, &x);
-                a
-            })
-            .collect();
+        let acts = random_acts(&mut rng, ActKind::Q8_0, n, tokens);
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         let (mut want, mut got) = (vec![0f32; rows * tokens], vec![0f32; rows * tokens]);
         matmul_prequantized(&plain, &acts, &mut want);
@@ -149,14 +147,7 @@ fn interleaved_q4_0_rows_give_the_plain_rows_results_bit_for_bit() {
     assert_eq!(x4.order(), RowOrder::Q4_0x4);
     assert_ne!(x4.bytes(), plain.bytes(), "the rows were interleaved");
     assert_eq!(*x4.plain_rows(0, rows), bytes[..]);
-    let acts: Vec<QuantizedActs> = (0..tokens)
-        .map(|_| {
-            let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();
-            let mut a = QuantizedActs::default();
-            a.quantize(ActKind::Q8_0, &x);
-            a
-        })
-        .collect();
+    let acts = random_acts(&mut rng, ActKind::Q8_0, n, tokens);
     let (mut want, mut got) = (vec![0f32; rows * tokens], vec![0f32; rows * tokens]);
     matmul_prequantized(&plain, &acts, &mut want);
     matmul_prequantized(&x4, &acts, &mut got);
