@@ -6,7 +6,7 @@
 # i32x4.relaxed_dot_i8x16_i7x16_add wrongly when chained).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tests=(--test dot_products --test wasm_greedy)
+tests=(--test dot_products --test activation_ops --test wasm_greedy)
 echo "== wasm simd128 (Node)"
 cargo test --release -p pocketlm --target wasm32-unknown-unknown "${tests[@]}"
 

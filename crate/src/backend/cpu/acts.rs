@@ -2,7 +2,7 @@
 //! (as llama.cpp's `vec_dot_type`): Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the
 //! K-quants, f16-rounded values for F16 weights, plain f32 otherwise.
 
-use crate::quant::{q8_0_block, q8_k_block, GgmlType, QK_K};
+use crate::quant::{q8_k_block, GgmlType, QK_K};
 use half::f16;
 
 /// Which activation form a weight type's dot product reads.
@@ -53,12 +53,11 @@ impl QuantizedActs {
             ActKind::Q8_0 | ActKind::Q8_1 => {
                 self.q.resize(x.len(), 0);
                 for (b, q) in x.chunks_exact(32).zip(self.q.chunks_exact_mut(32)) {
-                    let (d, v) = q8_0_block(b);
+                    let (d, v, sum) = q8_0_with_sum(b.try_into().expect("a block of 32"));
                     q.copy_from_slice(&v);
                     // The scale is stored as f16 in ggml's blocks: round it the same way.
                     let d16 = f16::from_f32(d).to_f32();
                     self.d.push(d16);
-                    let sum: i32 = v.iter().map(|&x| x as i32).sum();
                     self.bsums.push(sum);
                     if kind == ActKind::Q8_1 {
                         self.s.push(f16::from_f32(sum as f32 * d).to_f32());
@@ -75,5 +74,18 @@ impl QuantizedActs {
             ActKind::F16 => self.f.extend(x.iter().map(|&v| f16::from_f32(v).to_f32())),
             ActKind::F32 => self.f.extend_from_slice(x),
         }
+    }
+}
+
+/// [`crate::quant::q8_0_block`] and the sum of its codes: by the SIMD quantizer where the build has one (the
+/// same bits).
+#[inline]
+fn q8_0_with_sum(x: &[f32; 32]) -> (f32, [i8; 32], i32) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::simd128::q8_0_acts_block(x);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        let (d, v) = crate::quant::q8_0_block(x);
+        (d, v, v.iter().map(|&q| q as i32).sum())
     }
 }

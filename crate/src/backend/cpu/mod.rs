@@ -62,21 +62,30 @@ pub fn rope(x: &mut [f32], head_dim: usize, rot_dims: usize, pos: usize, inv_fre
     }
 }
 
-/// Softmax in place.
+/// Softmax in place (in wasm SIMD builds by [`simd128::softmax`]: the sum in another order).
 pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let mut sum = 0.0;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    simd128::softmax(x);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        let max = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mut sum = 0.0;
+        for v in x.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        x.iter_mut().for_each(|v| *v *= inv);
     }
-    let inv = 1.0 / sum;
-    x.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// `gate = silu(gate) * up`.
+/// `gate = silu(gate) * up` (in wasm SIMD builds four at a time by [`simd128::silu_mul`]).
 pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
-    for (g, u) in gate.iter_mut().zip(up) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let done = simd128::silu_mul(gate, up);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let done = 0;
+    for (g, u) in gate[done..].iter_mut().zip(&up[done..]) {
         *g = *g / (1.0 + (-*g).exp()) * u;
     }
 }

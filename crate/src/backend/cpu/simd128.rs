@@ -347,12 +347,101 @@ unsafe fn q4_0x4_tile<const G: usize, const T: usize>(groups: [*const u8; G], ac
             }
         }
         for g in 0..G {
-            let dw = finite_f16_lanes_to_f32(u32x4_extend_low_u16x8(v128_load64_zero(groups[g].add(8 * b) as *const u64)));
+            let dw = x4_scales(groups[g], b);
             for t in 0..T {
-                let offset = -8 * *acts[t].bsums.get_unchecked(b);
-                let dy = *acts[t].d.get_unchecked(b);
-                let sums = f32x4_convert_i32x4(i32x4_add(s[g][t].rows(), i32x4_splat(offset)));
-                acc[g][t] = f32x4_add(acc[g][t], f32x4_mul(sums, f32x4_mul(dw, f32x4_splat(dy))));
+                let offset = i32x4_splat(-8 * *acts[t].bsums.get_unchecked(b));
+                let dy = f32x4_splat(*acts[t].d.get_unchecked(b));
+                acc[g][t] = x4_add_block(acc[g][t], s[g][t], offset, dw, dy);
+            }
+        }
+    }
+    acc
+}
+
+/// The four f16 scales of block `b` of the interleaved group at `group`, as f32 lanes.
+///
+/// # Safety
+/// `group + 8·b..group + 8·b + 8` must be readable.
+#[inline(always)]
+unsafe fn x4_scales(group: *const u8, b: usize) -> v128 {
+    finite_f16_lanes_to_f32(u32x4_extend_low_u16x8(v128_load64_zero(group.add(8 * b) as *const u64)))
+}
+
+/// One block of an interleaved group and token added to its accumulator: `acc +
+/// convert(rows + offset) · (dw · dy)` (lanes are rows; `offset` and `dy` the token's, splat).
+#[inline(always)]
+fn x4_add_block(acc: v128, s: X4Sums, offset: v128, dw: v128, dy: v128) -> v128 {
+    let sums = f32x4_convert_i32x4(i32x4_add(s.rows(), offset));
+    f32x4_add(acc, f32x4_mul(sums, f32x4_mul(dw, dy)))
+}
+
+/// [`PREFILL_TOKENS`] tokens' Q8_0 activations packed block by block for the interleaved Q4_0
+/// prompt tiles ([`q4_0x4_prompt_tile`]): per block, the tokens' 32 codes one after another,
+/// then each token's offset (`-8·Σ y`, i32) and scale (f32) already splat to four lanes. One
+/// pointer serves the tile's four tokens, and the per-block work of each token shrinks to its
+/// loads (no scalar loads, multiplies or splats).
+struct PromptActsX4(Vec<v128>);
+
+/// v128 values per block of [`PromptActsX4`]: 8 of codes, 4 offsets, 4 scales.
+const PACKED_BLOCK: usize = 16;
+
+impl PromptActsX4 {
+    fn new() -> PromptActsX4 {
+        PromptActsX4(Vec::new())
+    }
+
+    /// Packs `nb` blocks of `acts` (checked by [`check_acts`]).
+    fn pack(&mut self, acts: [&QuantizedActs; PREFILL_TOKENS], nb: usize) {
+        self.0.clear();
+        self.0.reserve(PACKED_BLOCK * nb);
+        for b in 0..nb {
+            for a in acts {
+                // SAFETY: the activations hold block `b` (checked by `check_acts`).
+                unsafe {
+                    let q = a.q.as_ptr().add(32 * b) as *const u8;
+                    self.0.extend([load(q), load(q.add(16))]);
+                }
+            }
+            self.0.extend(acts.map(|a| i32x4_splat(-8 * a.bsums[b])));
+            self.0.extend(acts.map(|a| f32x4_splat(a.d[b])));
+        }
+    }
+}
+
+/// `G` interleaved Q4_0 groups against the four tokens of `acts` ([`PromptActsX4`]): the
+/// arithmetic of [`q4_0x4_tile`], so the same bits. Per 16 bytes of each group's codes, each
+/// token's activations are broadcast once for all `G` groups.
+///
+/// # Safety
+/// Each `groups[g]..groups[g] + 72·nb` must be readable; `acts` holds `nb` blocks.
+#[inline(always)]
+unsafe fn q4_0x4_prompt_tile<const G: usize>(groups: [*const u8; G], acts: &PromptActsX4, nb: usize) -> [[v128; PREFILL_TOKENS]; G] {
+    const T: usize = PREFILL_TOKENS;
+    debug_assert!(acts.0.len() >= PACKED_BLOCK * nb);
+    let mask = u8x16_splat(0x0F);
+    let mut acc = [[f32x4_splat(0.0); T]; G];
+    for b in 0..nb {
+        let p = acts.0.as_ptr().add(PACKED_BLOCK * b);
+        let y = p as *const u8;
+        let mut s = [[X4Sums::zero(); T]; G];
+        for c in 0..4 {
+            let w: [(v128, v128); G] = core::array::from_fn(|g| {
+                let w = load(groups[g].add(8 * nb + 64 * b + 16 * c));
+                (v128_and(w, mask), high_nibbles(w, mask))
+            });
+            for t in 0..T {
+                // Low nibbles are values 4c..4c + 4 of the block, high ones 16 + 4c...
+                let yt = y.add(32 * t + 4 * c) as *const u32;
+                let (ylo, yhi) = (v128_load32_splat(yt), v128_load32_splat(yt.add(4)));
+                for g in 0..G {
+                    s[g][t] = s[g][t].add(w[g].0, ylo).add(w[g].1, yhi);
+                }
+            }
+        }
+        for g in 0..G {
+            let dw = x4_scales(groups[g], b);
+            for t in 0..T {
+                acc[g][t] = x4_add_block(acc[g][t], s[g][t], *p.add(8 + t), dw, *p.add(12 + t));
             }
         }
     }
@@ -640,6 +729,8 @@ pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[Quantiz
 /// 0.17, 4 0.085, 8 0.08-0.09 (the file order's 4-row tiles 0.082); a 1536 × 576 one in cache:
 /// 1 group 0.060, 4 0.065-0.080 (file order 0.075-0.085).
 pub const DECODE_GROUPS: usize = 4;
+/// Interleaved groups per prompt tile (× [`PREFILL_TOKENS`] tokens).
+pub const PROMPT_GROUPS: usize = 2;
 
 /// Rows `rows` of a Q4_0 matrix of `total_rows` rows (`rb` bytes each) in
 /// [`crate::quant::RowOrder::Q4_0x4`] times every token of `acts`, into `out`: by
@@ -661,10 +752,18 @@ pub fn matmul_q4_0x4(w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedAc
         unsafe { out.rows_mut(t, g * GROUP_ROWS..(g + 1) * GROUP_ROWS).copy_from_slice(&core::mem::transmute::<v128, [f32; 4]>(v)) };
     };
     let full_tokens = if acts.len() > 1 { acts.len() / PREFILL_TOKENS * PREFILL_TOKENS } else { 0 };
+    let mut packed = PromptActsX4::new();
+    // The prompt tiles' groups `PROMPT_GROUPS` at a time, a stride apart.
+    let prompt_stride = groups / PROMPT_GROUPS;
     for t0 in (0..full_tokens).step_by(PREFILL_TOKENS) {
-        let a: [&QuantizedActs; PREFILL_TOKENS] = core::array::from_fn(|i| &acts[t0 + i]);
-        for g in first..first + groups {
-            let o = unsafe { q4_0x4_tile([group(g)], a, nb) };
+        packed.pack(core::array::from_fn(|i| &acts[t0 + i]), nb);
+        for g in first..first + prompt_stride {
+            let gs: [usize; PROMPT_GROUPS] = core::array::from_fn(|i| g + i * prompt_stride);
+            let o = unsafe { q4_0x4_prompt_tile(gs.map(group), &packed, nb) };
+            gs.iter().zip(o).for_each(|(&g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
+        }
+        for g in first + prompt_stride * PROMPT_GROUPS..first + groups {
+            let o = unsafe { q4_0x4_prompt_tile([group(g)], &packed, nb) };
             o[0].iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v));
         }
     }
@@ -723,4 +822,95 @@ pub fn add_scaled_f16(out: &mut [f32], w: f32, v: &[f16]) {
             v128_store(o.add(1), f32x4_add(v128_load(o.add(1)), f32x4_mul(w, v1)));
         }
     }
+}
+
+/// `e^x` lane-wise, within 2 ulp of the exact value for x in -87..=88; above 88 +∞ (e^x
+/// overflows f32 from 88.72), below -87 e^-87 (≈ 1.6e-38, the least normal's order), NaN
+/// kept. Cody-Waite reduction `x = n·ln 2 + r`, |r| ≤ ln 2 / 2, Cephes' degree-6 polynomial
+/// for e^r, and 2^n built in the exponent bits.
+#[inline(always)]
+fn exp_f32x4(x: v128) -> v128 {
+    let (overflow, nan) = (f32x4_gt(x, f32x4_splat(88.0)), f32x4_ne(x, x));
+    let x0 = x;
+    // (With relaxed-SIMD, LLVM may lower pmin/pmax to the relaxed ones, whose NaN lanes are
+    // the engine's choice: NaN lanes are put back at the end.)
+    let x = f32x4_pmin(f32x4_pmax(x, f32x4_splat(-87.0)), f32x4_splat(88.0));
+    let n = f32x4_nearest(f32x4_mul(x, f32x4_splat(core::f32::consts::LOG2_E)));
+    let r = f32x4_sub(f32x4_sub(x, f32x4_mul(n, f32x4_splat(0.693_359_4))), f32x4_mul(n, f32x4_splat(-2.121_944_4e-4)));
+    let mut p = f32x4_splat(1.987_569_1e-4);
+    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+        p = f32x4_add(f32x4_mul(p, r), f32x4_splat(c));
+    }
+    let e = f32x4_add(f32x4_add(f32x4_mul(p, f32x4_mul(r, r)), r), f32x4_splat(1.0));
+    // n in -126..=127: 2^n is a normal f32 whose exponent field is n + 127.
+    let pow2 = i32x4_shl(i32x4_add(i32x4_trunc_sat_f32x4(n), i32x4_splat(127)), 23);
+    v128_bitselect(x0, v128_bitselect(f32x4_splat(f32::INFINITY), f32x4_mul(e, pow2), overflow), nan)
+}
+
+/// `gate = silu(gate) · up` (`x / (1 + e^-x)`, as the scalar `silu_mul`, with [`exp_f32x4`])
+/// over the first `gate.len() / 4 · 4` values; returns how many it did.
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) -> usize {
+    let n = gate.len().min(up.len()) / 4 * 4;
+    for i in (0..n).step_by(4) {
+        // SAFETY: i + 4 <= n, within both slices.
+        unsafe {
+            let g = gate.as_mut_ptr().add(i) as *mut v128;
+            let x = v128_load(g);
+            let e = exp_f32x4(f32x4_neg(x));
+            v128_store(g, f32x4_mul(f32x4_div(x, f32x4_add(f32x4_splat(1.0), e)), v128_load(up.as_ptr().add(i) as *const v128)));
+        }
+    }
+    n
+}
+
+/// Softmax in place (lane-wise maximum and [`exp_f32x4`], four partial sums): as the scalar
+/// `softmax` but for the order of the sum and the exponential's last bit.
+pub fn softmax(x: &mut [f32]) {
+    let n = x.len() / 4 * 4;
+    // A NaN score makes every result NaN, as in the scalar code (its sum is NaN), whatever the
+    // maximum makes of it.
+    let mut m = f32x4_splat(f32::NEG_INFINITY);
+    for i in (0..n).step_by(4) {
+        // SAFETY: i + 4 <= n <= len.
+        m = f32x4_pmax(m, unsafe { v128_load(x.as_ptr().add(i) as *const v128) });
+    }
+    let lanes: [f32; 4] = unsafe { core::mem::transmute::<v128, [f32; 4]>(m) };
+    let max = lanes.iter().chain(&x[n..]).fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let (mut sum, max4) = (f32x4_splat(0.0), f32x4_splat(max));
+    for i in (0..n).step_by(4) {
+        // SAFETY: i + 4 <= n <= len.
+        unsafe {
+            let p = x.as_mut_ptr().add(i) as *mut v128;
+            let e = exp_f32x4(f32x4_sub(v128_load(p), max4));
+            v128_store(p, e);
+            sum = f32x4_add(sum, e);
+        }
+    }
+    let mut total = hsum_f32(sum);
+    for v in &mut x[n..] {
+        *v = (*v - max).exp();
+        total += *v;
+    }
+    let inv = 1.0 / total;
+    x.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// One block of 32 activations as Q8_0, the bits of the scalar [`crate::quant::q8_0_block`]
+/// (the same maximum, scale and ties-to-even rounding, lane-wise), and the codes' sum.
+pub fn q8_0_acts_block(x: &[f32; 32]) -> (f32, [i8; 32], i32) {
+    // SAFETY (the loads): 8 × 4 values of a 32-value array.
+    let v: [v128; 8] = core::array::from_fn(|i| unsafe { v128_load(x.as_ptr().add(4 * i) as *const v128) });
+    // NaN lanes as zero, so the maximum skips them as `f32::max` does (whichever NaN rule the
+    // engine's max has: LLVM may lower pmax to the relaxed one).
+    let amax4 = v.iter().fold(f32x4_splat(0.0), |a, &v| f32x4_pmax(a, v128_and(f32x4_abs(v), f32x4_eq(v, v))));
+    let lanes: [f32; 4] = unsafe { core::mem::transmute::<v128, [f32; 4]>(amax4) };
+    let amax = lanes.iter().fold(0.0f32, |a, &b| a.max(b));
+    let d = amax / 127.0;
+    let id = f32x4_splat(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+    let q = |v: v128| i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v, id)));
+    let h: [v128; 4] = core::array::from_fn(|i| i16x8_narrow_i32x4(q(v[2 * i]), q(v[2 * i + 1])));
+    let b = [i8x16_narrow_i16x8(h[0], h[1]), i8x16_narrow_i16x8(h[2], h[3])];
+    let sums = i32x4_add(i32x4_extadd_pairwise_i16x8(i16x8_extadd_pairwise_i8x16(b[0])), i32x4_extadd_pairwise_i16x8(i16x8_extadd_pairwise_i8x16(b[1])));
+    let s: [i32; 4] = unsafe { core::mem::transmute::<v128, [i32; 4]>(sums) };
+    (d, unsafe { core::mem::transmute::<[v128; 2], [i8; 32]>(b) }, s.iter().sum())
 }

@@ -1,0 +1,111 @@
+//! The CPU mat-vec (decode) and prompt mat-mat kernels alone, at the matrix shapes of
+//! Qwen2.5-0.5B, in ns per weight and token: what the end-to-end figures of `tests/bench/` are
+//! made of, measured without the model around them. Prints the fastest and the median of its
+//! repetitions (the fastest is the least disturbed by a shared machine); checks nothing about
+//! time. `scripts/bench-kernels.sh` runs it in Node (the simd128 build) and headless Chromium
+//! (relaxed-SIMD); the native build has no SIMD kernels and no benchmark here.
+#![cfg(target_arch = "wasm32")]
+
+use wasm_bindgen_test::__rt::criterion::Criterion;
+use wasm_bindgen_test::{console_log as say, wasm_bindgen_bench as bench, Instant};
+
+#[path = "../tests/random_blocks/mod.rs"]
+mod random_blocks;
+
+use pocketlm::backend::cpu::acts::{ActKind, QuantizedActs};
+use pocketlm::backend::cpu::{matmul_prequantized, row_order};
+use pocketlm::quant::{GgmlType, QMatrix};
+use random_blocks::random_row;
+
+/// Qwen2.5-0.5B's mat-vec shapes (rows × columns) and how many of each a layer has: the
+/// attention's query and output, its key and value, the MLP's gate and up, its down.
+const SHAPES: [(&str, usize, usize, usize); 4] = [("q/o", 896, 896, 2), ("k/v", 128, 896, 2), ("gate/up", 4864, 896, 2), ("down", 896, 4864, 1)];
+/// The benchmark's prompt (`tests/bench/`: 120 tokens, a multiple of the prompt tiles' 4).
+const PROMPT_TOKENS: usize = 120;
+
+fn random_acts(rng: &mut fastrand::Rng, ty: GgmlType, n: usize, tokens: usize) -> Vec<QuantizedActs> {
+    (0..tokens)
+        .map(|_| {
+            let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();
+            let mut a = QuantizedActs::default();
+            a.quantize(ActKind::for_weights(ty), &x);
+            a
+        })
+        .collect()
+}
+
+/// Milliseconds per call of `f`, `reps` samples sorted, after calls to warm up. Each sample
+/// times enough calls to last 10 ms (a browser's clock steps by 0.1 ms).
+fn times(reps: usize, mut f: impl FnMut()) -> Vec<f64> {
+    let start = Instant::now();
+    let mut calls = 0;
+    while calls < 3 || start.elapsed().as_secs_f64() < 0.01 {
+        f();
+        calls += 1;
+    }
+    let batch = (0.01 / (start.elapsed().as_secs_f64() / calls as f64)).ceil().max(1.0) as usize;
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let start = Instant::now();
+            (0..batch).for_each(|_| f());
+            start.elapsed().as_secs_f64() * 1e3 / batch as f64
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t
+}
+
+fn run(ty: GgmlType) {
+    let mut rng = fastrand::Rng::with_seed(5);
+    let (mut decode_ns, mut prompt_ns, mut weights) = (0.0, 0.0, 0usize);
+    // V8 runs a function's first calls in its baseline compiler: warm every kernel up first.
+    let (rows, cols) = (256, 896);
+    let w = QMatrix::owned_in_order(ty, rows, cols, (0..rows).flat_map(|_| random_row(&mut rng, ty, cols)).collect(), row_order(ty));
+    let acts = random_acts(&mut rng, ty, cols, PROMPT_TOKENS);
+    let mut out = vec![0f32; rows * PROMPT_TOKENS];
+    times(20, || {
+        matmul_prequantized(&w, &acts[..1], &mut out[..rows]);
+        matmul_prequantized(&w, &acts, &mut out);
+    });
+    for (name, rows, cols, count) in SHAPES {
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, cols)).collect();
+        let w = QMatrix::owned_in_order(ty, rows, cols, bytes, row_order(ty));
+        let acts = random_acts(&mut rng, ty, cols, PROMPT_TOKENS);
+        let mut out = vec![0f32; rows * PROMPT_TOKENS];
+        let per = |ms: f64, tokens: usize| ms * 1e6 / (rows * cols * tokens) as f64;
+        let decode = times(15, || matmul_prequantized(&w, &acts[..1], &mut out[..rows]));
+        let prompt = times(7, || matmul_prequantized(&w, &acts, &mut out));
+        say!(
+            "{} {name} {rows}x{cols}: decode {:.4} ns/weight (median {:.4}), prompt of {PROMPT_TOKENS} {:.4} ns/weight/token (median {:.4})",
+            ty.name(),
+            per(decode[0], 1),
+            per(decode[decode.len() / 2], 1),
+            per(prompt[0], PROMPT_TOKENS),
+            per(prompt[prompt.len() / 2], PROMPT_TOKENS)
+        );
+        decode_ns += count as f64 * decode[0] * 1e6;
+        prompt_ns += count as f64 * prompt[0] * 1e6;
+        weights += count * rows * cols;
+    }
+    say!(
+        "{} a layer of Qwen2.5-0.5B: decode {:.4} ns/weight, prompt {:.4} ns/weight/token",
+        ty.name(),
+        decode_ns / weights as f64,
+        prompt_ns / (weights * PROMPT_TOKENS) as f64
+    );
+}
+
+#[bench]
+fn q4_0(_: &mut Criterion) {
+    run(GgmlType::Q4_0);
+}
+
+#[bench]
+fn q8_0(_: &mut Criterion) {
+    run(GgmlType::Q8_0);
+}
+
+#[bench]
+fn q4_k(_: &mut Criterion) {
+    run(GgmlType::Q4K);
+}
