@@ -1,14 +1,15 @@
-//! The CPU backend's element-wise ops on activations — SiLU, softmax and the activations'
-//! Q8_0 quantization — against plain f64 references and the scalar quantizer. In the wasm
-//! builds (`scripts/test-wasm.sh`: Node and headless Chromium) they take the SIMD code: an
-//! exponential of its own (within a few ulp of f64's), and a quantizer that must give the
-//! scalar one's bits.
+//! The CPU backend's ops on activations besides the mat-muls — SiLU, softmax, attention and the
+//! activations' Q8_0 quantization — against plain f64 references and the scalar quantizer. In
+//! the wasm builds (`scripts/test-wasm.sh`: Node and headless Chromium) they take the SIMD
+//! code: an exponential of its own (within a few ulp of f64's), and a quantizer that must give
+//! the scalar one's bits.
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use pocketlm::backend::cpu::acts::{ActKind, QuantizedActs};
-use pocketlm::backend::cpu::{silu_mul, softmax};
+use half::f16;
+use pocketlm::backend::cpu::{attention, silu_mul, softmax};
 use pocketlm::quant::q8_0_block;
 
 /// Within `ulps` units in the last place of `want` (plus `abs` for results near zero); NaN
@@ -95,8 +96,44 @@ fn q8_0_activations_have_the_scalar_quantizers_bits() {
         for (b, block) in x.chunks_exact(32).enumerate() {
             let (d, q) = q8_0_block(block);
             assert_eq!(a.q[32 * b..32 * (b + 1)], q, "{kind:?} block {b}: codes");
-            assert_eq!(a.d[b].to_bits(), half::f16::from_f32(d).to_f32().to_bits(), "{kind:?} block {b}: scale");
+            assert_eq!(a.d[b].to_bits(), f16::from_f32(d).to_f32().to_bits(), "{kind:?} block {b}: scale");
             assert_eq!(a.bsums[b], q.iter().map(|&v| v as i32).sum::<i32>(), "{kind:?} block {b}: sum");
+        }
+    }
+}
+
+#[test]
+fn attention_of_grouped_heads_matches_an_f64_reference() {
+    // Grouped-query attention (heads sharing a key/value head read its rows once): 14 query
+    // heads over 2 key/value heads (Qwen2.5's), 9 over 3 (SmolLM2's), 4 over 4; a window; a
+    // soft cap; head widths of 64 and 12 (the SIMD helpers and the scalar tail); one position.
+    let mut rng = fastrand::Rng::with_seed(41);
+    for (nh, nkv, hd, first, n_ctx, cap) in [(14, 2, 64, 0, 37, None), (9, 3, 64, 5, 21, Some(30.0f32)), (4, 4, 12, 0, 9, None), (14, 2, 64, 0, 1, None)] {
+        let kv_dim = nkv * hd;
+        let q: Vec<f32> = (0..nh * hd).map(|_| rng.f32() * 2.0 - 1.0).collect();
+        let kc: Vec<f16> = (0..n_ctx * kv_dim).map(|_| f16::from_f32(rng.f32() * 4.0 - 2.0)).collect();
+        let vc: Vec<f16> = (0..n_ctx * kv_dim).map(|_| f16::from_f32(rng.f32() * 2.0 - 1.0)).collect();
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut got = vec![f32::NAN; nh * hd];
+        attention(&q, &kc, &vc, nh, nkv, hd, first, n_ctx, scale, cap, &mut got);
+        for h in 0..nh {
+            let kvh = h / (nh / nkv);
+            let at = |c: &[f16], p: usize, i: usize| c[p * kv_dim + kvh * hd + i].to_f64();
+            let qh: Vec<f64> = q[h * hd..(h + 1) * hd].iter().map(|&x| f16::from_f32(x).to_f64()).collect();
+            let scores: Vec<f64> = (first..n_ctx)
+                .map(|p| {
+                    let s = (0..hd).map(|i| qh[i] * at(&kc, p, i)).sum::<f64>() * scale as f64;
+                    cap.map_or(s, |c| c as f64 * (s / c as f64).tanh())
+                })
+                .collect();
+            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            for i in 0..hd {
+                let want: f64 = (first..n_ctx).zip(&e).map(|(p, w)| w / sum * at(&vc, p, i)).sum();
+                // The weights are rounded to f16 (ggml's f16 mat-mul): 1e-3 of the values' scale.
+                assert!((got[h * hd + i] as f64 - want).abs() <= 2e-3, "{nh}/{nkv} heads, head {h} value {i}: {} vs {want}", got[h * hd + i]);
+            }
         }
     }
 }

@@ -41,6 +41,17 @@ impl<'a> TokenRows<'a> {
         *self.ptr.add(t * self.rows + r) = v;
     }
 
+    /// The values of tokens `ts`, to write in place.
+    ///
+    /// # Safety
+    /// No other thread reads or writes these tokens' values while the slice lives (the writer
+    /// owns these tokens whole).
+    #[allow(clippy::mut_from_ref)] // disjoint writers, as `set`
+    pub unsafe fn tokens_mut(&self, ts: Range<usize>) -> &mut [f32] {
+        assert!(ts.start <= ts.end && ts.end <= self.tokens);
+        std::slice::from_raw_parts_mut(self.ptr.add(ts.start * self.rows), ts.len() * self.rows)
+    }
+
     /// Token `t`'s values of rows `rows`, to write in place.
     ///
     /// # Safety

@@ -135,49 +135,78 @@ pub fn attention(
     let out = TokenRows::new(&mut out[..n_heads * head_dim], head_dim);
     let work = 2 * n_heads * head_dim * (n_ctx - first);
     threads::for_row_ranges(n_heads, work, 1, |heads| {
-        let mut scores = Vec::with_capacity(n_ctx - first);
-        for h in heads {
-            let kvh = h / group;
-            // The query rounded to f16, in a scratch array (ModelSpec bounds head_dim at 1024).
-            let mut q16 = [0.0f32; 1024];
-            let qh = &mut q16[..head_dim];
-            qh.iter_mut().zip(&q[h * head_dim..(h + 1) * head_dim]).for_each(|(o, &x)| *o = f16::from_f32(x).to_f32());
+        let n = n_ctx - first;
+        let (mut q16, mut scores) = (Vec::new(), Vec::new());
+        // One key or value row in f32 (ModelSpec bounds head_dim at 1024), converted once for
+        // all the heads of this range that read it.
+        let mut row = [0.0f32; 1024];
+        let row = &mut row[..head_dim];
+        let mut h0 = heads.start;
+        while h0 < heads.end {
+            let kvh = h0 / group;
+            let h1 = ((kvh + 1) * group).min(heads.end);
+            let m = h1 - h0;
+            // The queries rounded to f16.
+            q16.clear();
+            q16.extend(q[h0 * head_dim..h1 * head_dim].iter().map(|&x| f16::from_f32(x).to_f32()));
             scores.clear();
-            for p in first..n_ctx {
-                let k = &k_cache[p * kv_dim + kvh * head_dim..][..head_dim];
-                scores.push(dot_f16(qh, k) * scale);
+            scores.resize(m * n, 0.0);
+            for (i, p) in (first..n_ctx).enumerate() {
+                f16_to_f32(&k_cache[p * kv_dim + kvh * head_dim..][..head_dim], row);
+                for (j, qh) in q16.chunks_exact(head_dim).enumerate() {
+                    scores[j * n + i] = dot_f32(qh, row) * scale;
+                }
             }
-            if let Some(cap) = soft_cap_value {
-                soft_cap(&mut scores, cap);
+            for s in scores.chunks_exact_mut(n) {
+                if let Some(cap) = soft_cap_value {
+                    soft_cap(s, cap);
+                }
+                softmax(s);
+                // The weights rounded to f16, as the value rows are.
+                s.iter_mut().for_each(|w| *w = f16::from_f32(*w).to_f32());
             }
-            softmax(&mut scores);
-            // SAFETY: this range owns heads `heads`.
-            let o = unsafe { out.rows_mut(h, 0..head_dim) };
+            // SAFETY: this range owns heads `heads` ("tokens" of `out`).
+            let o = unsafe { out.tokens_mut(h0..h1) };
             o.fill(0.0);
             for (i, p) in (first..n_ctx).enumerate() {
-                let v = &v_cache[p * kv_dim + kvh * head_dim..][..head_dim];
-                add_scaled_f16(o, f16::from_f32(scores[i]).to_f32(), v);
+                f16_to_f32(&v_cache[p * kv_dim + kvh * head_dim..][..head_dim], row);
+                for (j, oh) in o.chunks_exact_mut(head_dim).enumerate() {
+                    add_scaled(oh, scores[j * n + i], row);
+                }
             }
+            h0 = h1;
         }
     });
 }
 
-/// `Σ a[i]·b[i]` of f32 values and f16 values, in f32.
+/// f16 values as f32, exactly (in wasm SIMD builds eight at a time).
 #[inline]
-pub fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
+pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len(), "f16_to_f32 of {} values into {}", src.len(), dst.len());
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if a.len() % 8 == 0 {
-        return simd128::dot_f16(a, b);
-    }
-    a.iter().zip(b).map(|(x, y)| x * f16_bits_to_f32(y.to_bits())).sum()
+    let done = simd128::f16_to_f32(src, dst);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let done = 0;
+    dst[done..].iter_mut().zip(&src[done..]).for_each(|(o, h)| *o = f16_bits_to_f32(h.to_bits()));
 }
 
-/// `out[i] += w · v[i]` for f16 values `v`.
+/// `Σ a[i]·b[i]` in f32 (in wasm SIMD builds, for lengths that are multiples of 8, in four
+/// lanes of pairs summed at the end).
 #[inline]
-pub fn add_scaled_f16(out: &mut [f32], w: f32, v: &[f16]) {
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if a.len() % 8 == 0 {
+        return simd128::dot_f32(a, b);
+    }
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// `out[i] += w · v[i]`.
+#[inline]
+pub fn add_scaled(out: &mut [f32], w: f32, v: &[f32]) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if out.len() % 8 == 0 {
-        return simd128::add_scaled_f16(out, w, v);
+        return simd128::add_scaled(out, w, v);
     }
-    out.iter_mut().zip(v).for_each(|(o, y)| *o += w * f16_bits_to_f32(y.to_bits()));
+    out.iter_mut().zip(v).for_each(|(o, y)| *o += w * y);
 }

@@ -794,32 +794,47 @@ unsafe fn load_f16x8(p: *const f16) -> (v128, v128) {
     (f16_lanes_to_f32(u32x4_extend_low_u16x8(h)), f16_lanes_to_f32(u32x4_extend_high_u16x8(h)))
 }
 
-/// `Σ a[i]·b[i]` over f32 `a` and f16 `b` (`a.len()` a multiple of 8, `b` at least as long).
-pub fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
+/// The first `src.len() / 8 · 8` values of `src` as f32 into `dst` (as long), exactly; returns
+/// how many it did.
+pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) -> usize {
+    assert!(dst.len() >= src.len());
+    let n = src.len() / 8 * 8;
+    for i in (0..n).step_by(8) {
+        // SAFETY: i + 8 <= n, within both.
+        unsafe {
+            let (a, b) = load_f16x8(src.as_ptr().add(i));
+            let o = dst.as_mut_ptr().add(i) as *mut v128;
+            v128_store(o, a);
+            v128_store(o.add(1), b);
+        }
+    }
+    n
+}
+
+/// `Σ a[i]·b[i]` (`a.len()` a multiple of 8, `b` at least as long): per 8 values the two
+/// lanes' products added, then to four accumulators summed at the end.
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     assert!(a.len() % 8 == 0 && b.len() >= a.len());
     let mut acc = f32x4_splat(0.0);
     for i in (0..a.len()).step_by(8) {
         // SAFETY: i + 8 <= len of both (checked above).
         unsafe {
-            let (b0, b1) = load_f16x8(b.as_ptr().add(i));
-            let (a0, a1) = (v128_load(a.as_ptr().add(i) as *const v128), v128_load(a.as_ptr().add(i + 4) as *const v128));
-            acc = f32x4_add(acc, f32x4_add(f32x4_mul(a0, b0), f32x4_mul(a1, b1)));
+            let (a, b) = (a.as_ptr().add(i) as *const v128, b.as_ptr().add(i) as *const v128);
+            acc = f32x4_add(acc, f32x4_add(f32x4_mul(v128_load(a), v128_load(b)), f32x4_mul(v128_load(a.add(1)), v128_load(b.add(1)))));
         }
     }
     hsum_f32(acc)
 }
 
-/// `out[i] += w · v[i]` for f16 `v` (`out.len()` a multiple of 8, `v` at least as long).
-pub fn add_scaled_f16(out: &mut [f32], w: f32, v: &[f16]) {
+/// `out[i] += w · v[i]` (`out.len()` a multiple of 8, `v` at least as long).
+pub fn add_scaled(out: &mut [f32], w: f32, v: &[f32]) {
     assert!(out.len() % 8 == 0 && v.len() >= out.len());
     let w = f32x4_splat(w);
-    for i in (0..out.len()).step_by(8) {
-        // SAFETY: i + 8 <= len of both (checked above).
+    for i in (0..out.len()).step_by(4) {
+        // SAFETY: i + 4 <= len of both (checked above).
         unsafe {
-            let (v0, v1) = load_f16x8(v.as_ptr().add(i));
             let o = out.as_mut_ptr().add(i) as *mut v128;
-            v128_store(o, f32x4_add(v128_load(o), f32x4_mul(w, v0)));
-            v128_store(o.add(1), f32x4_add(v128_load(o.add(1)), f32x4_mul(w, v1)));
+            v128_store(o, f32x4_add(v128_load(o), f32x4_mul(w, v128_load(v.as_ptr().add(i) as *const v128))));
         }
     }
 }
