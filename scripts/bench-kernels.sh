@@ -13,14 +13,9 @@ for w in "${where[@]}"; do
       cargo bench -p pocketlm --target wasm32-unknown-unknown --bench mat_mul 2>&1 | grep -E "ns/weight|error|panicked" ;;
     chromium)
       echo "== wasm simd128 + relaxed-simd ($(chromium --version 2>/dev/null | head -1))"
-      webdriver_json=$(mktemp --suffix=.json)
-      cat > "$webdriver_json" <<'JSON'
-{"goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]}}
-JSON
       CARGO_TARGET_DIR=target/relaxed RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
-        WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON="$webdriver_json" \
-        cargo bench -p pocketlm --target wasm32-unknown-unknown --bench mat_mul 2>&1 | grep -E "ns/weight|error|panicked"
-      rm -f "$webdriver_json" ;;
+        WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/scripts/chromium-webdriver.json" \
+        cargo bench -p pocketlm --target wasm32-unknown-unknown --bench mat_mul 2>&1 | grep -E "ns/weight|error|panicked" ;;
     *) echo "unknown: $w (node or chromium)" >&2; exit 2 ;;
   esac
 done

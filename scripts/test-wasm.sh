@@ -11,11 +11,6 @@ echo "== wasm simd128 (Node)"
 cargo test --release -p pocketlm --target wasm32-unknown-unknown "${tests[@]}"
 
 echo "== wasm simd128 + relaxed-simd (headless Chromium)"
-webdriver_json=$(mktemp --suffix=.json)
-cat > "$webdriver_json" <<'JSON'
-{"goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]}}
-JSON
 POCKETLM_EXPECT_RELAXED_SIMD=1 CARGO_TARGET_DIR=target/relaxed RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
-  WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON="$webdriver_json" \
+  WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/scripts/chromium-webdriver.json" \
   cargo test --release -p pocketlm --target wasm32-unknown-unknown "${tests[@]}"
-rm -f "$webdriver_json"

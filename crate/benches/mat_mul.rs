@@ -12,27 +12,16 @@ use wasm_bindgen_test::{console_log as say, wasm_bindgen_bench as bench, Instant
 #[path = "../tests/random_blocks/mod.rs"]
 mod random_blocks;
 
-use pocketlm::backend::cpu::acts::{ActKind, QuantizedActs};
+use pocketlm::backend::cpu::acts::ActKind;
 use pocketlm::backend::cpu::{matmul_prequantized, row_order};
 use pocketlm::quant::{GgmlType, QMatrix};
-use random_blocks::random_row;
+use random_blocks::{random_acts, random_row};
 
 /// Qwen2.5-0.5B's mat-vec shapes (rows × columns) and how many of each a layer has: the
 /// attention's query and output, its key and value, the MLP's gate and up, its down.
 const SHAPES: [(&str, usize, usize, usize); 4] = [("q/o", 896, 896, 2), ("k/v", 128, 896, 2), ("gate/up", 4864, 896, 2), ("down", 896, 4864, 1)];
 /// The benchmark's prompt (`tests/bench/`: 120 tokens, a multiple of the prompt tiles' 4).
 const PROMPT_TOKENS: usize = 120;
-
-fn random_acts(rng: &mut fastrand::Rng, ty: GgmlType, n: usize, tokens: usize) -> Vec<QuantizedActs> {
-    (0..tokens)
-        .map(|_| {
-            let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();
-            let mut a = QuantizedActs::default();
-            a.quantize(ActKind::for_weights(ty), &x);
-            a
-        })
-        .collect()
-}
 
 /// Milliseconds per call of `f`, `reps` samples sorted, after calls to warm up. Each sample
 /// times enough calls to last 10 ms (a browser's clock steps by 0.1 ms).
@@ -61,7 +50,7 @@ fn run(ty: GgmlType) {
     // V8 runs a function's first calls in its baseline compiler: warm every kernel up first.
     let (rows, cols) = (256, 896);
     let w = QMatrix::owned_in_order(ty, rows, cols, (0..rows).flat_map(|_| random_row(&mut rng, ty, cols)).collect(), row_order(ty));
-    let acts = random_acts(&mut rng, ty, cols, PROMPT_TOKENS);
+    let acts = random_acts(&mut rng, ActKind::for_weights(ty), cols, PROMPT_TOKENS);
     let mut out = vec![0f32; rows * PROMPT_TOKENS];
     times(20, || {
         matmul_prequantized(&w, &acts[..1], &mut out[..rows]);
@@ -70,7 +59,7 @@ fn run(ty: GgmlType) {
     for (name, rows, cols, count) in SHAPES {
         let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, cols)).collect();
         let w = QMatrix::owned_in_order(ty, rows, cols, bytes, row_order(ty));
-        let acts = random_acts(&mut rng, ty, cols, PROMPT_TOKENS);
+        let acts = random_acts(&mut rng, ActKind::for_weights(ty), cols, PROMPT_TOKENS);
         let mut out = vec![0f32; rows * PROMPT_TOKENS];
         let per = |ms: f64, tokens: usize| ms * 1e6 / (rows * cols * tokens) as f64;
         let decode = times(15, || matmul_prequantized(&w, &acts[..1], &mut out[..rows]));

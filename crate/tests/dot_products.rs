@@ -12,7 +12,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 mod random_blocks;
 
-use random_blocks::{random_row, ALL_TYPES};
+use random_blocks::{random_acts, random_row, ALL_TYPES};
 use pocketlm::backend::cpu::acts::{ActKind, QuantizedActs};
 use pocketlm::backend::cpu::dot::{vec_dot, vec_dot_scalar};
 use pocketlm::backend::cpu::{add_scaled, dot_f32, f16_to_f32, matmul_prequantized, matvec_prequantized};
@@ -75,18 +75,6 @@ fn the_mat_vec_equals_the_dot_of_each_row() {
             assert_eq!(o.to_bits(), want.to_bits(), "{} row {r}: mat-vec {o} vs dot {want}", ty.name());
         }
     }
-}
-
-/// `tokens` rows of `n` random activations in (-2, 2), quantized as `kind`.
-fn random_acts(rng: &mut fastrand::Rng, kind: ActKind, n: usize, tokens: usize) -> Vec<QuantizedActs> {
-    (0..tokens)
-        .map(|_| {
-            let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();
-            let mut a = QuantizedActs::default();
-            a.quantize(kind, &x);
-            a
-        })
-        .collect()
 }
 
 #[test]

@@ -1,9 +1,12 @@
-//! Random rows of every ggml block type, for tests of the dot products and kernels.
+//! Random rows of every ggml block type and random quantized activations, for tests and
+//! benchmarks of the dot products and kernels.
 
 use half::{bf16, f16};
+use pocketlm::backend::cpu::acts::{ActKind, QuantizedActs};
 use pocketlm::quant::{quantize, GgmlType};
 
 /// Every weight type pocketlm reads.
+#[allow(dead_code)] // not every user of this module reads it
 pub const ALL_TYPES: [GgmlType; 11] = [
     GgmlType::F32,
     GgmlType::F16,
@@ -47,3 +50,16 @@ pub fn random_row(rng: &mut fastrand::Rng, ty: GgmlType, n: usize) -> Vec<u8> {
     }
 }
 
+
+/// `tokens` rows of `n` random activations in (-2, 2), quantized as `kind`.
+#[allow(dead_code)] // not every user of this module reads it
+pub fn random_acts(rng: &mut fastrand::Rng, kind: ActKind, n: usize, tokens: usize) -> Vec<QuantizedActs> {
+    (0..tokens)
+        .map(|_| {
+            let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();
+            let mut a = QuantizedActs::default();
+            a.quantize(kind, &x);
+            a
+        })
+        .collect()
+}

@@ -320,39 +320,34 @@ impl X4Sums {
 }
 
 /// `G` groups of four interleaved Q4_0 rows ([`crate::quant::RowOrder::Q4_0x4`], at
-/// `groups`) against `T` tokens' Q8_0 activations: lane `k` of `[g][t]` is row `k` of group `g`
-/// times token `t`. Per block, a 16-byte load holds four bytes of each row, dotted with four
+/// `groups`) against one token's Q8_0 activations (decode): lane `k` of `[g]` is row `k` of
+/// group `g`. Per block, a 16-byte load holds four bytes of each row, dotted with four
 /// activations broadcast, so the rows' sums come out in their lanes with no reduction across
 /// lanes; then the f32 steps of [`add_block`], so each result equals [`q4_0_tile`]'s bit for
 /// bit. Several groups read as many streams of weights at once, as the file-order kernels' rows
-/// do ([`matmul`]).
+/// do ([`matmul`]). Prompts take [`q4_0x4_prompt_tile`].
 ///
 /// # Safety
 /// Each `groups[g]..groups[g] + 72·nb` must be readable; `acts` checked by [`check_acts`].
 #[inline(always)]
-unsafe fn q4_0x4_tile<const G: usize, const T: usize>(groups: [*const u8; G], acts: [&QuantizedActs; T], nb: usize) -> [[v128; T]; G] {
+unsafe fn q4_0x4_tile<const G: usize>(groups: [*const u8; G], acts: &QuantizedActs, nb: usize) -> [v128; G] {
     let mask = u8x16_splat(0x0F);
-    let mut acc = [[f32x4_splat(0.0); T]; G];
+    let mut acc = [f32x4_splat(0.0); G];
     for b in 0..nb {
-        let mut s = [[X4Sums::zero(); T]; G];
+        let mut s = [X4Sums::zero(); G];
         for c in 0..4 {
+            // Low nibbles are values 4c..4c + 4 of the block, high ones 16 + 4c...
+            let y = acts.q.as_ptr().add(32 * b + 4 * c) as *const u32;
             for g in 0..G {
                 let w = load(groups[g].add(8 * nb + 64 * b + 16 * c));
                 let (lo, hi) = (v128_and(w, mask), high_nibbles(w, mask));
-                for t in 0..T {
-                    // Low nibbles are values 4c..4c + 4 of the block, high ones 16 + 4c...
-                    let y = acts[t].q.as_ptr().add(32 * b + 4 * c) as *const u32;
-                    s[g][t] = s[g][t].add(lo, v128_load32_splat(y)).add(hi, v128_load32_splat(y.add(4)));
-                }
+                s[g] = s[g].add(lo, v128_load32_splat(y)).add(hi, v128_load32_splat(y.add(4)));
             }
         }
+        let offset = i32x4_splat(-8 * *acts.bsums.get_unchecked(b));
+        let dy = f32x4_splat(*acts.d.get_unchecked(b));
         for g in 0..G {
-            let dw = x4_scales(groups[g], b);
-            for t in 0..T {
-                let offset = i32x4_splat(-8 * *acts[t].bsums.get_unchecked(b));
-                let dy = f32x4_splat(*acts[t].d.get_unchecked(b));
-                acc[g][t] = x4_add_block(acc[g][t], s[g][t], offset, dw, dy);
-            }
+            acc[g] = x4_add_block(acc[g], s[g], offset, x4_scales(groups[g], b), dy);
         }
     }
     acc
@@ -734,8 +729,8 @@ pub const PROMPT_GROUPS: usize = 2;
 
 /// Rows `rows` of a Q4_0 matrix of `total_rows` rows (`rb` bytes each) in
 /// [`crate::quant::RowOrder::Q4_0x4`] times every token of `acts`, into `out`: by
-/// [`q4_0x4_tile`], one group × [`PREFILL_TOKENS`] tokens at a time and the tokens left over
-/// [`DECODE_GROUPS`] groups at a time; the rows past the last whole group, which lie in the
+/// [`q4_0x4_prompt_tile`], [`PROMPT_GROUPS`] groups × [`PREFILL_TOKENS`] tokens at a time, and
+/// the tokens left over by [`q4_0x4_tile`], [`DECODE_GROUPS`] groups at a time; the rows past the last whole group, which lie in the
 /// file's order, by [`matmul`]. `rows` starts on a group and ends on one or at the last row.
 pub fn matmul_q4_0x4(w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
     let grouped = total_rows / GROUP_ROWS * GROUP_ROWS;
@@ -772,11 +767,11 @@ pub fn matmul_q4_0x4(w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedAc
     for (t, a) in acts.iter().enumerate().skip(full_tokens) {
         for g in first..first + stride {
             let gs: [usize; DECODE_GROUPS] = core::array::from_fn(|i| g + i * stride);
-            let o = unsafe { q4_0x4_tile(gs.map(group), [a], nb) };
-            gs.iter().zip(o).for_each(|(&g, o)| store(t, g, o[0]));
+            let o = unsafe { q4_0x4_tile(gs.map(group), a, nb) };
+            gs.iter().zip(o).for_each(|(&g, o)| store(t, g, o));
         }
         for g in first + stride * DECODE_GROUPS..first + groups {
-            store(t, g, unsafe { q4_0x4_tile([group(g)], [a], nb) }[0][0]);
+            store(t, g, unsafe { q4_0x4_tile([group(g)], a, nb) }[0]);
         }
     }
     if rows.end > grouped {
