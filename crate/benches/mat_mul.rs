@@ -84,9 +84,51 @@ fn run(ty: GgmlType) {
     );
 }
 
+/// Layers of the model-sized run ([`run_layers`]): their weights (Q4_0: 8 × 8.4 MB) well past
+/// a shared last-level cache, so each matrix comes from memory as in a forward pass.
+const LAYERS: usize = 8;
+
+/// A prompt of `PROMPT_TOKENS` through [`LAYERS`] layers of distinct matrices (copies of one
+/// random layer), `tokens` at a time: what the prompt mat-mul costs when, as in the model, each
+/// matrix was last read a whole pass ago, against the hot single matrices of [`run`]. Node,
+/// the Zen 4 (2026-12-04): 16 tokens at a time (the forward's `CPU_PREFILL_CHUNK`) 0.042-0.046
+/// ns/weight/token, 32 0.042-0.045, 64 0.043-0.051, 120 0.043-0.046, single matrices
+/// 0.040-0.047 in the same minutes: the prompt mat-mul is bound by its instructions, not by
+/// reading the weights once per chunk.
+fn run_layers(ty: GgmlType) {
+    let mut rng = fastrand::Rng::with_seed(7);
+    // Each matrix its own buffer (a clone of a QMatrix shares its bytes).
+    let layer: Vec<(usize, usize, Vec<u8>)> = SHAPES
+        .iter()
+        .flat_map(|&(_, rows, cols, count)| {
+            let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, cols)).collect();
+            (0..count).map(move |_| (rows, cols, bytes.clone()))
+        })
+        .collect();
+    let model: Vec<QMatrix> = (0..LAYERS).flat_map(|_| layer.iter().map(|(rows, cols, bytes)| QMatrix::owned_in_order(ty, *rows, *cols, bytes.clone(), row_order(ty)))).collect();
+    let weights: usize = model.iter().map(|w| w.rows * w.cols).sum();
+    let acts_of = |cols: usize, rng: &mut fastrand::Rng| random_acts(rng, ActKind::for_weights(ty), cols, PROMPT_TOKENS);
+    let (narrow, wide) = (acts_of(896, &mut rng), acts_of(4864, &mut rng));
+    let mut out = vec![0f32; 4864 * PROMPT_TOKENS];
+    for tokens in [16, PROMPT_TOKENS] {
+        let t = times(5, || {
+            for t0 in (0..PROMPT_TOKENS).step_by(tokens) {
+                let t1 = (t0 + tokens).min(PROMPT_TOKENS);
+                for w in &model {
+                    let acts = if w.cols == 896 { &narrow[t0..t1] } else { &wide[t0..t1] };
+                    matmul_prequantized(w, acts, &mut out[..(t1 - t0) * w.rows]);
+                }
+            }
+        });
+        let per = |ms: f64| ms * 1e6 / (weights as f64 * PROMPT_TOKENS as f64);
+        say!("{} {LAYERS} layers of Qwen2.5-0.5B, a prompt of {PROMPT_TOKENS} {tokens} tokens at a time: {:.4} ns/weight/token (median {:.4}; {:.1} ms, {weights} weights)", ty.name(), per(t[0]), per(t[t.len() / 2]), t[0]);
+    }
+}
+
 #[bench]
 fn q4_0(_: &mut Criterion) {
     run(GgmlType::Q4_0);
+    run_layers(GgmlType::Q4_0);
 }
 
 #[bench]

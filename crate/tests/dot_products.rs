@@ -194,6 +194,17 @@ fn q8_0_weights_of_minus_128_are_exact_in_every_kernel() {
         assert!((out[r] as f64 - want).abs() <= 1e-5 * scale, "row {r}: mat-vec {} vs f64 {want}", out[r]);
         assert_eq!(out[r].to_bits(), vec_dot(w.ty, &w.row(r), &acts).to_bits(), "row {r}: mat-vec vs dot");
     }
+    // A prompt (two tiles of four tokens and one left over) through the same rows: each token's
+    // result the bits of the dot.
+    let tokens = 9;
+    let prompt = random_acts(&mut rng, ActKind::Q8_0, n, tokens);
+    let mut out = vec![0f32; rows * tokens];
+    matmul_prequantized(&w, &prompt, &mut out);
+    for (t, a) in prompt.iter().enumerate() {
+        for r in 0..rows {
+            assert_eq!(out[t * rows + r].to_bits(), vec_dot(w.ty, &w.row(r), a).to_bits(), "token {t} row {r}: mat-mat vs dot");
+        }
+    }
     // A matrix of quantized values holds no -128.
     let q = pocketlm::quant::quantize(pocketlm::quant::GgmlType::Q8_0, &x);
     assert!(!QMatrix::owned(pocketlm::quant::GgmlType::Q8_0, 1, n, q).has_q8_0_min());

@@ -2,7 +2,9 @@
 // target/ab/<name>/ (cp -r pkg/*.js pkg/*.json pkg/*.d.ts pkg/wasm target/ab/<name>/ after each
 // build); the runs alternate between the variants, a fresh page each, so that a drift of the
 // machine's speed falls on all of them alike (on these VMs it moves by ±30 % within minutes:
-// only such pairs compare). Prints each run and the medians.
+// only such pairs compare), in an order that turns round each repetition (A B, B A, ...: the
+// second page of a pair measured 10-20 % slower, decode and prefill, with identical builds).
+// Prints each run and the medians.
 //
 //   node tests/bench/ab.mjs --model smollm2-135m-Q4_0 --gen 64 --reps 6 --threads 2 before after
 //
@@ -32,7 +34,7 @@ const srv = await startServer();
 const browser = await launchChromium();
 const runs = Object.fromEntries(variants.map((v) => [v, []]));
 for (let i = 0; i < reps; i++) {
-  for (const v of variants) {
+  for (const v of i % 2 ? [...variants].reverse() : variants) {
     const page = await (await browser.newContext()).newPage();
     page.on("pageerror", (e) => console.error("page error:", e));
     await page.goto(`${srv.url}/tests/bench/ab.html?v=${encodeURIComponent(v)}`);
