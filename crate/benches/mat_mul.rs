@@ -140,3 +140,13 @@ fn q8_0(_: &mut Criterion) {
 fn q4_k(_: &mut Criterion) {
     run(GgmlType::Q4K);
 }
+
+#[bench]
+fn q5_0(_: &mut Criterion) {
+    run(GgmlType::Q5_0);
+}
+
+#[bench]
+fn q6_k(_: &mut Criterion) {
+    run(GgmlType::Q6K);
+}

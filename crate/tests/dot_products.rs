@@ -79,9 +79,10 @@ fn the_mat_vec_equals_the_dot_of_each_row() {
 
 #[test]
 fn the_mat_mat_equals_the_mat_vec_of_each_token() {
-    // 11 rows × 5 tokens: full tiles, a remainder of rows and one of tokens.
+    // 11 rows × 13 tokens: full tiles, a remainder of rows and one of tokens (Q5_0: a tile of 8
+    // tokens, one of 4 and one left over).
     let mut rng = fastrand::Rng::with_seed(9);
-    let (rows, n, tokens) = (11, 512, 5);
+    let (rows, n, tokens) = (11, 512, 13);
     for ty in ALL_TYPES {
         let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
         let w = QMatrix::owned(ty, rows, n, bytes);

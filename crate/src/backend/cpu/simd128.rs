@@ -444,6 +444,21 @@ unsafe fn q4_0x4_prompt_tile<const G: usize>(groups: [*const u8; G], acts: &Prom
     acc
 }
 
+/// The bytes of `v` at the indices of `sel` (each below 16): relaxed-SIMD's swizzle, exact for
+/// such indices and one `pshufb` on x86, where `i8x16.swizzle` also zeroes the lanes of indices
+/// past 15.
+#[inline(always)]
+fn byte_select(v: v128, sel: v128) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        i8x16_relaxed_swizzle(v, sel)
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        i8x16_swizzle(v, sel)
+    }
+}
+
 /// Q5_0 (`d` f16, 4 bytes of fifth bits, 16 bytes of nibbles) against Q8_0 activations: the
 /// fifth bits spread to bytes by a byte shuffle and a bit test, codes 0..31 (the value + 16).
 ///
@@ -461,9 +476,9 @@ unsafe fn q5_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
         let p = rows.map(|p| p.add(22 * b));
         let mut s = [[i32x4_splat(0); R]; T];
         for r in 0..R {
-            let qh = u32x4_splat(u32::from_le_bytes([*p[r].add(2), *p[r].add(3), *p[r].add(4), *p[r].add(5)]));
+            let qh = v128_load32_splat(p[r].add(2) as *const u32);
             // Value j's fifth bit is bit j of qh (j < 16), value j + 16's bit j + 16.
-            let spread = |sel: v128| v128_and(i8x16_eq(v128_and(i8x16_swizzle(qh, sel), bits), bits), fifth);
+            let spread = |sel: v128| v128_and(i8x16_eq(v128_and(byte_select(qh, sel), bits), bits), fifth);
             let qs = load(p[r].add(6));
             let lo = v128_or(v128_and(qs, mask), spread(low_bytes));
             let hi = v128_or(high_nibbles(qs, mask), spread(high_bytes));
@@ -745,7 +760,8 @@ pub fn dot(ty: GgmlType, row: &[u8], acts: &QuantizedActs) -> f32 {
 /// (decode): tiles of [`DECODE_ROWS`] (Q8_0 too, since the rows' streams are contiguous: 2-row
 /// tiles measured 19 % slower in Chromium, the same in Node). Several: tiles of
 /// [`PREFILL_ROWS`] × [`PREFILL_TOKENS`] (Q8_0: [`Q8_0_PROMPT_ROWS`] × [`PREFILL_TOKENS`] on
-/// activations widened to i16, [`q8_0_prompt`]), the tokens left over as single-token passes.
+/// activations widened to i16, [`q8_0_prompt`]; Q5_0: [`Q5_0_PROMPT_ROWS`] ×
+/// [`Q5_0_PROMPT_TOKENS`], then a tile of four), the tokens left over as single-token passes.
 #[cfg_attr(not(target_feature = "relaxed-simd"), allow(unused_variables))] // only the relaxed Q8_0 kernel reads `q8_0_min`
 pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
     assert!(rows.end * rb <= w.len(), "{}: rows {rows:?} of a matrix of {} bytes", ty.name(), w.len());
@@ -753,10 +769,14 @@ pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[Quantiz
     acts.iter().for_each(|a| check_acts(ty, a, nb * ty.block_size()));
     let row = |r: usize| w[r * rb..].as_ptr();
     let full_tokens = if acts.len() > 1 { acts.len() / PREFILL_TOKENS * PREFILL_TOKENS } else { 0 };
-    if ty == GgmlType::Q8_0 {
-        q8_0_prompt(w, rb, nb, acts, out, rows.clone(), full_tokens);
-    } else {
-        prompt_tiles(ty, w, rb, nb, acts, out, rows.clone(), full_tokens);
+    match ty {
+        GgmlType::Q8_0 => q8_0_prompt(w, rb, nb, acts, out, rows.clone(), full_tokens),
+        GgmlType::Q5_0 => {
+            let wide = full_tokens / Q5_0_PROMPT_TOKENS * Q5_0_PROMPT_TOKENS;
+            prompt_tiles::<Q5_0_PROMPT_ROWS, Q5_0_PROMPT_TOKENS>(ty, w, rb, nb, acts, out, rows.clone(), 0..wide);
+            prompt_tiles::<PREFILL_ROWS, PREFILL_TOKENS>(ty, w, rb, nb, acts, out, rows.clone(), wide..full_tokens);
+        }
+        _ => prompt_tiles::<PREFILL_ROWS, PREFILL_TOKENS>(ty, w, rb, nb, acts, out, rows.clone(), 0..full_tokens),
     }
     for (t, a) in acts.iter().enumerate().skip(full_tokens) {
         let (firsts, stride, rest) = streams(rows.clone(), DECODE_ROWS);
@@ -782,29 +802,40 @@ fn streams(rows: Range<usize>, tile: usize) -> (Range<usize>, usize, Range<usize
     (rows.start..rows.start + stride, stride, rows.start + stride * tile..rows.end)
 }
 
-/// [`matmul`]'s first `full_tokens` tokens (a multiple of [`PREFILL_TOKENS`]) by the tiles of
-/// [`PREFILL_ROWS`] × [`PREFILL_TOKENS`] of [`tile!`] (every type but Q8_0).
+/// Q5_0's prompt tile: [`Q5_0_PROMPT_ROWS`] × [`Q5_0_PROMPT_TOKENS`] (its fifth bits cost a
+/// dozen instructions per row and block, spread over more tokens). Kernel benchmark (Qwen2.5's
+/// shapes, 120 tokens, Chromium, 2026-12-04), ns per weight and token: 3 × 4 0.079, 2 × 4 0.067,
+/// 4 × 4 0.069, 1 × 8 0.094, 3 × 8 0.066, 2 × 8 0.062-0.065. Q4_K measured no better than 3 × 4
+/// in any of these shapes, Q6_K within the noise.
+const Q5_0_PROMPT_ROWS: usize = 2;
+const Q5_0_PROMPT_TOKENS: usize = 8;
+
+/// Tokens `tokens` (a multiple of `T`) of [`matmul`] by prompt tiles of `R` rows × `T` tokens:
+/// [`tile!`]'s kernels (every type but Q8_0) for `T` = [`PREFILL_TOKENS`], Q5_0's alone for
+/// other `T`.
 ///
 /// # Safety (of the tiles inside)
 /// As [`matmul`], whose checks cover every argument.
 #[allow(clippy::too_many_arguments)]
-fn prompt_tiles(ty: GgmlType, w: &[u8], rb: usize, nb: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>, full_tokens: usize) {
+fn prompt_tiles<const R: usize, const T: usize>(ty: GgmlType, w: &[u8], rb: usize, nb: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>, tokens: Range<usize>) {
+    debug_assert!(tokens.len() % T == 0 && (T == PREFILL_TOKENS || ty == GgmlType::Q5_0));
     let row = |r: usize| w[r * rb..].as_ptr();
-    let (firsts, stride, rest) = streams(rows, PREFILL_ROWS);
+    let (firsts, stride, rest) = streams(rows, R);
     // SAFETY (every tile below): its rows lie in `rows`, within `w`, each of `nb` blocks; its
     // tokens exist; activations checked; this call owns rows `rows` of `out` (all by `matmul`).
-    for t0 in (0..full_tokens).step_by(PREFILL_TOKENS) {
-        let a: [&QuantizedActs; PREFILL_TOKENS] = core::array::from_fn(|i| &acts[t0 + i]);
+    // `T` is a constant: each instance keeps one of the branches.
+    let tile = |p: [*const u8; R], a: [&QuantizedActs; T]| unsafe { if T == PREFILL_TOKENS { tile!(not Q8_0: ty, p, a, nb, R, T) } else { q5_0_tile::<R, T>(p, a, nb) } };
+    let tile1 = |p: [*const u8; 1], a: [&QuantizedActs; T]| unsafe { if T == PREFILL_TOKENS { tile!(not Q8_0: ty, p, a, nb, 1, T) } else { q5_0_tile::<1, T>(p, a, nb) } };
+    for t0 in tokens.step_by(T) {
+        let a: [&QuantizedActs; T] = core::array::from_fn(|i| &acts[t0 + i]);
         for r0 in firsts.clone() {
-            let p: [*const u8; PREFILL_ROWS] = core::array::from_fn(|i| row(r0 + i * stride));
-            let o = unsafe { tile!(not Q8_0: ty, p, a, nb, PREFILL_ROWS, PREFILL_TOKENS) };
+            let o = tile(core::array::from_fn(|i| row(r0 + i * stride)), a);
             for (i, ot) in o.iter().enumerate() {
                 ot.iter().enumerate().for_each(|(t, &v)| unsafe { out.set(t0 + t, r0 + i * stride, v) });
             }
         }
         for r in rest.clone() {
-            let o = unsafe { tile!(not Q8_0: ty, [row(r)], a, nb, 1, PREFILL_TOKENS) };
-            o[0].iter().enumerate().for_each(|(t, &v)| unsafe { out.set(t0 + t, r, v) });
+            tile1([row(r)], a)[0].iter().enumerate().for_each(|(t, &v)| unsafe { out.set(t0 + t, r, v) });
         }
     }
 }
