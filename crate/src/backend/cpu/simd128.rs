@@ -468,8 +468,13 @@ fn byte_select(v: v128, sel: v128) -> v128 {
 unsafe fn q5_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
     let mask = u8x16_splat(0x0F);
     let fifth = u8x16_splat(0x10);
-    let bits = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
-    let (low_bytes, high_bytes) = (u8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), u8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    // Opaque to the compilers, so that V8 keeps them in registers: as constants it built each
+    // again at every use, inside the loop (Chromium, decode 0.14-0.17 → 0.08 ns a weight).
+    let (bits, low_bytes, high_bytes) = core::hint::black_box((
+        u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128),
+        u8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+        u8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
+    ));
     let mut acc = [f32x4_splat(0.0); T];
     for b in 0..nb {
         let (y, offset, dy) = q8_0_block(acts, b, 16);
@@ -614,7 +619,9 @@ unsafe fn q8_0_prompt_tile<const R: usize>(rows: [*const u8; R], acts: [&Quantiz
 /// As [`q4_0_tile`].
 #[inline(always)]
 unsafe fn q4_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
-    let mask = u8x16_splat(0x0F);
+    // Opaque, so that V8 keeps it in a register (as Q5_0's constants): Chromium, decode 0.073 →
+    // 0.057 ns a weight.
+    let mask = core::hint::black_box(u8x16_splat(0x0F));
     let mut acc = [[f32x4_splat(0.0); T]; R];
     let mut min_acc = [[0f32; T]; R];
     for b in 0..nb {
