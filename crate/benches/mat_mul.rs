@@ -107,16 +107,19 @@ fn run_layers(ty: GgmlType) {
         .collect();
     let model: Vec<QMatrix> = (0..LAYERS).flat_map(|_| layer.iter().map(|(rows, cols, bytes)| QMatrix::owned_in_order(ty, *rows, *cols, bytes.clone(), row_order(ty)))).collect();
     let weights: usize = model.iter().map(|w| w.rows * w.cols).sum();
-    let acts_of = |cols: usize, rng: &mut fastrand::Rng| random_acts(rng, ActKind::for_weights(ty), cols, PROMPT_TOKENS);
-    let (narrow, wide) = (acts_of(896, &mut rng), acts_of(4864, &mut rng));
-    let mut out = vec![0f32; 4864 * PROMPT_TOKENS];
+    // The prompt's activations for each width of the shapes.
+    let mut widths: Vec<usize> = SHAPES.iter().map(|&(_, _, cols, _)| cols).collect();
+    widths.sort_unstable();
+    widths.dedup();
+    let acts: Vec<(usize, Vec<_>)> = widths.into_iter().map(|cols| (cols, random_acts(&mut rng, ActKind::for_weights(ty), cols, PROMPT_TOKENS))).collect();
+    let acts_for = |cols: usize| &acts.iter().find(|(c, _)| *c == cols).expect("a width of SHAPES").1;
+    let mut out = vec![0f32; model.iter().map(|w| w.rows).max().unwrap_or(0) * PROMPT_TOKENS];
     for tokens in [16, PROMPT_TOKENS] {
         let t = times(5, || {
             for t0 in (0..PROMPT_TOKENS).step_by(tokens) {
                 let t1 = (t0 + tokens).min(PROMPT_TOKENS);
                 for w in &model {
-                    let acts = if w.cols == 896 { &narrow[t0..t1] } else { &wide[t0..t1] };
-                    matmul_prequantized(w, acts, &mut out[..(t1 - t0) * w.rows]);
+                    matmul_prequantized(w, &acts_for(w.cols)[t0..t1], &mut out[..(t1 - t0) * w.rows]);
                 }
             }
         });

@@ -28,8 +28,9 @@
 //! taken back with the activations' block sums. Q8_0 moves the activations' signs onto its
 //! weights and multiplies by |y| ([`q8_0_tile_relaxed`]); a matrix holding the code -128 takes
 //! the widening kernel. Q8_0 prompts, in every build, widen each quad of tokens' activations to
-//! i16 once and multiply by `i32x4.dot_i16x8_s` ([`q8_0_prompt_tile`]). (Node 20's V8 11.3 has relaxed-SIMD only behind a flag, and computes it
-//! wrongly: the relaxed build is tested in Chromium, and Node loads the simd128 build.)
+//! i16 once and multiply by `i32x4.dot_i16x8_s` ([`q8_0_prompt_tile`]). (Node 20's V8 11.3 has
+//! relaxed-SIMD only behind a flag, and computes it wrongly: the relaxed build is tested in
+//! Chromium, and Node loads the simd128 build.)
 
 use core::arch::wasm32::*;
 
@@ -722,7 +723,7 @@ unsafe fn q6_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
 
 /// One tile kernel of each shape this module runs; `$q8_0_min`: the rows may hold Q8_0's -128.
 macro_rules! tile {
-    // The types of the prompt tiles ([`prompt_tiles`]: Q8_0 has its own, [`q8_0_prompt`]).
+    // The types of the prompt tiles of four tokens (Q8_0 has its own, [`q8_0_prompt_tile`]).
     (not Q8_0: $ty:expr, $rows:expr, $acts:expr, $nb:expr, $r:tt, $t:tt) => {
         match $ty {
             GgmlType::Q4_0 => q4_0_tile::<$r, $t>($rows, $acts, $nb),
@@ -767,7 +768,7 @@ pub fn dot(ty: GgmlType, row: &[u8], acts: &QuantizedActs) -> f32 {
 /// (decode): tiles of [`DECODE_ROWS`] (Q8_0 too, since the rows' streams are contiguous: 2-row
 /// tiles measured 19 % slower in Chromium, the same in Node). Several: tiles of
 /// [`PREFILL_ROWS`] × [`PREFILL_TOKENS`] (Q8_0: [`Q8_0_PROMPT_ROWS`] × [`PREFILL_TOKENS`] on
-/// activations widened to i16, [`q8_0_prompt`]; Q5_0: [`Q5_0_PROMPT_ROWS`] ×
+/// activations widened to i16, [`q8_0_prompt_tile`]; Q5_0: [`Q5_0_PROMPT_ROWS`] ×
 /// [`Q5_0_PROMPT_TOKENS`], then a tile of four), the tokens left over as single-token passes.
 #[cfg_attr(not(target_feature = "relaxed-simd"), allow(unused_variables))] // only the relaxed Q8_0 kernel reads `q8_0_min`
 pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
@@ -776,14 +777,23 @@ pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[Quantiz
     acts.iter().for_each(|a| check_acts(ty, a, nb * ty.block_size()));
     let row = |r: usize| w[r * rb..].as_ptr();
     let full_tokens = if acts.len() > 1 { acts.len() / PREFILL_TOKENS * PREFILL_TOKENS } else { 0 };
-    match ty {
-        GgmlType::Q8_0 => q8_0_prompt(w, rb, nb, acts, out, rows.clone(), full_tokens),
-        GgmlType::Q5_0 => {
-            let wide = full_tokens / Q5_0_PROMPT_TOKENS * Q5_0_PROMPT_TOKENS;
-            prompt_tiles::<Q5_0_PROMPT_ROWS, Q5_0_PROMPT_TOKENS>(ty, w, rb, nb, acts, out, rows.clone(), 0..wide);
-            prompt_tiles::<PREFILL_ROWS, PREFILL_TOKENS>(ty, w, rb, nb, acts, out, rows.clone(), wide..full_tokens);
-        }
-        _ => prompt_tiles::<PREFILL_ROWS, PREFILL_TOKENS>(ty, w, rb, nb, acts, out, rows.clone(), 0..full_tokens),
+    // SAFETY (every tile below): its rows lie in `rows`, within `w` (checked above), each of
+    // `nb` blocks; its tokens exist; activations checked; Q8_0's `packed` holds their blocks.
+    // Q5_0 runs its tiles of 8 tokens first and the rest (a quad or none) as the others do.
+    let wide = if ty == GgmlType::Q5_0 { full_tokens / Q5_0_PROMPT_TOKENS * Q5_0_PROMPT_TOKENS } else { 0 };
+    if ty == GgmlType::Q8_0 {
+        let packed = &mut PromptActsQ8(Vec::new());
+        let widen = |p: &mut PromptActsQ8, a| p.pack(a, nb);
+        let tile = |p: &PromptActsQ8, r, a| unsafe { q8_0_prompt_tile::<Q8_0_PROMPT_ROWS>(r, a, p, nb) };
+        let tile1 = |p: &PromptActsQ8, r, a| unsafe { q8_0_prompt_tile::<1>(r, a, p, nb) };
+        prompt_tiles(w, rb, acts, out, rows.clone(), 0..full_tokens, packed, widen, tile, tile1);
+    } else {
+        let tile = |_: &(), r, a| unsafe { q5_0_tile::<Q5_0_PROMPT_ROWS, Q5_0_PROMPT_TOKENS>(r, a, nb) };
+        let tile1 = |_: &(), r, a| unsafe { q5_0_tile::<1, Q5_0_PROMPT_TOKENS>(r, a, nb) };
+        prompt_tiles(w, rb, acts, out, rows.clone(), 0..wide, &mut (), |_, _| {}, tile, tile1);
+        let tile = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, r, a, nb, PREFILL_ROWS, PREFILL_TOKENS) };
+        let tile1 = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, r, a, nb, 1, PREFILL_TOKENS) };
+        prompt_tiles(w, rb, acts, out, rows.clone(), wide..full_tokens, &mut (), |_, _| {}, tile, tile1);
     }
     for (t, a) in acts.iter().enumerate().skip(full_tokens) {
         let (firsts, stride, rest) = streams(rows.clone(), DECODE_ROWS);
@@ -817,32 +827,38 @@ fn streams(rows: Range<usize>, tile: usize) -> (Range<usize>, usize, Range<usize
 const Q5_0_PROMPT_ROWS: usize = 2;
 const Q5_0_PROMPT_TOKENS: usize = 8;
 
-/// Tokens `tokens` (a multiple of `T`) of [`matmul`] by prompt tiles of `R` rows × `T` tokens:
-/// [`tile!`]'s kernels (every type but Q8_0) for `T` = [`PREFILL_TOKENS`], Q5_0's alone for
-/// other `T`.
-///
-/// # Safety (of the tiles inside)
-/// As [`matmul`], whose checks cover every argument.
+/// Tokens `tokens` (a multiple of `T`) × rows `rows` of [`matmul`] by prompt tiles of `R` rows
+/// × `T` tokens, the rows a stride apart ([`streams`]): `quad` prepares each `T` tokens in
+/// `state` before their tiles (Q8_0 widens them there), `tile` computes `R` rows of them and
+/// `tile1` one row (the rows left over).
 #[allow(clippy::too_many_arguments)]
-fn prompt_tiles<const R: usize, const T: usize>(ty: GgmlType, w: &[u8], rb: usize, nb: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>, tokens: Range<usize>) {
-    debug_assert!(tokens.len() % T == 0 && (T == PREFILL_TOKENS || ty == GgmlType::Q5_0));
+fn prompt_tiles<'a, const R: usize, const T: usize, S>(
+    w: &[u8],
+    rb: usize,
+    acts: &'a [QuantizedActs],
+    out: &TokenRows,
+    rows: Range<usize>,
+    tokens: Range<usize>,
+    state: &mut S,
+    quad: impl Fn(&mut S, [&'a QuantizedActs; T]),
+    tile: impl Fn(&S, [*const u8; R], [&'a QuantizedActs; T]) -> [[f32; T]; R],
+    tile1: impl Fn(&S, [*const u8; 1], [&'a QuantizedActs; T]) -> [[f32; T]; 1],
+) {
+    debug_assert!(tokens.len() % T == 0);
     let row = |r: usize| w[r * rb..].as_ptr();
     let (firsts, stride, rest) = streams(rows, R);
-    // SAFETY (every tile below): its rows lie in `rows`, within `w`, each of `nb` blocks; its
-    // tokens exist; activations checked; this call owns rows `rows` of `out` (all by `matmul`).
-    // `T` is a constant: each instance keeps one of the branches.
-    let tile = |p: [*const u8; R], a: [&QuantizedActs; T]| unsafe { if T == PREFILL_TOKENS { tile!(not Q8_0: ty, p, a, nb, R, T) } else { q5_0_tile::<R, T>(p, a, nb) } };
-    let tile1 = |p: [*const u8; 1], a: [&QuantizedActs; T]| unsafe { if T == PREFILL_TOKENS { tile!(not Q8_0: ty, p, a, nb, 1, T) } else { q5_0_tile::<1, T>(p, a, nb) } };
     for t0 in tokens.step_by(T) {
-        let a: [&QuantizedActs; T] = core::array::from_fn(|i| &acts[t0 + i]);
+        let a: [&'a QuantizedActs; T] = core::array::from_fn(|i| &acts[t0 + i]);
+        quad(state, a);
+        // SAFETY (the stores): `matmul`'s caller gives it rows `rows` of `out`; the tokens exist.
         for r0 in firsts.clone() {
-            let o = tile(core::array::from_fn(|i| row(r0 + i * stride)), a);
+            let o = tile(state, core::array::from_fn(|i| row(r0 + i * stride)), a);
             for (i, ot) in o.iter().enumerate() {
                 ot.iter().enumerate().for_each(|(t, &v)| unsafe { out.set(t0 + t, r0 + i * stride, v) });
             }
         }
         for r in rest.clone() {
-            tile1([row(r)], a)[0].iter().enumerate().for_each(|(t, &v)| unsafe { out.set(t0 + t, r, v) });
+            tile1(state, [row(r)], a)[0].iter().enumerate().for_each(|(t, &v)| unsafe { out.set(t0 + t, r, v) });
         }
     }
 }
@@ -852,31 +868,6 @@ fn prompt_tiles<const R: usize, const T: usize>(ty: GgmlType, w: &[u8], rb: usiz
 /// (relaxed-SIMD) 1 row 0.073, 2 0.050, 3 0.045, 4 0.042, against 0.060 for the 8-bit
 /// relaxed tiles of 3 × 4; Node (simd128) 4 rows 0.058-0.064 against 0.105-0.109.
 const Q8_0_PROMPT_ROWS: usize = 4;
-
-/// [`matmul`]'s first `full_tokens` tokens of a Q8_0 matrix (any codes, -128 included) by
-/// [`q8_0_prompt_tile`]: each quad of tokens widened once ([`PromptActsQ8`]).
-fn q8_0_prompt(w: &[u8], rb: usize, nb: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>, full_tokens: usize) {
-    const R: usize = Q8_0_PROMPT_ROWS;
-    let row = |r: usize| w[r * rb..].as_ptr();
-    let mut packed = PromptActsQ8(Vec::new());
-    let (firsts, stride, rest) = streams(rows, R);
-    // SAFETY (every tile below): as in `prompt_tiles`; `packed` holds the quad's `nb` blocks.
-    for t0 in (0..full_tokens).step_by(PREFILL_TOKENS) {
-        let a: [&QuantizedActs; PREFILL_TOKENS] = core::array::from_fn(|i| &acts[t0 + i]);
-        packed.pack(a, nb);
-        for r0 in firsts.clone() {
-            let p: [*const u8; R] = core::array::from_fn(|i| row(r0 + i * stride));
-            let o = unsafe { q8_0_prompt_tile(p, a, &packed, nb) };
-            for (i, ot) in o.iter().enumerate() {
-                ot.iter().enumerate().for_each(|(t, &v)| unsafe { out.set(t0 + t, r0 + i * stride, v) });
-            }
-        }
-        for r in rest.clone() {
-            let o = unsafe { q8_0_prompt_tile([row(r)], a, &packed, nb) };
-            o[0].iter().enumerate().for_each(|(t, &v)| unsafe { out.set(t0 + t, r, v) });
-        }
-    }
-}
 
 /// Groups of four interleaved rows read at once in decode, each its own stream of weights: a
 /// mat-vec that streams its weights from memory is bound by how many streams run at once, not
