@@ -17,7 +17,7 @@ use pocketlm::backend::cpu::acts::{ActKind, QuantizedActs};
 use pocketlm::backend::cpu::dot::{vec_dot, vec_dot_scalar};
 use pocketlm::backend::cpu::{add_scaled, dot_f32, f16_to_f32, matmul_prequantized, matvec_prequantized};
 use half::f16;
-use pocketlm::quant::{dequantize, GgmlType, QMatrix, RowOrder};
+use pocketlm::quant::{dequantize, q8_0_rare_codes, GgmlType, QMatrix, RareCodes, RowOrder};
 
 /// The activations as the dot product sees them, dequantized.
 fn dequantized_acts(a: &QuantizedActs, n: usize) -> Vec<f64> {
@@ -209,6 +209,28 @@ fn q8_0_weights_of_minus_128_are_exact_in_every_kernel() {
     // A matrix of quantized values holds no -128.
     let q = pocketlm::quant::quantize(pocketlm::quant::GgmlType::Q8_0, &x);
     assert!(!QMatrix::owned(pocketlm::quant::GgmlType::Q8_0, 1, n, q).has_q8_0_min());
+}
+
+#[test]
+fn q8_0_rare_codes_find_one_rare_code_wherever_it_lies() {
+    // The scan that sends a matrix to the exact kernels (SIMD in wasm builds), over 600 blocks.
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut blocks: Vec<u8> = (0..600 * 34).map(|_| rng.u8(..)).collect();
+    for b in blocks.chunks_exact_mut(34) {
+        b[1] &= !0x40; // finite scales
+        b[2..].iter_mut().filter(|q| **q == 0x80).for_each(|q| *q = 0x7F);
+    }
+    assert_eq!(q8_0_rare_codes(&blocks), RareCodes::default());
+    for block in [0, 255, 256, 511, 599] {
+        for byte in [2, 17, 33] {
+            let mut b = blocks.clone();
+            b[block * 34 + byte] = 0x80;
+            assert_eq!(q8_0_rare_codes(&b), RareCodes { q8_0_min: true, nonfinite_scale: false }, "-128 at block {block} byte {byte}");
+        }
+        let mut b = blocks.clone();
+        b[block * 34 + 1] |= 0x7C; // exponent all ones: an infinity or a NaN
+        assert_eq!(q8_0_rare_codes(&b), RareCodes { q8_0_min: false, nonfinite_scale: true }, "scale of block {block}");
+    }
 }
 
 #[test]

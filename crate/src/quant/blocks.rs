@@ -1,6 +1,6 @@
 //! Per-block reference code, bit for bit the layouts of ggml's `block_*` structs.
 
-use super::{f16_at, GgmlType, QK_K};
+use super::{f16_at, GgmlType, RareCodes, QK_K};
 use half::f16;
 
 pub fn dequant_q4_0(b: &[u8], y: &mut [f32]) {
@@ -68,9 +68,29 @@ pub fn has_nonfinite_block_scale(ty: GgmlType, blocks: &[u8]) -> bool {
     blocks.chunks_exact(bb).fold(false, |seen, b| seen | (b[1] & 0x7C == 0x7C))
 }
 
-/// Whether some Q8_0 block of `blocks` (whole blocks) holds the code -128.
-pub fn q8_0_has_min_code(blocks: &[u8]) -> bool {
-    // Branch-free within a block, so the 32-byte test vectorizes.
+/// The [`RareCodes`] of whole Q8_0 blocks, in one pass: a code of -128, a scale not finite.
+pub fn q8_0_rare_codes(blocks: &[u8]) -> RareCodes {
+    let blocks = &blocks[..blocks.len() / 34 * 34];
+    RareCodes { q8_0_min: q8_0_has_min_code(blocks), nonfinite_scale: has_nonfinite_block_scale(GgmlType::Q8_0, blocks) }
+}
+
+/// Whether some Q8_0 block of `blocks` (whole blocks) holds the code -128: per block two
+/// 16-byte compares ORed into one vector, tested once at the end (the first prefill of a model
+/// waits on this scan of its Q8_0 matrices).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn q8_0_has_min_code(blocks: &[u8]) -> bool {
+    use core::arch::wasm32::*;
+    let min = u8x16_splat(0x80);
+    let seen = blocks.chunks_exact(34).fold(u8x16_splat(0), |seen, b| {
+        // SAFETY: bytes 2..18 and 18..34 of a 34-byte block (wasm loads need no alignment).
+        let (lo, hi) = unsafe { (v128_load(b[2..18].as_ptr().cast()), v128_load(b[18..34].as_ptr().cast())) };
+        v128_or(seen, v128_or(u8x16_eq(lo, min), u8x16_eq(hi, min)))
+    });
+    v128_any_true(seen)
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn q8_0_has_min_code(blocks: &[u8]) -> bool {
     blocks.chunks_exact(34).any(|b| b[2..].iter().fold(false, |seen, &q| seen | (q == 0x80)))
 }
 

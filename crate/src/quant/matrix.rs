@@ -105,12 +105,10 @@ impl QMatrix {
 
     /// The matrix's [`RareCodes`], its bytes scanned once, when first asked.
     pub fn rare_codes(&self) -> RareCodes {
-        *self.rare.get_or_init(|| RareCodes {
-            q8_0_min: self.ty == GgmlType::Q8_0 && super::q8_0_has_min_code(self.bytes()),
-            nonfinite_scale: match self.order {
-                RowOrder::Plain => super::has_nonfinite_block_scale(self.ty, self.bytes()),
-                RowOrder::Q4_0x4 => row_order::q4_0x4_has_nonfinite_scale(self.bytes(), self.rows, self.cols),
-            },
+        *self.rare.get_or_init(|| match self.order {
+            RowOrder::Plain if self.ty == GgmlType::Q8_0 => super::q8_0_rare_codes(self.bytes()),
+            RowOrder::Plain => RareCodes { q8_0_min: false, nonfinite_scale: super::has_nonfinite_block_scale(self.ty, self.bytes()) },
+            RowOrder::Q4_0x4 => RareCodes { q8_0_min: false, nonfinite_scale: row_order::q4_0x4_has_nonfinite_scale(self.bytes(), self.rows, self.cols) },
         })
     }
 
