@@ -10,12 +10,12 @@ for w in "${where[@]}"; do
   case $w in
     node)
       echo "== wasm simd128 (Node $(node --version))"
-      cargo bench -p pocketlm --target wasm32-unknown-unknown --bench mat_mul 2>&1 | grep -E "ns/weight|error|panicked" ;;
+      cargo bench -p pocketlm --target wasm32-unknown-unknown --bench mat_mul 2>&1 | grep -E "ns/weight|probe picks|error|panicked" ;;
     chromium)
       echo "== wasm simd128 + relaxed-simd ($(chromium --version 2>/dev/null | head -1))"
       CARGO_TARGET_DIR=target/relaxed RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
         WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/scripts/chromium-webdriver.json" \
-        cargo bench -p pocketlm --target wasm32-unknown-unknown --bench mat_mul 2>&1 | grep -E "ns/weight|error|panicked" ;;
+        cargo bench -p pocketlm --target wasm32-unknown-unknown --bench mat_mul 2>&1 | grep -E "ns/weight|probe picks|error|panicked" ;;
     *) echo "unknown: $w (node or chromium)" >&2; exit 2 ;;
   esac
 done

@@ -44,7 +44,8 @@ fn times(reps: usize, mut f: impl FnMut()) -> Vec<f64> {
     t
 }
 
-fn run(ty: GgmlType) {
+/// `note` follows the type's name in what it prints.
+fn run(ty: GgmlType, note: &str) {
     let mut rng = fastrand::Rng::with_seed(5);
     let (mut decode_ns, mut prompt_ns, mut weights) = (0.0, 0.0, 0usize);
     // V8 runs a function's first calls in its baseline compiler: warm every kernel up first.
@@ -65,7 +66,7 @@ fn run(ty: GgmlType) {
         let decode = times(15, || matmul_prequantized(&w, &acts[..1], &mut out[..rows]));
         let prompt = times(7, || matmul_prequantized(&w, &acts, &mut out));
         say!(
-            "{} {name} {rows}x{cols}: decode {:.4} ns/weight (median {:.4}), prompt of {PROMPT_TOKENS} {:.4} ns/weight/token (median {:.4})",
+            "{}{note} {name} {rows}x{cols}: decode {:.4} ns/weight (median {:.4}), prompt of {PROMPT_TOKENS} {:.4} ns/weight/token (median {:.4})",
             ty.name(),
             per(decode[0], 1),
             per(decode[decode.len() / 2], 1),
@@ -77,7 +78,7 @@ fn run(ty: GgmlType) {
         weights += count * rows * cols;
     }
     say!(
-        "{} a layer of Qwen2.5-0.5B: decode {:.4} ns/weight, prompt {:.4} ns/weight/token",
+        "{}{note} a layer of Qwen2.5-0.5B: decode {:.4} ns/weight, prompt {:.4} ns/weight/token",
         ty.name(),
         decode_ns / weights as f64,
         prompt_ns / (weights * PROMPT_TOKENS) as f64
@@ -130,26 +131,38 @@ fn run_layers(ty: GgmlType) {
 
 #[bench]
 fn q4_0(_: &mut Criterion) {
-    run(GgmlType::Q4_0);
+    // Relaxed-SIMD: both ways of adding the interleaved blocks' sums, then the probe's choice.
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        use pocketlm::backend::cpu::simd128::{force_fused_dot_add, fused_dot_add};
+        for (fused, note) in [(false, " (16-bit pairs)"), (true, " (fused dot-add)")] {
+            force_fused_dot_add(Some(fused));
+            run(GgmlType::Q4_0, note);
+        }
+        force_fused_dot_add(None);
+        say!("Q4_0: this engine's probe picks the {}", if fused_dot_add() { "fused dot-add" } else { "16-bit pairs" });
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    run(GgmlType::Q4_0, "");
     run_layers(GgmlType::Q4_0);
 }
 
 #[bench]
 fn q8_0(_: &mut Criterion) {
-    run(GgmlType::Q8_0);
+    run(GgmlType::Q8_0, "");
 }
 
 #[bench]
 fn q4_k(_: &mut Criterion) {
-    run(GgmlType::Q4K);
+    run(GgmlType::Q4K, "");
 }
 
 #[bench]
 fn q5_0(_: &mut Criterion) {
-    run(GgmlType::Q5_0);
+    run(GgmlType::Q5_0, "");
 }
 
 #[bench]
 fn q6_k(_: &mut Criterion) {
-    run(GgmlType::Q6K);
+    run(GgmlType::Q6K, "");
 }

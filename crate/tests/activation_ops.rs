@@ -106,33 +106,43 @@ fn q8_0_activations_have_the_scalar_quantizers_bits() {
 fn attention_of_grouped_heads_matches_an_f64_reference() {
     // Grouped-query attention (heads sharing a key/value head read its rows once): 14 query
     // heads over 2 key/value heads (Qwen2.5's), 9 over 3 (SmolLM2's), 4 over 4; a window; a
-    // soft cap; head widths of 64 and 12 (the SIMD helpers and the scalar tail); one position.
+    // soft cap; head widths of 64 and 12 (the SIMD helpers and the scalar tail); one position
+    // and prompts of several, each token over the positions up to its own.
     let mut rng = fastrand::Rng::with_seed(41);
-    for (nh, nkv, hd, first, n_ctx, cap) in [(14, 2, 64, 0, 37, None), (9, 3, 64, 5, 21, Some(30.0f32)), (4, 4, 12, 0, 9, None), (14, 2, 64, 0, 1, None)] {
-        let kv_dim = nkv * hd;
-        let q: Vec<f32> = (0..nh * hd).map(|_| rng.f32() * 2.0 - 1.0).collect();
+    let cases = [(14, 2, 64, 30..37, None, None), (9, 3, 64, 12..21, Some(16), Some(30.0f32)), (4, 4, 12, 0..9, None, None), (14, 2, 64, 0..1, None, None), (9, 3, 64, 20..21, Some(16), None)];
+    for (nh, nkv, hd, positions, window, cap) in cases {
+        let (kv_dim, n_ctx, n) = (nkv * hd, positions.end, positions.len());
+        let q: Vec<f32> = (0..n * nh * hd).map(|_| rng.f32() * 2.0 - 1.0).collect();
         let kc: Vec<f16> = (0..n_ctx * kv_dim).map(|_| f16::from_f32(rng.f32() * 4.0 - 2.0)).collect();
         let vc: Vec<f16> = (0..n_ctx * kv_dim).map(|_| f16::from_f32(rng.f32() * 2.0 - 1.0)).collect();
         let scale = 1.0 / (hd as f32).sqrt();
-        let mut got = vec![f32::NAN; nh * hd];
-        attention(&q, &kc, &vc, nh, nkv, hd, first, n_ctx, scale, cap, &mut got);
-        for h in 0..nh {
-            let kvh = h / (nh / nkv);
-            let at = |c: &[f16], p: usize, i: usize| c[p * kv_dim + kvh * hd + i].to_f64();
-            let qh: Vec<f64> = q[h * hd..(h + 1) * hd].iter().map(|&x| f16::from_f32(x).to_f64()).collect();
-            let scores: Vec<f64> = (first..n_ctx)
-                .map(|p| {
-                    let s = (0..hd).map(|i| qh[i] * at(&kc, p, i)).sum::<f64>() * scale as f64;
-                    cap.map_or(s, |c| c as f64 * (s / c as f64).tanh())
-                })
-                .collect();
-            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-            let sum: f64 = e.iter().sum();
-            for i in 0..hd {
-                let want: f64 = (first..n_ctx).zip(&e).map(|(p, w)| w / sum * at(&vc, p, i)).sum();
-                // The weights are rounded to f16 (ggml's f16 mat-mul): 1e-3 of the values' scale.
-                assert!((got[h * hd + i] as f64 - want).abs() <= 2e-3, "{nh}/{nkv} heads, head {h} value {i}: {} vs {want}", got[h * hd + i]);
+        let mut got = vec![f32::NAN; n * nh * hd];
+        attention(&q, &kc, &vc, nh, nkv, hd, positions.clone(), window, scale, cap, &mut got);
+        for (t, pos) in positions.clone().enumerate() {
+            // The token alone gives the same bits.
+            let mut alone = vec![f32::NAN; nh * hd];
+            attention(&q[t * nh * hd..(t + 1) * nh * hd], &kc, &vc, nh, nkv, hd, pos..pos + 1, window, scale, cap, &mut alone);
+            let got = &got[t * nh * hd..(t + 1) * nh * hd];
+            assert!(got.iter().zip(&alone).all(|(a, b)| a.to_bits() == b.to_bits()), "{nh}/{nkv} heads, token {t}: in the prompt vs alone");
+            let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            for h in 0..nh {
+                let kvh = h / (nh / nkv);
+                let at = |c: &[f16], p: usize, i: usize| c[p * kv_dim + kvh * hd + i].to_f64();
+                let qh: Vec<f64> = q[(t * nh + h) * hd..(t * nh + h + 1) * hd].iter().map(|&x| f16::from_f32(x).to_f64()).collect();
+                let scores: Vec<f64> = (first..=pos)
+                    .map(|p| {
+                        let s = (0..hd).map(|i| qh[i] * at(&kc, p, i)).sum::<f64>() * scale as f64;
+                        cap.map_or(s, |c| c as f64 * (s / c as f64).tanh())
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for i in 0..hd {
+                    let want: f64 = (first..=pos).zip(&e).map(|(p, w)| w / sum * at(&vc, p, i)).sum();
+                    // The weights are rounded to f16 (ggml's f16 mat-mul): 1e-3 of the values' scale.
+                    assert!((got[h * hd + i] as f64 - want).abs() <= 2e-3, "{nh}/{nkv} heads, token {t}, head {h} value {i}: {} vs {want}", got[h * hd + i]);
+                }
             }
         }
     }

@@ -15,7 +15,7 @@ mod random_blocks;
 use random_blocks::{random_acts, random_row, ALL_TYPES};
 use pocketlm::backend::cpu::acts::{ActKind, QuantizedActs};
 use pocketlm::backend::cpu::dot::{vec_dot, vec_dot_scalar};
-use pocketlm::backend::cpu::{add_scaled, dot_f32, f16_to_f32, matmul_prequantized, matvec_prequantized};
+use pocketlm::backend::cpu::{dot_f32, f16_to_f32, f32_to_f16, matmul_prequantized, matvec_prequantized, round_to_f16, weighted_rows_sum};
 use half::f16;
 use pocketlm::quant::{dequantize, q8_0_rare_codes, GgmlType, QMatrix, RareCodes, RowOrder};
 
@@ -98,6 +98,23 @@ fn the_mat_mat_equals_the_mat_vec_of_each_token() {
     }
 }
 
+/// Runs `f` once per way the interleaved Q4_0 kernels can add their block sums: in
+/// relaxed-SIMD builds forced to the fused dot-add and to the 16-bit pairs (whichever this
+/// engine's probe picks), else once.
+fn each_x4_kernel(mut f: impl FnMut(&str)) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    {
+        use pocketlm::backend::cpu::simd128::force_fused_dot_add;
+        for (fused, name) in [(true, "fused dot-add"), (false, "16-bit pairs")] {
+            force_fused_dot_add(Some(fused));
+            f(name);
+        }
+        force_fused_dot_add(None);
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
+    f("")
+}
+
 #[test]
 fn interleaved_q4_0_tiles_of_several_groups_give_the_plain_rows_results_bit_for_bit() {
     // Enough groups for decode's tiles of several groups a stride apart (`DECODE_GROUPS`) and
@@ -111,15 +128,17 @@ fn interleaved_q4_0_tiles_of_several_groups_give_the_plain_rows_results_bit_for_
         let x4 = QMatrix::owned_in_order(GgmlType::Q4_0, rows, n, bytes, RowOrder::Q4_0x4);
         let acts = random_acts(&mut rng, ActKind::Q8_0, n, tokens);
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-        let (mut want, mut got) = (vec![0f32; rows * tokens], vec![0f32; rows * tokens]);
+        let (mut want, mut want1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
         matmul_prequantized(&plain, &acts, &mut want);
-        matmul_prequantized(&x4, &acts, &mut got);
-        assert_eq!(bits(&got), bits(&want), "{rows} rows, mat-mat");
-        let (mut want1, mut got1) = (vec![0f32; rows], vec![0f32; rows]);
         matvec_prequantized(&plain, &acts[3], &mut want1);
-        matvec_prequantized(&x4, &acts[3], &mut got1);
-        assert_eq!(bits(&got1), bits(&want1), "{rows} rows, mat-vec");
-        assert_eq!(bits(&got1), bits(&want[3 * rows..4 * rows]), "{rows} rows: the mat-vec's token vs the prompt's");
+        each_x4_kernel(|kernel| {
+            let (mut got, mut got1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
+            matmul_prequantized(&x4, &acts, &mut got);
+            assert_eq!(bits(&got), bits(&want), "{rows} rows, mat-mat {kernel}");
+            matvec_prequantized(&x4, &acts[3], &mut got1);
+            assert_eq!(bits(&got1), bits(&want1), "{rows} rows, mat-vec {kernel}");
+            assert_eq!(bits(&got1), bits(&want[3 * rows..4 * rows]), "{rows} rows: the mat-vec's token vs the prompt's");
+        });
     }
 }
 
@@ -137,16 +156,18 @@ fn interleaved_q4_0_rows_give_the_plain_rows_results_bit_for_bit() {
     assert_ne!(x4.bytes(), plain.bytes(), "the rows were interleaved");
     assert_eq!(*x4.plain_rows(0, rows), bytes[..]);
     let acts = random_acts(&mut rng, ActKind::Q8_0, n, tokens);
-    let (mut want, mut got) = (vec![0f32; rows * tokens], vec![0f32; rows * tokens]);
+    let (mut want, mut want1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
     matmul_prequantized(&plain, &acts, &mut want);
-    matmul_prequantized(&x4, &acts, &mut got);
-    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&got), bits(&want), "mat-mat: interleaved {got:?} vs plain {want:?}");
-    let (mut want1, mut got1) = (vec![0f32; rows], vec![0f32; rows]);
     matvec_prequantized(&plain, &acts[4], &mut want1);
-    matvec_prequantized(&x4, &acts[4], &mut got1);
-    assert_eq!(bits(&got1), bits(&want1), "mat-vec: interleaved {got1:?} vs plain {want1:?}");
-    assert_eq!(bits(&got1), bits(&want[4 * rows..]), "the lone token of the mat-vec vs the prompt's");
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    each_x4_kernel(|kernel| {
+        let (mut got, mut got1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
+        matmul_prequantized(&x4, &acts, &mut got);
+        assert_eq!(bits(&got), bits(&want), "mat-mat {kernel}: interleaved {got:?} vs plain {want:?}");
+        matvec_prequantized(&x4, &acts[4], &mut got1);
+        assert_eq!(bits(&got1), bits(&want1), "mat-vec {kernel}: interleaved {got1:?} vs plain {want1:?}");
+        assert_eq!(bits(&got1), bits(&want[4 * rows..]), "the lone token of the mat-vec vs the prompt's");
+    });
     for r in 0..rows {
         let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
         x4.dequantize_row(r, &mut a);
@@ -252,11 +273,43 @@ fn f16_attention_helpers_convert_every_f16_exactly_and_sum_within_rounding() {
         let scale: f64 = a.iter().zip(&b).map(|(&x, &y)| (x as f64 * y as f64).abs()).sum();
         let got = dot_f32(&a, &b);
         assert!((got as f64 - want).abs() <= 1e-6 * scale + 1e-7, "dot_f32 of {n}: {got} vs {want}");
-        let mut o: Vec<f32> = a.clone();
-        add_scaled(&mut o, 0.25, &b);
-        for i in 0..n {
-            assert_eq!(o[i], a[i] + 0.25 * b[i], "add_scaled of {n} at {i}");
+    }
+    // The weighted sum of rows (attention's values): each value summed in row order from zero,
+    // bit for bit, for widths of whole 32-value blocks, of 4-value ones past them, and a tail.
+    for (width, n_rows) in [(64, 37), (96, 5), (44, 9), (13, 3), (8, 1)] {
+        let w: Vec<f32> = (0..n_rows).map(|_| rng.f32()).collect();
+        let rows: Vec<f32> = (0..n_rows * width).map(|_| rng.f32() * 4.0 - 2.0).collect();
+        let mut out = vec![f32::NAN; width];
+        weighted_rows_sum(&w, &rows, &mut out);
+        for (d, &o) in out.iter().enumerate() {
+            let mut want = 0.0f32;
+            (0..n_rows).for_each(|i| want += w[i] * rows[i * width + d]);
+            assert_eq!(o.to_bits(), want.to_bits(), "weighted_rows_sum, width {width}, value {d}");
         }
+    }
+}
+
+#[test]
+fn rounding_and_converting_to_f16_give_the_bits_of_half() {
+    // Every 61st f32 bit pattern (both signs, subnormals, the overflow to infinity at 65520,
+    // NaNs), plus the edges of f16's ranges and their neighbours, as the SIMD rounding (four at
+    // a time, the tail by the scalar code) makes them.
+    let edges = [0x3880_0000u32, 0x3380_0000, 0x477F_E000, 0x477F_F000, 0x477F_EFFF, 0x7F80_0000, 0x3300_0000, 0x3F80_1000, 0x3F80_3000];
+    let mut bits: Vec<u32> = (0..=u32::MAX / 61).map(|i| i * 61).collect();
+    bits.extend(edges.iter().flat_map(|&e| (e - 2..=e + 2).flat_map(|b| [b, b | 0x8000_0000])));
+    bits.push(7);
+    let mut x: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+    // The conversion to f16 (the KV cache's), NaNs' bits included.
+    let mut h = vec![f16::ZERO; x.len()];
+    f32_to_f16(&x, &mut h);
+    for (&b, &got) in bits.iter().zip(&h) {
+        let want = f16::from_f32(f32::from_bits(b));
+        assert_eq!(got.to_bits(), want.to_bits(), "f32 {b:#010x} to f16: {got} vs half's {want}");
+    }
+    round_to_f16(&mut x);
+    for (&b, &got) in bits.iter().zip(&x) {
+        let want = f16::from_f32(f32::from_bits(b)).to_f32();
+        assert!(got.to_bits() == want.to_bits() || got.is_nan() && want.is_nan(), "f32 {b:#010x}: {got:e} vs half's {want:e}");
     }
 }
 

@@ -162,18 +162,11 @@ fn forward_chunk(spec: &ModelSpec, w: &ModelWeights, s: &mut ForwardState, cache
             cpu::rope(&mut k[t * kv_dim..(t + 1) * kv_dim], hd, spec.rope_dims, pos, inv_freq, af, spec.rope_interleaved);
         }
         let kv = pos0 * kv_dim..(pos0 + n) * kv_dim;
-        cache.k[l][kv.clone()].iter_mut().zip(k.iter()).for_each(|(c, &x)| *c = f16::from_f32(x));
-        cache.v[l][kv].iter_mut().zip(v.iter()).for_each(|(c, &x)| *c = f16::from_f32(x));
-        for t in 0..n {
-            // Causal: token t sees the cache up to and including its own position.
-            let pos = pos0 + t;
-            let first = match spec.sliding_window {
-                Some(win) if spec.is_sliding_layer(l) => (pos + 1).saturating_sub(win),
-                _ => 0,
-            };
-            let (qt, at) = (&q[t * q_dim..(t + 1) * q_dim], &mut att[t * q_dim..(t + 1) * q_dim]);
-            cpu::attention(qt, &cache.k[l], &cache.v[l], spec.n_heads, spec.n_kv_heads, hd, first, pos + 1, spec.attn_scale, spec.attn_softcap, at);
-        }
+        cpu::f32_to_f16(k, &mut cache.k[l][kv.clone()]);
+        cpu::f32_to_f16(v, &mut cache.v[l][kv]);
+        // Causal: each token sees the cache up to and including its own position.
+        let window = spec.sliding_window.filter(|_| spec.is_sliding_layer(l));
+        cpu::attention(q, &cache.k[l], &cache.v[l], spec.n_heads, spec.n_kv_heads, hd, pos0..pos0 + n, window, spec.attn_scale, spec.attn_softcap, att);
         *kind = None;
         mm(&lw.wo, att, n, acts, kind, xb2);
         if let Some(nw) = &lw.post_attn_norm {

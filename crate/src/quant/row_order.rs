@@ -93,9 +93,16 @@ pub fn q4_0x4_has_nonfinite_scale(bytes: &[u8], rows: usize, cols: usize) -> boo
     let rb = GgmlType::Q4_0.row_bytes(cols);
     let grouped = rows / GROUP_ROWS * GROUP_ROWS * rb;
     let nb = rb / Q4_0_BYTES;
-    // The f16's exponent all ones: bits 2..7 of its high byte; each group's scales lie together
-    // (a branch-free OR over them vectorizes).
-    let exponent_ones = |scales: &[u8]| scales.chunks_exact(2).fold(0u8, |seen, s| seen | (s[1] & 0x7C == 0x7C) as u8) != 0;
+    // Each group's scales lie together, four f16 to a u64 (8·nb bytes): a lane's exponent all
+    // ones is a zero lane of `(v & E) ^ E`, found by the carry test of a zero 16-bit lane.
+    const E: u64 = 0x7C00_7C00_7C00_7C00;
+    let exponent_ones = |scales: &[u8]| {
+        let zero_lanes = scales.chunks_exact(8).fold(0u64, |seen, s| {
+            let x = (u64::from_le_bytes(s.try_into().expect("8 bytes")) & E) ^ E;
+            seen | (x.wrapping_sub(0x0001_0001_0001_0001) & !x & 0x8000_8000_8000_8000)
+        });
+        zero_lanes != 0
+    };
     bytes[..grouped].chunks_exact(GROUP_ROWS * rb).any(|g| exponent_ones(&g[..8 * nb])) || super::has_nonfinite_block_scale(GgmlType::Q4_0, &bytes[grouped..])
 }
 
@@ -128,14 +135,21 @@ mod tests {
     fn a_nonfinite_scale_is_found_in_either_order() {
         let (rows, cols) = (6, 64);
         let rb = GgmlType::Q4_0.row_bytes(cols);
+        // Every scale the largest finite f16 (0x7BFF: its exponent one short of all ones), then
+        // one of them +inf, a NaN or -inf, in each row (each lane of a group) and block.
+        let mut finite = vec![0x11u8; rows * rb];
+        finite.chunks_exact_mut(18).for_each(|b| b[..2].copy_from_slice(&0x7BFFu16.to_le_bytes()));
+        let mut x4 = finite.clone();
+        interleave_q4_0(&mut x4, rows, cols);
+        assert!(!q4_0x4_has_nonfinite_scale(&x4, rows, cols));
         for r in 0..rows {
-            let mut plain = vec![0x11u8; rows * rb];
-            plain[r * rb + 18 + 1] = 0x7C; // block 1's scale: +inf
-            let mut x4 = plain.clone();
-            interleave_q4_0(&mut x4, rows, cols);
-            assert!(q4_0x4_has_nonfinite_scale(&x4, rows, cols), "row {r}");
-            let finite = vec![0x11u8; rows * rb];
-            assert!(!q4_0x4_has_nonfinite_scale(&finite, rows, cols));
+            for (b, special) in [(0, 0x7C00u16), (1, 0x7E01), (1, 0xFC00)] {
+                let mut plain = finite.clone();
+                plain[r * rb + 18 * b..][..2].copy_from_slice(&special.to_le_bytes());
+                let mut x4 = plain.clone();
+                interleave_q4_0(&mut x4, rows, cols);
+                assert!(q4_0x4_has_nonfinite_scale(&x4, rows, cols), "row {r} block {b}: {special:#06x}");
+            }
         }
     }
 }

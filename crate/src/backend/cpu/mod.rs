@@ -12,6 +12,7 @@ pub use matmul::{matmul_prequantized, matvec, matvec_prequantized, TokenRows};
 
 use crate::quant::{f16_bits_to_f32, GgmlType, RowOrder};
 use half::f16;
+use std::ops::Range;
 
 /// The row order the CPU kernels read a matrix of `ty` fastest in, which the loaders put it in:
 /// Q4_0 interleaved four rows at a time ([`RowOrder::Q4_0x4`]) in the wasm SIMD builds, whose
@@ -48,12 +49,16 @@ pub fn rms_norm_heads(x: &mut [f32], weight: &[f32], eps: f32, head_dim: usize) 
 /// head. `inv_freq[i]` is the angle per position of pair `i`. `interleaved`: pairs are adjacent
 /// values (GGUF `llama`), else the two halves (rotate-half, NeoX / Hugging Face).
 pub fn rope(x: &mut [f32], head_dim: usize, rot_dims: usize, pos: usize, inv_freq: &[f32], attn_factor: f32, interleaved: bool) {
-    let half = rot_dims / 2;
+    let (half, pairs) = (rot_dims / 2, (rot_dims / 2).min(inv_freq.len()));
+    assert!(pairs <= 512, "rope: {rot_dims} rotated dimensions");
+    // The angles' cosines and sines once for all the heads.
+    let mut cos_sin = [(0.0f32, 0.0f32); 512];
+    for (cs, &f) in cos_sin.iter_mut().zip(&inv_freq[..pairs]) {
+        let (sin, cos) = (pos as f32 * f).sin_cos();
+        *cs = (cos * attn_factor, sin * attn_factor);
+    }
     for h in x.chunks_exact_mut(head_dim) {
-        for (i, &f) in inv_freq.iter().enumerate().take(half) {
-            let theta = pos as f32 * f;
-            let (sin, cos) = theta.sin_cos();
-            let (cos, sin) = (cos * attn_factor, sin * attn_factor);
+        for (i, &(cos, sin)) in cos_sin[..pairs].iter().enumerate() {
             let (a, b) = if interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
             let (x0, x1) = (h[a], h[b]);
             h[a] = x0 * cos - x1 * sin;
@@ -108,12 +113,17 @@ pub fn add_assign(x: &mut [f32], y: &[f32]) {
     x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
 }
 
-/// Attention of one query position over cached keys/values `0..n_ctx` (positions
-/// `first..n_ctx` for a sliding window). `k_cache`/`v_cache` are f16 `[pos][kv_head][head_dim]`.
+/// Attention of the query tokens at positions `positions` (`q`: `positions.len()` tokens of
+/// `n_heads × head_dim` values, `out` as many) over the cached keys/values: each token over the
+/// positions up to its own (causal), the last `window` of them when given (a sliding window).
+/// `k_cache`/`v_cache` are f16 `[pos][kv_head][head_dim]`, holding the tokens' own rows.
+///
 /// The query and the attention weights are rounded to f16 before their dot products with the
-/// f16 cache, accumulating in f32 (what ggml's f16 mat-muls do). The heads are split across the
-/// threads of a running crew ([`threads::for_row_ranges`]); each head's arithmetic is the same
-/// on every thread, so every thread count gives the same bits.
+/// f16 cache, accumulating in f32 (what ggml's f16 mat-muls do). Each key/value head's rows are
+/// converted to f32 once for all the tokens and the heads of the group that read them. The heads
+/// are split across the threads of a running crew ([`threads::for_row_ranges`]); each token's
+/// and head's arithmetic is the same whatever the tokens run with it and on every thread: a
+/// prompt's tokens get the bits they get one at a time, and every thread count the same bits.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     q: &[f32],
@@ -122,61 +132,91 @@ pub fn attention(
     n_heads: usize,
     n_kv_heads: usize,
     head_dim: usize,
-    first: usize,
-    n_ctx: usize,
+    positions: Range<usize>,
+    window: Option<usize>,
     scale: f32,
     soft_cap_value: Option<f32>,
     out: &mut [f32],
 ) {
-    assert!(head_dim <= 1024 && q.len() >= n_heads * head_dim, "attention: {n_heads} heads of {head_dim} values");
-    let kv_dim = n_kv_heads * head_dim;
+    let (kv_dim, n, q_dim) = (n_kv_heads * head_dim, positions.len(), n_heads * head_dim);
+    assert!(n > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0, "attention: {n} tokens, {n_heads} heads over {n_kv_heads}");
+    assert!(q.len() >= n * q_dim && out.len() >= n * q_dim && k_cache.len().min(v_cache.len()) >= positions.end * kv_dim, "attention: buffers too short");
     let group = n_heads / n_kv_heads;
-    // Head `h`'s output is "token" h of rows `head_dim` (the threads own disjoint heads).
-    let out = TokenRows::new(&mut out[..n_heads * head_dim], head_dim);
-    let work = 2 * n_heads * head_dim * (n_ctx - first);
+    // The positions token `p` reads, and those some token reads.
+    let seen = |p: usize| window.map_or(0, |w| (p + 1).saturating_sub(w))..p + 1;
+    let read = seen(positions.start).start..positions.end;
+    // Head `h` of token `t` is "token" t·n_heads + h of rows `head_dim` (the threads own
+    // disjoint heads).
+    let out = TokenRows::new(&mut out[..n * q_dim], head_dim);
+    let work = 2 * q_dim * read.len() * n;
     threads::for_row_ranges(n_heads, work, 1, |heads| {
-        let n = n_ctx - first;
-        let (mut q16, mut scores) = (Vec::new(), Vec::new());
-        // One key or value row in f32 (ModelSpec bounds head_dim at 1024), converted once for
-        // all the heads of this range that read it.
-        let mut row = [0.0f32; 1024];
-        let row = &mut row[..head_dim];
+        let (mut keys, mut values, mut q16, mut scores) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut h0 = heads.start;
         while h0 < heads.end {
             let kvh = h0 / group;
             let h1 = ((kvh + 1) * group).min(heads.end);
             let m = h1 - h0;
-            // The queries rounded to f16.
-            q16.clear();
-            q16.extend(q[h0 * head_dim..h1 * head_dim].iter().map(|&x| f16::from_f32(x).to_f32()));
-            scores.clear();
-            scores.resize(m * n, 0.0);
-            for (i, p) in (first..n_ctx).enumerate() {
-                f16_to_f32(&k_cache[p * kv_dim + kvh * head_dim..][..head_dim], row);
-                for (j, qh) in q16.chunks_exact(head_dim).enumerate() {
-                    scores[j * n + i] = dot_f32(qh, row) * scale;
+            let rows_f32 = |cache: &[f16], rows: &mut Vec<f32>| {
+                rows.resize(read.len() * head_dim, 0.0);
+                for (p, row) in read.clone().zip(rows.chunks_exact_mut(head_dim)) {
+                    f16_to_f32(&cache[p * kv_dim + kvh * head_dim..][..head_dim], row);
                 }
-            }
-            for s in scores.chunks_exact_mut(n) {
-                if let Some(cap) = soft_cap_value {
-                    soft_cap(s, cap);
+            };
+            rows_f32(k_cache, &mut keys);
+            rows_f32(v_cache, &mut values);
+            for (t, pos) in positions.clone().enumerate() {
+                let ctx = seen(pos);
+                let len = ctx.len();
+                let rows = (ctx.start - read.start) * head_dim..(ctx.end - read.start) * head_dim;
+                q16.clear();
+                q16.extend_from_slice(&q[t * q_dim + h0 * head_dim..t * q_dim + h1 * head_dim]);
+                round_to_f16(&mut q16);
+                scores.clear();
+                scores.resize(m * len, 0.0);
+                for (qh, s) in q16.chunks_exact(head_dim).zip(scores.chunks_exact_mut(len)) {
+                    for (s, k) in s.iter_mut().zip(keys[rows.clone()].chunks_exact(head_dim)) {
+                        *s = dot_f32(qh, k) * scale;
+                    }
+                    if let Some(cap) = soft_cap_value {
+                        soft_cap(s, cap);
+                    }
+                    softmax(s);
+                    // The weights rounded to f16, as the value rows are.
+                    round_to_f16(s);
                 }
-                softmax(s);
-                // The weights rounded to f16, as the value rows are.
-                s.iter_mut().for_each(|w| *w = f16::from_f32(*w).to_f32());
-            }
-            // SAFETY: this range owns heads `heads` ("tokens" of `out`).
-            let o = unsafe { out.tokens_mut(h0..h1) };
-            o.fill(0.0);
-            for (i, p) in (first..n_ctx).enumerate() {
-                f16_to_f32(&v_cache[p * kv_dim + kvh * head_dim..][..head_dim], row);
-                for (j, oh) in o.chunks_exact_mut(head_dim).enumerate() {
-                    add_scaled(oh, scores[j * n + i], row);
+                // SAFETY: this range owns heads `heads` of every token.
+                let o = unsafe { out.tokens_mut(t * n_heads + h0..t * n_heads + h1) };
+                for (oh, w) in o.chunks_exact_mut(head_dim).zip(scores.chunks_exact(len)) {
+                    weighted_rows_sum(w, &values[rows.clone()], oh);
                 }
             }
             h0 = h1;
         }
     });
+}
+
+/// Values rounded to the nearest f16 (ties to even), in place, as f32 (in wasm SIMD builds four
+/// at a time, the same bits).
+pub fn round_to_f16(x: &mut [f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let done = simd128::round_to_f16(x);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let done = 0;
+    x[done..].iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32());
+}
+
+/// `out[d] = Σ_i w[i] · rows[i][d]` for rows of `out.len()` values, each value summed in row
+/// order (in wasm SIMD builds four values at a time, the same bits).
+pub fn weighted_rows_sum(w: &[f32], rows: &[f32], out: &mut [f32]) {
+    let width = out.len();
+    assert!(rows.len() >= w.len() * width, "weighted_rows_sum: {} rows of {width} in {} values", w.len(), rows.len());
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let done = simd128::weighted_rows_sum(w, rows, out);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let done = 0;
+    for (d, o) in out.iter_mut().enumerate().skip(done) {
+        *o = w.iter().zip(rows[d..].iter().step_by(width)).fold(0.0, |acc, (&wi, &v)| acc + wi * v);
+    }
 }
 
 /// f16 values as f32, exactly (in wasm SIMD builds eight at a time).
@@ -190,6 +230,17 @@ pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
     dst[done..].iter_mut().zip(&src[done..]).for_each(|(o, h)| *o = f16_bits_to_f32(h.to_bits()));
 }
 
+/// f32 values as f16, rounded to nearest even (in wasm SIMD builds eight at a time, the bits of
+/// `half`'s conversion).
+pub fn f32_to_f16(src: &[f32], dst: &mut [f16]) {
+    assert_eq!(src.len(), dst.len(), "f32_to_f16 of {} values into {}", src.len(), dst.len());
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let done = simd128::f32_to_f16(src, dst);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let done = 0;
+    dst[done..].iter_mut().zip(&src[done..]).for_each(|(o, &x)| *o = f16::from_f32(x));
+}
+
 /// `Σ a[i]·b[i]` in f32 (in wasm SIMD builds, for lengths that are multiples of 8, in four
 /// lanes of pairs summed at the end).
 #[inline]
@@ -199,14 +250,4 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         return simd128::dot_f32(a, b);
     }
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// `out[i] += w · v[i]`.
-#[inline]
-pub fn add_scaled(out: &mut [f32], w: f32, v: &[f32]) {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if out.len() % 8 == 0 {
-        return simd128::add_scaled(out, w, v);
-    }
-    out.iter_mut().zip(v).for_each(|(o, y)| *o += w * y);
 }
