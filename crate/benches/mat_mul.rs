@@ -129,21 +129,26 @@ fn run_layers(ty: GgmlType) {
     }
 }
 
-#[bench]
-fn q4_0(_: &mut Criterion) {
-    // Relaxed-SIMD: both ways of adding the interleaved blocks' sums, then the probe's choice.
+/// [`run`] of `ty` (interleaved Q4_0 or Q5_0) with each way of adding the block sums in
+/// relaxed-SIMD builds (then says which one this engine's probe picks), else once.
+fn run_each_dot_add(ty: GgmlType) {
     #[cfg(target_feature = "relaxed-simd")]
     {
         use pocketlm::backend::cpu::simd128::{force_fused_dot_add, fused_dot_add};
         for (fused, note) in [(false, " (16-bit pairs)"), (true, " (fused dot-add)")] {
             force_fused_dot_add(Some(fused));
-            run(GgmlType::Q4_0, note);
+            run(ty, note);
         }
         force_fused_dot_add(None);
-        say!("Q4_0: this engine's probe picks the {}", if fused_dot_add() { "fused dot-add" } else { "16-bit pairs" });
+        say!("{}: this engine's probe picks the {}", ty.name(), if fused_dot_add() { "fused dot-add" } else { "16-bit pairs" });
     }
     #[cfg(not(target_feature = "relaxed-simd"))]
-    run(GgmlType::Q4_0, "");
+    run(ty, "");
+}
+
+#[bench]
+fn q4_0(_: &mut Criterion) {
+    run_each_dot_add(GgmlType::Q4_0);
     run_layers(GgmlType::Q4_0);
 }
 
@@ -159,7 +164,7 @@ fn q4_k(_: &mut Criterion) {
 
 #[bench]
 fn q5_0(_: &mut Criterion) {
-    run(GgmlType::Q5_0, "");
+    run_each_dot_add(GgmlType::Q5_0);
 }
 
 #[bench]

@@ -57,51 +57,10 @@ fn every_weight_type_matches_an_f64_reference_and_simd_agrees_with_scalar() {
     }
 }
 
-#[test]
-fn the_mat_vec_equals_the_dot_of_each_row() {
-    // 11 rows: two full tiles of four and a remainder of three.
-    let mut rng = fastrand::Rng::with_seed(7);
-    let (rows, n) = (11, 512);
-    for ty in ALL_TYPES {
-        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
-        let w = QMatrix::owned(ty, rows, n, bytes);
-        let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();
-        let mut acts = QuantizedActs::default();
-        acts.quantize(ActKind::for_weights(ty), &x);
-        let mut out = vec![0f32; rows];
-        matvec_prequantized(&w, &acts, &mut out);
-        for (r, &o) in out.iter().enumerate() {
-            let want = vec_dot(ty, &w.row(r), &acts);
-            assert_eq!(o.to_bits(), want.to_bits(), "{} row {r}: mat-vec {o} vs dot {want}", ty.name());
-        }
-    }
-}
-
-#[test]
-fn the_mat_mat_equals_the_mat_vec_of_each_token() {
-    // 11 rows × 13 tokens: full tiles, a remainder of rows and one of tokens (Q5_0: a tile of 8
-    // tokens, one of 4 and one left over).
-    let mut rng = fastrand::Rng::with_seed(9);
-    let (rows, n, tokens) = (11, 512, 13);
-    for ty in ALL_TYPES {
-        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
-        let w = QMatrix::owned(ty, rows, n, bytes);
-        let acts = random_acts(&mut rng, ActKind::for_weights(ty), n, tokens);
-        let mut out = vec![0f32; rows * tokens];
-        matmul_prequantized(&w, &acts, &mut out);
-        for (t, a) in acts.iter().enumerate() {
-            let mut want = vec![0f32; rows];
-            matvec_prequantized(&w, a, &mut want);
-            let got = &out[t * rows..(t + 1) * rows];
-            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{} token {t}: mat-mat {got:?} vs mat-vec {want:?}", ty.name());
-        }
-    }
-}
-
-/// Runs `f` once per way the interleaved Q4_0 kernels can add their block sums: in
-/// relaxed-SIMD builds forced to the fused dot-add and to the 16-bit pairs (whichever this
+/// Runs `f` once per way the interleaved Q4_0 and the Q5_0 kernels can add their block sums:
+/// in relaxed-SIMD builds forced to the fused dot-add and to the 16-bit pairs (whichever this
 /// engine's probe picks), else once.
-fn each_x4_kernel(mut f: impl FnMut(&str)) {
+fn each_dot_add_kernel(mut f: impl FnMut(&str)) {
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
     {
         use pocketlm::backend::cpu::simd128::force_fused_dot_add;
@@ -113,6 +72,51 @@ fn each_x4_kernel(mut f: impl FnMut(&str)) {
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
     f("")
+}
+
+#[test]
+fn the_mat_vec_equals_the_dot_of_each_row() {
+    // 11 rows: two full tiles of four and a remainder of three.
+    let mut rng = fastrand::Rng::with_seed(7);
+    let (rows, n) = (11, 512);
+    for ty in ALL_TYPES {
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
+        let w = QMatrix::owned(ty, rows, n, bytes);
+        let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();
+        let mut acts = QuantizedActs::default();
+        acts.quantize(ActKind::for_weights(ty), &x);
+        // (`vec_dot` adds Q5_0's block sums by the 16-bit pairs: the fused dot-add's must agree.)
+        each_dot_add_kernel(|kernel| {
+            let mut out = vec![0f32; rows];
+            matvec_prequantized(&w, &acts, &mut out);
+            for (r, &o) in out.iter().enumerate() {
+                let want = vec_dot(ty, &w.row(r), &acts);
+                assert_eq!(o.to_bits(), want.to_bits(), "{} row {r} {kernel}: mat-vec {o} vs dot {want}", ty.name());
+            }
+        });
+    }
+}
+
+#[test]
+fn the_mat_mat_equals_the_dot_of_each_row_and_token() {
+    // 11 rows × 13 tokens: full tiles, a remainder of rows and one of tokens (Q5_0: a tile of 8
+    // tokens, one of 4 and one left over).
+    let mut rng = fastrand::Rng::with_seed(9);
+    let (rows, n, tokens) = (11, 512, 13);
+    for ty in ALL_TYPES {
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
+        let w = QMatrix::owned(ty, rows, n, bytes);
+        let acts = random_acts(&mut rng, ActKind::for_weights(ty), n, tokens);
+        each_dot_add_kernel(|kernel| {
+            let mut out = vec![0f32; rows * tokens];
+            matmul_prequantized(&w, &acts, &mut out);
+            for (t, a) in acts.iter().enumerate() {
+                let want: Vec<f32> = (0..rows).map(|r| vec_dot(ty, &w.row(r), a)).collect();
+                let got = &out[t * rows..(t + 1) * rows];
+                assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{} token {t} {kernel}: mat-mat {got:?} vs dot {want:?}", ty.name());
+            }
+        });
+    }
 }
 
 #[test]
@@ -131,7 +135,7 @@ fn interleaved_q4_0_tiles_of_several_groups_give_the_plain_rows_results_bit_for_
         let (mut want, mut want1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
         matmul_prequantized(&plain, &acts, &mut want);
         matvec_prequantized(&plain, &acts[3], &mut want1);
-        each_x4_kernel(|kernel| {
+        each_dot_add_kernel(|kernel| {
             let (mut got, mut got1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
             matmul_prequantized(&x4, &acts, &mut got);
             assert_eq!(bits(&got), bits(&want), "{rows} rows, mat-mat {kernel}");
@@ -160,7 +164,7 @@ fn interleaved_q4_0_rows_give_the_plain_rows_results_bit_for_bit() {
     matmul_prequantized(&plain, &acts, &mut want);
     matvec_prequantized(&plain, &acts[4], &mut want1);
     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-    each_x4_kernel(|kernel| {
+    each_dot_add_kernel(|kernel| {
         let (mut got, mut got1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
         matmul_prequantized(&x4, &acts, &mut got);
         assert_eq!(bits(&got), bits(&want), "mat-mat {kernel}: interleaved {got:?} vs plain {want:?}");

@@ -65,11 +65,17 @@ fn dot_i8x16(a: v128, b: v128) -> v128 {
 /// two `i16x8.relaxed_dot_i8x16_i7x16` (`pmaddubsw` on x86), added, widened once — x86 without
 /// AVX-VNNI lowers each `i32x4.relaxed_dot_i8x16_i7x16_add` to that multiply, a widening
 /// multiply by ones and an add.
+/// `FUSED` (relaxed-SIMD; where the engine fuses it, [`fused_dot_add`]): two
+/// `i32x4.relaxed_dot_i8x16_i7x16_add` instead, exact in either lowering for such codes.
 #[inline(always)]
-fn dot2_u6(w0: v128, y0: v128, w1: v128, y1: v128) -> v128 {
+fn dot2_u6<const FUSED: bool>(w0: v128, y0: v128, w1: v128, y1: v128) -> v128 {
     #[cfg(target_feature = "relaxed-simd")]
     {
-        i32x4_extadd_pairwise_i16x8(pair_sums2_u6(w0, y0, w1, y1))
+        if FUSED {
+            i32x4_relaxed_dot_i8x16_i7x16_add(y1, w1, i32x4_relaxed_dot_i8x16_i7x16_add(y0, w0, i32x4_splat(0)))
+        } else {
+            i32x4_extadd_pairwise_i16x8(pair_sums2_u6(w0, y0, w1, y1))
+        }
     }
     #[cfg(not(target_feature = "relaxed-simd"))]
     {
@@ -88,7 +94,7 @@ fn scaled_dot2_u6(w0: v128, y0: v128, w1: v128, y1: v128, scale: i16) -> v128 {
     }
     #[cfg(not(target_feature = "relaxed-simd"))]
     {
-        i32x4_mul(dot2_u6(w0, y0, w1, y1), i32x4_splat(scale as i32))
+        i32x4_mul(dot2_u6::<false>(w0, y0, w1, y1), i32x4_splat(scale as i32))
     }
 }
 
@@ -268,7 +274,7 @@ unsafe fn q4_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
             let qs = load(p[r].add(2));
             let (lo, hi) = (v128_and(qs, mask), high_nibbles(qs, mask));
             for t in 0..T {
-                s[t][r] = dot2_u6(lo, y[t][0], hi, y[t][1]);
+                s[t][r] = dot2_u6::<false>(lo, y[t][0], hi, y[t][1]);
             }
         }
         add_block(&mut acc, s, offset, p, dy);
@@ -371,8 +377,9 @@ impl<const CHAINS: usize> X4Acc for X4Dots<CHAINS> {
     }
 }
 
-/// Which [`X4Acc`] the interleaved Q4_0 kernels take: 0 not yet probed, 1 [`X4Pairs`], 2
-/// [`X4Dots`]; tests force either ([`force_fused_dot_add`]).
+/// Whether the interleaved Q4_0 and the Q5_0 kernels add their block sums by the fused
+/// dot-add ([`X4Dots`], [`dot2_u6`]): 0 not yet probed, 1 no, 2 yes; tests force either
+/// ([`force_fused_dot_add`]).
 #[cfg(target_feature = "relaxed-simd")]
 static FUSED_DOT_ADD: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
 
@@ -396,8 +403,9 @@ pub fn fused_dot_add() -> bool {
     }
 }
 
-/// Makes the interleaved Q4_0 kernels take [`X4Dots`] (`Some(true)`), [`X4Pairs`]
-/// (`Some(false)`) or the probe's choice (`None`): for tests, which check both give the same bits.
+/// Makes the interleaved Q4_0 and the Q5_0 kernels add their block sums by the fused dot-add
+/// (`Some(true)`), by 16-bit pairs (`Some(false)`) or as the probe chose (`None`): for tests,
+/// which check both give the same bits, and the kernel benchmark.
 #[cfg(target_feature = "relaxed-simd")]
 #[doc(hidden)]
 pub fn force_fused_dot_add(fused: Option<bool>) {
@@ -544,12 +552,13 @@ fn byte_select(v: v128, sel: v128) -> v128 {
 }
 
 /// Q5_0 (`d` f16, 4 bytes of fifth bits, 16 bytes of nibbles) against Q8_0 activations: the
-/// fifth bits spread to bytes by a byte shuffle and a bit test, codes 0..31 (the value + 16).
+/// fifth bits spread to bytes by a byte shuffle and a bit test, codes 0..31 (the value + 16);
+/// the block sums by [`dot2_u6`] (`FUSED` as there).
 ///
 /// # Safety
 /// As [`q4_0_tile`].
 #[inline(always)]
-unsafe fn q5_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
+unsafe fn q5_0_tile<const R: usize, const T: usize, const FUSED: bool>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
     let mask = u8x16_splat(0x0F);
     let fifth = u8x16_splat(0x10);
     // Opaque to the compilers, so that V8 keeps them in registers: as constants it built each
@@ -572,7 +581,7 @@ unsafe fn q5_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
             let lo = v128_or(v128_and(qs, mask), spread(low_bytes));
             let hi = v128_or(high_nibbles(qs, mask), spread(high_bytes));
             for t in 0..T {
-                s[t][r] = dot2_u6(lo, y[t][0], hi, y[t][1]);
+                s[t][r] = dot2_u6::<FUSED>(lo, y[t][0], hi, y[t][1]);
             }
         }
         add_block(&mut acc, s, offset, p, dy);
@@ -804,25 +813,28 @@ unsafe fn q6_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
     acc.map(|row| row.map(hsum_f32))
 }
 
-/// One tile kernel of each shape this module runs; `$q8_0_min`: the rows may hold Q8_0's -128.
+/// One tile kernel of each shape this module runs; `$q8_0_min`: the rows may hold Q8_0's -128;
+/// `$fused`: Q5_0's block sums by the fused dot-add ([`dot2_u6`]).
 macro_rules! tile {
     // The types of the prompt tiles of four tokens (Q8_0 has its own, [`q8_0_prompt_tile`]).
-    (not Q8_0: $ty:expr, $rows:expr, $acts:expr, $nb:expr, $r:tt, $t:tt) => {
+    (not Q8_0: $ty:expr, $fused:expr, $rows:expr, $acts:expr, $nb:expr, $r:tt, $t:tt) => {
         match $ty {
             GgmlType::Q4_0 => q4_0_tile::<$r, $t>($rows, $acts, $nb),
-            GgmlType::Q5_0 => q5_0_tile::<$r, $t>($rows, $acts, $nb),
+            GgmlType::Q5_0 if $fused => q5_0_tile::<$r, $t, true>($rows, $acts, $nb),
+            GgmlType::Q5_0 => q5_0_tile::<$r, $t, false>($rows, $acts, $nb),
             GgmlType::Q4K => q4_k_tile::<$r, $t>($rows, $acts, $nb),
             GgmlType::Q6K => q6_k_tile::<$r, $t>($rows, $acts, $nb),
             _ => unreachable!(),
         }
     };
-    ($ty:expr, $q8_0_min:expr, $rows:expr, $acts:expr, $nb:expr, $r:tt, $t:tt) => {
+    ($ty:expr, $q8_0_min:expr, $fused:expr, $rows:expr, $acts:expr, $nb:expr, $r:tt, $t:tt) => {
         match $ty {
             GgmlType::Q4_0 => q4_0_tile::<$r, $t>($rows, $acts, $nb),
             #[cfg(target_feature = "relaxed-simd")]
             GgmlType::Q8_0 if !$q8_0_min => q8_0_tile_relaxed::<$r, $t>($rows, $acts, $nb),
             GgmlType::Q8_0 => q8_0_tile::<$r, $t>($rows, $acts, $nb),
-            GgmlType::Q5_0 => q5_0_tile::<$r, $t>($rows, $acts, $nb),
+            GgmlType::Q5_0 if $fused => q5_0_tile::<$r, $t, true>($rows, $acts, $nb),
+            GgmlType::Q5_0 => q5_0_tile::<$r, $t, false>($rows, $acts, $nb),
             GgmlType::Q4K => q4_k_tile::<$r, $t>($rows, $acts, $nb),
             GgmlType::Q6K => q6_k_tile::<$r, $t>($rows, $acts, $nb),
             _ => unreachable!(),
@@ -843,7 +855,7 @@ pub fn dot(ty: GgmlType, row: &[u8], acts: &QuantizedActs) -> f32 {
     check_acts(ty, acts, values);
     let nb = values / ty.block_size();
     // SAFETY: the row holds `nb` blocks and the activations `nb` blocks (checked above).
-    unsafe { tile!(ty, true, [row.as_ptr()], [acts], nb, 1, 1)[0][0] }
+    unsafe { tile!(ty, true, false, [row.as_ptr()], [acts], nb, 1, 1)[0][0] }
 }
 
 /// Rows `rows` of `w` (`rb` bytes each) times every token of `acts`, into `out`; `q8_0_min`: the
@@ -860,6 +872,10 @@ pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[Quantiz
     acts.iter().for_each(|a| check_acts(ty, a, nb * ty.block_size()));
     let row = |r: usize| w[r * rb..].as_ptr();
     let full_tokens = if acts.len() > 1 { acts.len() / PREFILL_TOKENS * PREFILL_TOKENS } else { 0 };
+    #[cfg(target_feature = "relaxed-simd")]
+    let fused = ty == GgmlType::Q5_0 && fused_dot_add();
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    let fused = false;
     // SAFETY (every tile below): its rows lie in `rows`, within `w` (checked above), each of
     // `nb` blocks; its tokens exist; activations checked; Q8_0's `packed` holds their blocks.
     // Q5_0 runs its tiles of 8 tokens first and the rest (a quad or none) as the others do.
@@ -871,22 +887,22 @@ pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[Quantiz
         let tile1 = |p: &PromptActsQ8, r, a| unsafe { q8_0_prompt_tile::<1>(r, a, p, nb) };
         prompt_tiles(w, rb, acts, out, rows.clone(), 0..full_tokens, packed, widen, tile, tile1);
     } else {
-        let tile = |_: &(), r, a| unsafe { q5_0_tile::<Q5_0_PROMPT_ROWS, Q5_0_PROMPT_TOKENS>(r, a, nb) };
-        let tile1 = |_: &(), r, a| unsafe { q5_0_tile::<1, Q5_0_PROMPT_TOKENS>(r, a, nb) };
+        let tile = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, Q5_0_PROMPT_ROWS, Q5_0_PROMPT_TOKENS) };
+        let tile1 = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, 1, Q5_0_PROMPT_TOKENS) };
         prompt_tiles(w, rb, acts, out, rows.clone(), 0..wide, &mut (), |_, _| {}, tile, tile1);
-        let tile = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, r, a, nb, PREFILL_ROWS, PREFILL_TOKENS) };
-        let tile1 = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, r, a, nb, 1, PREFILL_TOKENS) };
+        let tile = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, PREFILL_ROWS, PREFILL_TOKENS) };
+        let tile1 = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, 1, PREFILL_TOKENS) };
         prompt_tiles(w, rb, acts, out, rows.clone(), wide..full_tokens, &mut (), |_, _| {}, tile, tile1);
     }
     for (t, a) in acts.iter().enumerate().skip(full_tokens) {
         let (firsts, stride, rest) = streams(rows.clone(), DECODE_ROWS);
         for r in firsts {
             let p: [*const u8; DECODE_ROWS] = core::array::from_fn(|i| row(r + i * stride));
-            let o = unsafe { tile!(ty, q8_0_min, p, [a], nb, DECODE_ROWS, 1) };
+            let o = unsafe { tile!(ty, q8_0_min, fused, p, [a], nb, DECODE_ROWS, 1) };
             o.iter().enumerate().for_each(|(i, o)| unsafe { out.set(t, r + i * stride, o[0]) });
         }
         for r in rest {
-            unsafe { out.set(t, r, tile!(ty, q8_0_min, [row(r)], [a], nb, 1, 1)[0][0]) };
+            unsafe { out.set(t, r, tile!(ty, q8_0_min, fused, [row(r)], [a], nb, 1, 1)[0][0]) };
         }
     }
 }
