@@ -27,7 +27,10 @@
 //! codes (Q4_0's 0..15 rather than -8..7) and the offset is
 //! taken back with the activations' block sums. Q8_0 moves the activations' signs onto its
 //! weights and multiplies by |y| ([`q8_0_tile_relaxed`]); a matrix holding the code -128 takes
-//! the widening kernel. Q8_0 prompts, in every build, widen each quad of tokens' activations to
+//! the widening kernel. Where the engine runs `i32x4.relaxed_dot_i8x16_i7x16_add` as one
+//! instruction (AVX-VNNI's `vpdpbusd`, found by a probe: [`fused_dot_add`]), the interleaved
+//! Q4_0 and the Q5_0 kernels add their block sums by it instead of 16-bit pairs ([`X4Dots`],
+//! [`dot2_u6`]): the same exact sums. Q8_0 prompts, in every build, widen each quad of tokens' activations to
 //! i16 once and multiply by `i32x4.dot_i16x8_s` ([`q8_0_prompt_tile`]). (Node 20's V8 11.3 has
 //! relaxed-SIMD only behind a flag, and computes it wrongly: the relaxed build is tested in
 //! Chromium, and Node loads the simd128 build.)
