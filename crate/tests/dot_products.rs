@@ -120,16 +120,17 @@ fn the_mat_mat_equals_the_dot_of_each_row_and_token() {
 }
 
 #[test]
-fn interleaved_q4_0_tiles_of_several_groups_give_the_plain_rows_results_bit_for_bit() {
+fn interleaved_tiles_of_several_groups_give_the_plain_rows_results_bit_for_bit() {
     // Enough groups for decode's tiles of several groups a stride apart (`DECODE_GROUPS`) and
     // the groups left over after them: 23 rows (5 groups + 3 rows) and 37 (9 + 1), × 9 tokens
     // (two prompt tiles and one token left over) and × 1.
     let mut rng = fastrand::Rng::with_seed(29);
     let (n, tokens) = (256, 9);
-    for rows in [23, 37] {
-        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, GgmlType::Q4_0, n)).collect();
-        let plain = QMatrix::owned(GgmlType::Q4_0, rows, n, bytes.clone());
-        let x4 = QMatrix::owned_in_order(GgmlType::Q4_0, rows, n, bytes, RowOrder::Q4_0x4);
+    for (ty, rows) in [GgmlType::Q4_0, GgmlType::Q5_0].into_iter().flat_map(|ty| [(ty, 23), (ty, 37)]) {
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
+        let plain = QMatrix::owned(ty, rows, n, bytes.clone());
+        let x4 = QMatrix::owned_in_order(ty, rows, n, bytes, RowOrder::interleaved(ty).unwrap());
+        assert_ne!(x4.order(), RowOrder::Plain);
         let acts = random_acts(&mut rng, ActKind::Q8_0, n, tokens);
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         let (mut want, mut want1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
@@ -138,58 +139,91 @@ fn interleaved_q4_0_tiles_of_several_groups_give_the_plain_rows_results_bit_for_
         each_dot_add_kernel(|kernel| {
             let (mut got, mut got1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
             matmul_prequantized(&x4, &acts, &mut got);
-            assert_eq!(bits(&got), bits(&want), "{rows} rows, mat-mat {kernel}");
+            assert_eq!(bits(&got), bits(&want), "{} {rows} rows, mat-mat {kernel}", ty.name());
             matvec_prequantized(&x4, &acts[3], &mut got1);
-            assert_eq!(bits(&got1), bits(&want1), "{rows} rows, mat-vec {kernel}");
-            assert_eq!(bits(&got1), bits(&want[3 * rows..4 * rows]), "{rows} rows: the mat-vec's token vs the prompt's");
+            assert_eq!(bits(&got1), bits(&want1), "{} {rows} rows, mat-vec {kernel}", ty.name());
+            assert_eq!(bits(&got1), bits(&want[3 * rows..4 * rows]), "{} {rows} rows: the mat-vec's token vs the prompt's", ty.name());
         });
     }
 }
 
 #[test]
-fn interleaved_q4_0_rows_give_the_plain_rows_results_bit_for_bit() {
+fn interleaved_rows_give_the_plain_rows_results_bit_for_bit() {
     // 11 rows (two groups of four and three rows left in the file's order) × 1 and 5 tokens
     // (a prompt tile of four and one left over): the interleaved kernel against the plain one,
     // and the rows read back in the file's order.
     let mut rng = fastrand::Rng::with_seed(13);
     let (rows, n, tokens) = (11, 320, 5);
-    let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, GgmlType::Q4_0, n)).collect();
-    let plain = QMatrix::owned(GgmlType::Q4_0, rows, n, bytes.clone());
-    let x4 = QMatrix::owned_in_order(GgmlType::Q4_0, rows, n, bytes.clone(), RowOrder::Q4_0x4);
-    assert_eq!(x4.order(), RowOrder::Q4_0x4);
-    assert_ne!(x4.bytes(), plain.bytes(), "the rows were interleaved");
-    assert_eq!(*x4.plain_rows(0, rows), bytes[..]);
-    let acts = random_acts(&mut rng, ActKind::Q8_0, n, tokens);
-    let (mut want, mut want1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
-    matmul_prequantized(&plain, &acts, &mut want);
-    matvec_prequantized(&plain, &acts[4], &mut want1);
-    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-    each_dot_add_kernel(|kernel| {
-        let (mut got, mut got1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
-        matmul_prequantized(&x4, &acts, &mut got);
-        assert_eq!(bits(&got), bits(&want), "mat-mat {kernel}: interleaved {got:?} vs plain {want:?}");
-        matvec_prequantized(&x4, &acts[4], &mut got1);
-        assert_eq!(bits(&got1), bits(&want1), "mat-vec {kernel}: interleaved {got1:?} vs plain {want1:?}");
-        assert_eq!(bits(&got1), bits(&want[4 * rows..]), "the lone token of the mat-vec vs the prompt's");
-    });
-    for r in 0..rows {
-        let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
-        x4.dequantize_row(r, &mut a);
-        plain.dequantize_row(r, &mut b);
-        assert_eq!(bits(&a), bits(&b), "row {r} dequantized");
-        assert_eq!(vec_dot(GgmlType::Q4_0, &x4.row(r), &acts[0]).to_bits(), want[r].to_bits(), "row {r}: dot of the row read back");
-    }
-    // Fused tensors split by rows: on group bounds a view in the same order, else a copy in the
-    // file's order; the same results either way.
-    for (start, len) in [(0, 8), (4, 7), (2, 5), (8, 3)] {
-        let part = x4.rows_range(start, len);
-        assert_eq!(*part.plain_rows(0, len), bytes[start * plain.row_bytes()..(start + len) * plain.row_bytes()], "rows {start}+{len}");
-        let mut out = vec![0f32; len * tokens];
-        matmul_prequantized(&part, &acts, &mut out);
-        for t in 0..tokens {
-            assert_eq!(bits(&out[t * len..(t + 1) * len]), bits(&want[t * rows + start..t * rows + start + len]), "rows {start}+{len}, token {t}");
+    for ty in [GgmlType::Q4_0, GgmlType::Q5_0] {
+        let order = RowOrder::interleaved(ty).unwrap();
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
+        let plain = QMatrix::owned(ty, rows, n, bytes.clone());
+        let x4 = QMatrix::owned_in_order(ty, rows, n, bytes.clone(), order);
+        assert_eq!(x4.order(), order);
+        assert_ne!(x4.bytes(), plain.bytes(), "the rows were interleaved");
+        assert_eq!(*x4.plain_rows(0, rows), bytes[..]);
+        let acts = random_acts(&mut rng, ActKind::Q8_0, n, tokens);
+        let (mut want, mut want1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
+        matmul_prequantized(&plain, &acts, &mut want);
+        matvec_prequantized(&plain, &acts[4], &mut want1);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        each_dot_add_kernel(|kernel| {
+            let (mut got, mut got1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
+            matmul_prequantized(&x4, &acts, &mut got);
+            assert_eq!(bits(&got), bits(&want), "{} mat-mat {kernel}: interleaved {got:?} vs plain {want:?}", ty.name());
+            matvec_prequantized(&x4, &acts[4], &mut got1);
+            assert_eq!(bits(&got1), bits(&want1), "{} mat-vec {kernel}: interleaved {got1:?} vs plain {want1:?}", ty.name());
+            assert_eq!(bits(&got1), bits(&want[4 * rows..]), "{} the lone token of the mat-vec vs the prompt's", ty.name());
+        });
+        for r in 0..rows {
+            let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+            x4.dequantize_row(r, &mut a);
+            plain.dequantize_row(r, &mut b);
+            assert_eq!(bits(&a), bits(&b), "{} row {r} dequantized", ty.name());
+            assert_eq!(vec_dot(ty, &x4.row(r), &acts[0]).to_bits(), want[r].to_bits(), "{} row {r}: dot of the row read back", ty.name());
+        }
+        // Fused tensors split by rows: on group bounds a view in the same order, else a copy in the
+        // file's order; the same results either way.
+        for (start, len) in [(0, 8), (4, 7), (2, 5), (8, 3)] {
+            let part = x4.rows_range(start, len);
+            assert_eq!(*part.plain_rows(0, len), bytes[start * plain.row_bytes()..(start + len) * plain.row_bytes()], "{} rows {start}+{len}", ty.name());
+            let mut out = vec![0f32; len * tokens];
+            matmul_prequantized(&part, &acts, &mut out);
+            for t in 0..tokens {
+                assert_eq!(bits(&out[t * len..(t + 1) * len]), bits(&want[t * rows + start..t * rows + start + len]), "{} rows {start}+{len}, token {t}", ty.name());
+            }
         }
     }
+}
+
+#[test]
+fn the_largest_five_bit_codes_against_the_largest_activations_sum_exactly() {
+    // Every Q5_0 code 31 (value 15: nibbles 0xF, every fifth bit set), scale 1, against
+    // activations of ±127 with a scale of 1: the interleaved kernels' 16-bit pair sums would
+    // overflow past two vectors of codes; each result must be 15 · Σ y exactly.
+    let (rows, n, tokens) = (8, 256, 5);
+    let block: Vec<u8> = [0x3C00u16.to_le_bytes().to_vec(), vec![0xFF; 20]].concat();
+    let bytes: Vec<u8> = (0..rows * n / 32).flat_map(|_| block.clone()).collect();
+    let w = QMatrix::owned_in_order(GgmlType::Q5_0, rows, n, bytes, RowOrder::Q5_0x4);
+    assert_eq!(w.order(), RowOrder::Q5_0x4);
+    let acts: Vec<QuantizedActs> = [127.0f32, -127.0]
+        .iter()
+        .cycle()
+        .take(tokens)
+        .map(|&v| {
+            let mut a = QuantizedActs::default();
+            a.quantize(ActKind::Q8_0, &vec![v; n]);
+            a
+        })
+        .collect();
+    each_dot_add_kernel(|kernel| {
+        let mut out = vec![0f32; rows * tokens];
+        matmul_prequantized(&w, &acts, &mut out);
+        for (t, o) in out.chunks_exact(rows).enumerate() {
+            let want = 15.0 * n as f32 * if t % 2 == 0 { 127.0 } else { -127.0 };
+            assert!(o.iter().all(|&v| v == want), "token {t} {kernel}: {o:?}, want {want}");
+        }
+    });
 }
 
 #[test]
@@ -356,8 +390,8 @@ fn every_f16_block_scale_gives_the_scalar_result_and_non_finite_ones_take_the_sc
         let (finite, special): (Vec<u16>, Vec<u16>) = (0..=u16::MAX).partition(|&h| f16::from_bits(h).is_finite());
         for (scales, nonfinite) in [(finite, false), (special, true)] {
             let bytes: Vec<u8> = scales.iter().flat_map(|&h| block(h, &mut rng)).collect();
-            // Q4_0 also interleaved, as the wasm loaders keep it.
-            let order = if ty == GgmlType::Q4_0 { RowOrder::Q4_0x4 } else { RowOrder::Plain };
+            // Q4_0 and Q5_0 also interleaved, as the wasm loaders keep them.
+            let order = RowOrder::interleaved(ty).unwrap_or(RowOrder::Plain);
             let w = QMatrix::owned_in_order(ty, scales.len(), 32, bytes, order);
             assert_eq!(w.order(), order);
             assert_eq!(w.rare_codes().nonfinite_scale, nonfinite, "{}", ty.name());

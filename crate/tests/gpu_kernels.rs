@@ -45,7 +45,7 @@ fn random_matrix(rng: &mut fastrand::Rng, ty: GgmlType, rows: usize, cols: usize
     QMatrix::owned(ty, rows, cols, bytes)
 }
 
-/// `m` with its rows in `order` (the CPU kernels' Q4_0 interleaving), which the GPU packer
+/// `m` with its rows in `order` (the CPU kernels' Q4_0 / Q5_0 interleaving), which the GPU packer
 /// must read back in the file's order.
 fn reordered(m: &QMatrix, order: RowOrder) -> QMatrix {
     let x = QMatrix::owned_in_order(m.ty, m.rows, m.cols, m.bytes().to_vec(), order);
@@ -87,10 +87,10 @@ fn matvec_of_every_weight_type_matches_an_f64_reference() {
                 let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
                 let got = block_on(r.matvec(&[&m], false, &x, None, None, MatVecOut::Store, &vec![0.0; rows])).unwrap();
                 assert_close(&format!("{name} {} {rows}x{cols}", ty.name()), &got, &reference(&dequantized(&m), cols, &xd));
-                if ty == GgmlType::Q4_0 {
-                    let x4 = reordered(&m, RowOrder::Q4_0x4);
+                if let Some(order) = RowOrder::interleaved(ty) {
+                    let x4 = reordered(&m, order);
                     let got4 = block_on(r.matvec(&[&x4], false, &x, None, None, MatVecOut::Store, &vec![0.0; rows])).unwrap();
-                    assert_eq!(got4, got, "{name} Q4_0 {rows}x{cols}: rows interleaved for the CPU vs in the file's order");
+                    assert_eq!(got4, got, "{name} {} {rows}x{cols}: rows interleaved for the CPU vs in the file's order", ty.name());
                 }
             }
         }
@@ -146,7 +146,7 @@ fn embedding_rows_are_exact_for_every_type() {
     for (name, r) in runners() {
         for ty in ALL_TYPES {
             let m = random_matrix(&mut rng, ty, 40, 256);
-            let m = if ty == GgmlType::Q4_0 { reordered(&m, RowOrder::Q4_0x4) } else { m };
+            let m = RowOrder::interleaved(ty).map_or(m.clone(), |order| reordered(&m, order));
             for token in [0u32, 17, 39] {
                 let got = block_on(r.embed(&m, token, 2.0)).unwrap();
                 let mut want = vec![0.0; 256];

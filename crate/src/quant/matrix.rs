@@ -52,7 +52,7 @@ impl QMatrix {
     /// [`QMatrix::reorder`]).
     pub fn in_order(ty: GgmlType, rows: usize, cols: usize, buf: Arc<Vec<u8>>, range: Range<usize>, order: RowOrder) -> QMatrix {
         debug_assert_eq!(range.len(), rows * ty.row_bytes(cols));
-        debug_assert!(order == RowOrder::Plain || ty == GgmlType::Q4_0);
+        debug_assert!(order.holds(ty), "{} in {order:?}", ty.name());
         QMatrix { ty, rows, cols, buf, range, order, rare: OnceLock::new() }
     }
 
@@ -69,14 +69,13 @@ impl QMatrix {
     }
 
     /// Reorders the file-ordered `bytes` of a `rows × cols` matrix of `ty` to `order` in place
-    /// when `ty` has that order (Q4_0 alone is interleaved); returns the order they are in.
+    /// when `ty` has that order (Q4_0 and Q5_0 are interleaved); returns the order they are in.
     pub fn reorder(ty: GgmlType, rows: usize, cols: usize, bytes: &mut [u8], order: RowOrder) -> RowOrder {
-        match order {
-            RowOrder::Q4_0x4 if ty == GgmlType::Q4_0 && rows >= GROUP_ROWS => {
-                row_order::interleave_q4_0(bytes, rows, cols);
-                RowOrder::Q4_0x4
-            }
-            _ => RowOrder::Plain,
+        if order != RowOrder::Plain && order.holds(ty) && rows >= GROUP_ROWS {
+            row_order::interleave(ty, bytes, rows, cols);
+            order
+        } else {
+            RowOrder::Plain
         }
     }
 
@@ -108,7 +107,7 @@ impl QMatrix {
         *self.rare.get_or_init(|| match self.order {
             RowOrder::Plain if self.ty == GgmlType::Q8_0 => super::q8_0_rare_codes(self.bytes()),
             RowOrder::Plain => RareCodes { q8_0_min: false, nonfinite_scale: super::has_nonfinite_block_scale(self.ty, self.bytes()) },
-            RowOrder::Q4_0x4 => RareCodes { q8_0_min: false, nonfinite_scale: row_order::q4_0x4_has_nonfinite_scale(self.bytes(), self.rows, self.cols) },
+            RowOrder::Q4_0x4 | RowOrder::Q5_0x4 => RareCodes { q8_0_min: false, nonfinite_scale: row_order::x4_has_nonfinite_scale(self.ty, self.bytes(), self.rows, self.cols) },
         })
     }
 

@@ -1,15 +1,18 @@
-//! The order of a matrix's rows in memory: the file's (row after row) or Q4_0 rows interleaved
-//! four at a time, the order the wasm SIMD mat-vec reads fastest. Same bytes, same size: the
-//! CPU loader reorders a file's Q4_0 matrices in place.
+//! The order of a matrix's rows in memory: the file's (row after row) or Q4_0 / Q5_0 rows
+//! interleaved four at a time, the order the wasm SIMD mat-vec reads fastest. Same bytes, same
+//! size: the CPU loader reorders a file's Q4_0 and Q5_0 matrices in place.
 //!
-//! A group of four Q4_0 rows of `nb` blocks (`72·nb` bytes, the four rows' bytes) holds first
-//! the rows' scales, block by block (`8·b + 2·k`: row `k`'s f16 scale of block `b`), then their
-//! nibbles, 64 bytes per block in four vectors of 16 (`8·nb + 64·b + 16·c + 4·k + i`: byte
-//! `4·c + i` of row `k`'s 16 bytes of block `b`). One 16-byte load then holds four bytes of each
-//! row, whose low nibbles are values `4c..4c+4` and high ones `16+4c..16+4c+4`: a 4-byte dot
-//! product against the activations' four values, broadcast, leaves row `k`'s sum in lane `k`,
-//! where the file's order needs a reduction across rows per block. The rows past the last whole
-//! group keep the file's order, where they already lie.
+//! A group of four rows of `nb` blocks (the four rows' bytes) holds first the rows' scales,
+//! block by block (`8·b + 2·k`: row `k`'s f16 scale of block `b`), then the rows' codes block
+//! by block, [`x4_block_bytes`] each: Q5_0's 16 bytes of fifth bits, then 64 bytes of nibbles
+//! in four vectors of 16 (byte `16·c + 4·k + i` of them: byte `4·c + i` of row `k`'s 16 bytes of
+//! nibbles). One 16-byte load then holds four bytes of each row, whose low nibbles are values
+//! `4c..4c+4` and high ones `16+4c..16+4c+4`: a 4-byte dot product against the activations'
+//! four values, broadcast, leaves row `k`'s sum in lane `k`, where the file's order needs a
+//! reduction across rows per block. Byte `4·k + i` of Q5_0's fifth bits holds, in bit `c`, the
+//! fifth bit of value `4c + i` of row `k` and, in bit `4 + c`, that of value `16 + 4c + i`: a
+//! 16-bit shift by `4 - c` (left) or `c` (right) puts the bits of a vector of nibbles at bit 4 of
+//! its bytes. The rows past the last whole group keep the file's order, where they already lie.
 
 use std::borrow::Cow;
 
@@ -23,50 +26,108 @@ pub enum RowOrder {
     Plain,
     /// Q4_0 rows in groups of [`GROUP_ROWS`], as this module's description lays out.
     Q4_0x4,
+    /// Q5_0 rows in groups of [`GROUP_ROWS`], as this module's description lays out.
+    Q5_0x4,
+}
+
+impl RowOrder {
+    /// The interleaved order of `ty`'s rows, where it has one (Q4_0, Q5_0).
+    pub fn interleaved(ty: GgmlType) -> Option<RowOrder> {
+        match ty {
+            GgmlType::Q4_0 => Some(RowOrder::Q4_0x4),
+            GgmlType::Q5_0 => Some(RowOrder::Q5_0x4),
+            _ => None,
+        }
+    }
+
+    /// Whether a matrix of `ty` may lie in this order.
+    pub fn holds(self, ty: GgmlType) -> bool {
+        self == RowOrder::Plain || RowOrder::interleaved(ty) == Some(self)
+    }
 }
 
 /// Rows per interleaved group.
 pub const GROUP_ROWS: usize = 4;
 
-const Q4_0_BYTES: usize = 18;
+/// Bytes per block of an interleaved group of `ty` after the group's scales: 64 of nibbles,
+/// after Q5_0's 16 of fifth bits.
+pub const fn x4_block_bytes(ty: GgmlType) -> usize {
+    match ty {
+        GgmlType::Q5_0 => 80,
+        _ => 64,
+    }
+}
 
-/// Reorders the whole groups of `rows` Q4_0 rows of `cols` values (`bytes`, in the file's
-/// order) into [`RowOrder::Q4_0x4`], in place.
-pub fn interleave_q4_0(bytes: &mut [u8], rows: usize, cols: usize) {
-    let rb = GgmlType::Q4_0.row_bytes(cols);
-    assert_eq!(bytes.len(), rows * rb, "Q4_0 matrix of {rows}x{cols}");
-    let nb = rb / Q4_0_BYTES;
+/// Panics unless `ty` has an interleaved order. In the file's blocks of both, the scale's 2
+/// bytes lead, the 16 bytes of nibbles end the block and Q5_0's 4 of fifth bits lie between.
+fn check_interleaved(ty: GgmlType) {
+    assert!(RowOrder::interleaved(ty).is_some(), "{} has no interleaved order", ty.name());
+}
+
+/// The fifth-bit byte `4·k + i` of the layout (bits `c` and `4 + c`) from a Q5_0 block's `qh`.
+fn fifth_bits_byte(qh: u32, i: usize) -> u8 {
+    (0..4).fold(0, |byte, c| byte | (((qh >> (4 * c + i)) & 1) << c) as u8 | (((qh >> (16 + 4 * c + i)) & 1) << (4 + c)) as u8)
+}
+
+/// A Q5_0 block's `qh` from the four fifth-bit bytes of its row (the inverse of
+/// [`fifth_bits_byte`]).
+fn qh_of(bytes: &[u8]) -> u32 {
+    bytes.iter().enumerate().fold(0, |qh, (i, &byte)| {
+        (0..4).fold(qh, |qh, c| qh | ((byte as u32 >> c) & 1) << (4 * c + i) | ((byte as u32 >> (4 + c)) & 1) << (16 + 4 * c + i))
+    })
+}
+
+/// Reorders the whole groups of `rows` rows of `ty` (Q4_0 or Q5_0) of `cols` values (`bytes`,
+/// in the file's order) into its interleaved order ([`RowOrder::interleaved`]), in place.
+pub fn interleave(ty: GgmlType, bytes: &mut [u8], rows: usize, cols: usize) {
+    check_interleaved(ty);
+    let (rb, bb, xb) = (ty.row_bytes(cols), ty.block_bytes(), x4_block_bytes(ty));
+    assert_eq!(bytes.len(), rows * rb, "{} matrix of {rows}x{cols}", ty.name());
+    let nb = rb / bb;
     let mut plain = vec![0u8; GROUP_ROWS * rb];
     for group in bytes.chunks_exact_mut(GROUP_ROWS * rb) {
         plain.copy_from_slice(group);
-        let (scales, nibbles) = group.split_at_mut(8 * nb);
-        // Block by block, fixed-size pieces (so the copies compile to plain loads and stores).
-        for (b, (sc, nib)) in scales.chunks_exact_mut(8).zip(nibbles.chunks_exact_mut(64)).enumerate() {
+        let (scales, codes) = group.split_at_mut(8 * nb);
+        for (b, (sc, x)) in scales.chunks_exact_mut(8).zip(codes.chunks_exact_mut(xb)).enumerate() {
+            let (fifth, nibbles) = x.split_at_mut(xb - 64);
             for k in 0..GROUP_ROWS {
-                let block: &[u8; Q4_0_BYTES] = plain[k * rb + b * Q4_0_BYTES..][..Q4_0_BYTES].try_into().unwrap();
+                let block = &plain[k * rb + b * bb..][..bb];
                 sc[2 * k..2 * k + 2].copy_from_slice(&block[..2]);
+                let qs = &block[bb - 16..];
                 for c in 0..4 {
-                    nib[16 * c + 4 * k..16 * c + 4 * k + 4].copy_from_slice(&block[2 + 4 * c..6 + 4 * c]);
+                    nibbles[16 * c + 4 * k..][..4].copy_from_slice(&qs[4 * c..4 * c + 4]);
+                }
+                if !fifth.is_empty() {
+                    let qh = u32::from_le_bytes(block[2..6].try_into().expect("4 bytes"));
+                    for i in 0..4 {
+                        fifth[4 * k + i] = fifth_bits_byte(qh, i);
+                    }
                 }
             }
         }
     }
 }
 
-/// Row `r` of a [`RowOrder::Q4_0x4`] matrix of `rows × cols` in the file's order, into `out`
+/// Row `r` of an interleaved matrix of `ty` of `rows × cols` in the file's order, into `out`
 /// (one row's bytes).
-pub fn q4_0x4_row(bytes: &[u8], rows: usize, cols: usize, r: usize, out: &mut [u8]) {
-    let rb = GgmlType::Q4_0.row_bytes(cols);
+pub fn x4_row(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize, r: usize, out: &mut [u8]) {
+    check_interleaved(ty);
+    let (rb, bb, xb) = (ty.row_bytes(cols), ty.block_bytes(), x4_block_bytes(ty));
     assert!(r < rows && out.len() == rb && bytes.len() == rows * rb);
     if r >= rows / GROUP_ROWS * GROUP_ROWS {
         return out.copy_from_slice(&bytes[r * rb..][..rb]);
     }
-    let nb = rb / Q4_0_BYTES;
+    let nb = rb / bb;
     let (group, k) = (&bytes[r / GROUP_ROWS * GROUP_ROWS * rb..][..GROUP_ROWS * rb], r % GROUP_ROWS);
-    for (b, block) in out.chunks_exact_mut(Q4_0_BYTES).enumerate() {
+    for (b, block) in out.chunks_exact_mut(bb).enumerate() {
         block[..2].copy_from_slice(&group[8 * b + 2 * k..][..2]);
+        let x = &group[8 * nb + xb * b..][..xb];
+        let (fifth, nibbles) = x.split_at(xb - 64);
         for c in 0..4 {
-            block[2 + 4 * c..][..4].copy_from_slice(&group[8 * nb + 64 * b + 16 * c + 4 * k..][..4]);
+            block[bb - 16 + 4 * c..][..4].copy_from_slice(&nibbles[16 * c + 4 * k..][..4]);
+        }
+        if !fifth.is_empty() {
+            block[2..6].copy_from_slice(&qh_of(&fifth[4 * k..4 * k + 4]).to_le_bytes());
         }
     }
 }
@@ -77,22 +138,23 @@ pub fn plain_rows(order: RowOrder, ty: GgmlType, bytes: &[u8], rows: usize, cols
     assert!(first + n <= rows, "rows {first}..{} of {rows}", first + n);
     match order {
         RowOrder::Plain => Cow::Borrowed(&bytes[first * rb..(first + n) * rb]),
-        RowOrder::Q4_0x4 => {
+        RowOrder::Q4_0x4 | RowOrder::Q5_0x4 => {
             let mut out = vec![0u8; n * rb];
             for (i, row) in out.chunks_exact_mut(rb).enumerate() {
-                q4_0x4_row(bytes, rows, cols, first + i, row);
+                x4_row(ty, bytes, rows, cols, first + i, row);
             }
             Cow::Owned(out)
         }
     }
 }
 
-/// Whether some block scale of a [`RowOrder::Q4_0x4`] matrix is infinite or NaN (as
+/// Whether some block scale of an interleaved matrix of `ty` is infinite or NaN (as
 /// [`super::has_nonfinite_block_scale`] for the file's order).
-pub fn q4_0x4_has_nonfinite_scale(bytes: &[u8], rows: usize, cols: usize) -> bool {
-    let rb = GgmlType::Q4_0.row_bytes(cols);
+pub fn x4_has_nonfinite_scale(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> bool {
+    check_interleaved(ty);
+    let rb = ty.row_bytes(cols);
     let grouped = rows / GROUP_ROWS * GROUP_ROWS * rb;
-    let nb = rb / Q4_0_BYTES;
+    let nb = rb / ty.block_bytes();
     // Each group's scales lie together, four f16 to a u64 (8·nb bytes): a lane's exponent all
     // ones is a zero lane of `(v & E) ^ E`, found by the carry test of a zero 16-bit lane.
     const E: u64 = 0x7C00_7C00_7C00_7C00;
@@ -103,7 +165,7 @@ pub fn q4_0x4_has_nonfinite_scale(bytes: &[u8], rows: usize, cols: usize) -> boo
         });
         zero_lanes != 0
     };
-    bytes[..grouped].chunks_exact(GROUP_ROWS * rb).any(|g| exponent_ones(&g[..8 * nb])) || super::has_nonfinite_block_scale(GgmlType::Q4_0, &bytes[grouped..])
+    bytes[..grouped].chunks_exact(GROUP_ROWS * rb).any(|g| exponent_ones(&g[..8 * nb])) || super::has_nonfinite_block_scale(ty, &bytes[grouped..])
 }
 
 #[cfg(test)]
@@ -114,41 +176,53 @@ mod tests {
     fn interleaving_keeps_every_row_and_puts_each_byte_where_the_layout_says() {
         let mut rng = fastrand::Rng::with_seed(3);
         let (rows, cols) = (11, 96);
-        let rb = GgmlType::Q4_0.row_bytes(cols);
-        let plain: Vec<u8> = (0..rows * rb).map(|_| rng.u8(..)).collect();
-        let mut x4 = plain.clone();
-        interleave_q4_0(&mut x4, rows, cols);
-        assert_ne!(x4, plain);
-        // Row 6 (group 1, k = 2), block 1: its scale, then byte 4·3 + 1 of its nibbles.
-        let (g, nb) = (&x4[4 * rb..8 * rb], rb / 18);
-        assert_eq!(g[8 + 4..8 + 6], plain[6 * rb + 18..6 * rb + 20]);
-        assert_eq!(g[8 * nb + 64 + 48 + 8 + 1], plain[6 * rb + 18 + 2 + 13]);
-        // The rows past the last group stay where they were.
-        assert_eq!(x4[8 * rb..], plain[8 * rb..]);
-        for r in 0..rows {
-            assert_eq!(*plain_rows(RowOrder::Q4_0x4, GgmlType::Q4_0, &x4, rows, cols, r, 1), plain[r * rb..(r + 1) * rb], "row {r}");
+        for ty in [GgmlType::Q4_0, GgmlType::Q5_0] {
+            let (rb, bb, xb) = (ty.row_bytes(cols), ty.block_bytes(), x4_block_bytes(ty));
+            let order = RowOrder::interleaved(ty).unwrap();
+            let plain: Vec<u8> = (0..rows * rb).map(|_| rng.u8(..)).collect();
+            let mut x4 = plain.clone();
+            interleave(ty, &mut x4, rows, cols);
+            assert_ne!(x4, plain);
+            // Row 6 (group 1, k = 2), block 1: its scale, then byte 4·3 + 1 of its nibbles.
+            let (g, nb, row6) = (&x4[4 * rb..8 * rb], rb / bb, &plain[6 * rb..7 * rb]);
+            assert_eq!(g[8 + 4..8 + 6], row6[bb..bb + 2], "{}", ty.name());
+            assert_eq!(g[8 * nb + xb + (xb - 64) + 48 + 8 + 1], row6[2 * bb - 16 + 13], "{}", ty.name());
+            if ty == GgmlType::Q5_0 {
+                // Its fifth bits: value 4·2 + 1 (bit 2) and value 16 + 4·3 + 1 (bit 7) of byte 8 + 1.
+                let qh = u32::from_le_bytes(row6[bb + 2..bb + 6].try_into().unwrap());
+                let byte = g[8 * nb + xb + 8 + 1];
+                assert_eq!((byte >> 2) & 1, ((qh >> 9) & 1) as u8);
+                assert_eq!((byte >> 7) & 1, ((qh >> 29) & 1) as u8);
+            }
+            // The rows past the last group stay where they were.
+            assert_eq!(x4[8 * rb..], plain[8 * rb..]);
+            for r in 0..rows {
+                assert_eq!(*plain_rows(order, ty, &x4, rows, cols, r, 1), plain[r * rb..(r + 1) * rb], "{} row {r}", ty.name());
+            }
+            assert_eq!(*plain_rows(order, ty, &x4, rows, cols, 2, 9), plain[2 * rb..]);
         }
-        assert_eq!(*plain_rows(RowOrder::Q4_0x4, GgmlType::Q4_0, &x4, rows, cols, 2, 9), plain[2 * rb..]);
     }
 
     #[test]
     fn a_nonfinite_scale_is_found_in_either_order() {
         let (rows, cols) = (6, 64);
-        let rb = GgmlType::Q4_0.row_bytes(cols);
-        // Every scale the largest finite f16 (0x7BFF: its exponent one short of all ones), then
-        // one of them +inf, a NaN or -inf, in each row (each lane of a group) and block.
-        let mut finite = vec![0x11u8; rows * rb];
-        finite.chunks_exact_mut(18).for_each(|b| b[..2].copy_from_slice(&0x7BFFu16.to_le_bytes()));
-        let mut x4 = finite.clone();
-        interleave_q4_0(&mut x4, rows, cols);
-        assert!(!q4_0x4_has_nonfinite_scale(&x4, rows, cols));
-        for r in 0..rows {
-            for (b, special) in [(0, 0x7C00u16), (1, 0x7E01), (1, 0xFC00)] {
-                let mut plain = finite.clone();
-                plain[r * rb + 18 * b..][..2].copy_from_slice(&special.to_le_bytes());
-                let mut x4 = plain.clone();
-                interleave_q4_0(&mut x4, rows, cols);
-                assert!(q4_0x4_has_nonfinite_scale(&x4, rows, cols), "row {r} block {b}: {special:#06x}");
+        for ty in [GgmlType::Q4_0, GgmlType::Q5_0] {
+            let (rb, bb) = (ty.row_bytes(cols), ty.block_bytes());
+            // Every scale the largest finite f16 (0x7BFF: its exponent one short of all ones), then
+            // one of them +inf, a NaN or -inf, in each row (each lane of a group) and block.
+            let mut finite = vec![0x11u8; rows * rb];
+            finite.chunks_exact_mut(bb).for_each(|b| b[..2].copy_from_slice(&0x7BFFu16.to_le_bytes()));
+            let mut x4 = finite.clone();
+            interleave(ty, &mut x4, rows, cols);
+            assert!(!x4_has_nonfinite_scale(ty, &x4, rows, cols));
+            for r in 0..rows {
+                for (b, special) in [(0, 0x7C00u16), (1, 0x7E01), (1, 0xFC00)] {
+                    let mut plain = finite.clone();
+                    plain[r * rb + bb * b..][..2].copy_from_slice(&special.to_le_bytes());
+                    let mut x4 = plain.clone();
+                    interleave(ty, &mut x4, rows, cols);
+                    assert!(x4_has_nonfinite_scale(ty, &x4, rows, cols), "{} row {r} block {b}: {special:#06x}", ty.name());
+                }
             }
         }
     }

@@ -15,13 +15,13 @@ use half::f16;
 use std::ops::Range;
 
 /// The row order the CPU kernels read a matrix of `ty` fastest in, which the loaders put it in:
-/// Q4_0 interleaved four rows at a time ([`RowOrder::Q4_0x4`]) in the wasm SIMD builds, whose
-/// Q4_0 kernel then needs no reduction across a block's lanes; the file's order elsewhere.
+/// Q4_0 and Q5_0 interleaved four rows at a time ([`RowOrder::interleaved`]) in the wasm SIMD
+/// builds, whose kernels then need no reduction across a block's lanes; the file's order
+/// elsewhere.
 pub fn row_order(ty: GgmlType) -> RowOrder {
-    if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) && ty == GgmlType::Q4_0 {
-        RowOrder::Q4_0x4
-    } else {
-        RowOrder::Plain
+    match RowOrder::interleaved(ty) {
+        Some(order) if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) => order,
+        _ => RowOrder::Plain,
     }
 }
 

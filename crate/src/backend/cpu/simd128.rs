@@ -13,11 +13,12 @@
 //! scalar reference of `dot.rs` they differ only by f32 rounding (tested against both and
 //! against an f64 sum).
 //!
-//! Q4_0 matrices are loaded with their rows interleaved four at a time
-//! ([`crate::quant::RowOrder::Q4_0x4`]): a 16-byte load then holds four bytes of each of four
+//! Q4_0 and Q5_0 matrices are loaded with their rows interleaved four at a time
+//! ([`crate::quant::row_order`]): a 16-byte load then holds four bytes of each of four
 //! rows, dotted with four activations broadcast, so each row's block sum lands in its own lane
 //! and the reduction across lanes ([`row_sums`]) and the four scale loads go
-//! ([`matmul_q4_0x4`]).
+//! ([`matmul_x4`]); Q5_0's fifth bits, laid out for it, join their nibbles by a shift, a mask
+//! and an or.
 //!
 //! Builds with `+relaxed-simd` multiply 4-to-6-bit weights by the 8-bit activations with the
 //! relaxed dot products, whose results are exact when the second operand is in 0..=127 (x86
@@ -285,23 +286,28 @@ unsafe fn q4_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
     rows_of(acc)
 }
 
-/// A block's running integer sums of four interleaved Q4_0 rows ([`crate::quant::RowOrder::Q4_0x4`])
-/// against one token, as the kernels of [`q4_0x4_tile`] and [`q4_0x4_prompt_tile`] add them:
+/// A block's running integer sums of four interleaved Q4_0 or Q5_0 rows
+/// ([`crate::quant::row_order`]) against one token, as the kernels of [`x4_tile`] and
+/// [`x4_prompt_tile`] add them:
 /// [`X4Pairs`] everywhere, [`X4Dots`] where the engine fuses the relaxed dot-add into one
 /// instruction ([`fused_dot_add`]). Both give the exact sums, so the same bits.
 trait X4Acc: Copy {
     fn zero() -> Self;
     /// Adds `Σ w·y` of each row's four bytes of `w0` and of `w1`: lanes `4k..4k + 4` row `k`'s
-    /// codes (0..=15), `y0` and `y1` four activations each, repeated four times.
+    /// codes (0..=15; 0..=31 in at most two calls between [`X4Acc::settle`]s), `y0` and `y1`
+    /// four activations each, repeated four times.
     fn add2(self, w0: v128, y0: v128, w1: v128, y1: v128) -> Self;
+    /// Makes room for two more [`X4Acc::add2`] of five-bit codes (widens 16-bit sums).
+    fn settle(self) -> Self;
     /// Lane `k`: row `k`'s sum.
     fn rows(self) -> v128;
 }
 
 /// [`X4Acc`] in 16-bit pairs (relaxed-SIMD: `i16x8.relaxed_dot_i8x16_i7x16`, x86's
 /// `pmaddubsw`; lanes `2k` and `2k + 1` row `k`'s, eight 4-byte dot products of codes 0..=15
-/// and |y| ≤ 127 stay within ±30480, widened once at the end), or without relaxed-SIMD widened
-/// to i32 lanes at once (rows 0, 0, 1, 1 and 2, 2, 3, 3).
+/// and |y| ≤ 127 stay within ±30480, widened once at the end, four of codes 0..=31 within
+/// ±31496, widened by [`X4Acc::settle`] into the second vector), or without relaxed-SIMD
+/// widened to i32 lanes at once (rows 0, 0, 1, 1 and 2, 2, 3, 3).
 #[derive(Clone, Copy)]
 struct X4Pairs([v128; 2]);
 
@@ -328,10 +334,23 @@ impl X4Acc for X4Pairs {
     }
 
     #[inline(always)]
-    fn rows(self) -> v128 {
+    fn settle(self) -> X4Pairs {
         #[cfg(target_feature = "relaxed-simd")]
         {
-            i32x4_extadd_pairwise_i16x8(self.0[0])
+            X4Pairs([i32x4_splat(0), self.rows()])
+        }
+        #[cfg(not(target_feature = "relaxed-simd"))]
+        {
+            self
+        }
+    }
+
+    #[inline(always)]
+    fn rows(self) -> v128 {
+        // The second vector is zero until a settle (a constant the compiler folds away).
+        #[cfg(target_feature = "relaxed-simd")]
+        {
+            i32x4_add(i32x4_extadd_pairwise_i16x8(self.0[0]), self.0[1])
         }
         #[cfg(not(target_feature = "relaxed-simd"))]
         {
@@ -369,6 +388,11 @@ impl<const CHAINS: usize> X4Acc for X4Dots<CHAINS> {
             1 => X4Dots([dot_add(w1, y1, dot_add(w0, y0, self.0[0])), self.0[1]]),
             _ => X4Dots([dot_add(w0, y0, self.0[0]), dot_add(w1, y1, self.0[1])]),
         }
+    }
+
+    #[inline(always)]
+    fn settle(self) -> Self {
+        self
     }
 
     #[inline(always)]
@@ -415,32 +439,101 @@ pub fn force_fused_dot_add(fused: Option<bool>) {
     FUSED_DOT_ADD.store(fused.map_or(0, |f| 1 + f as u8), core::sync::atomic::Ordering::Relaxed);
 }
 
-/// `G` groups of four interleaved Q4_0 rows ([`crate::quant::RowOrder::Q4_0x4`], at
-/// `groups`) against one token's Q8_0 activations (decode): lane `k` of `[g]` is row `k` of
-/// group `g`. Per block, a 16-byte load holds four bytes of each row, dotted with four
-/// activations broadcast, so the rows' sums come out in their lanes with no reduction across
-/// lanes; then the f32 steps of [`add_block`], so each result equals [`q4_0_tile`]'s bit for
-/// bit. Several groups read as many streams of weights at once, as the file-order kernels' rows
-/// do ([`matmul`]). Prompts take [`q4_0x4_prompt_tile`].
+/// The weight codes of an interleaved group's block (Q4_0's nibbles, 0..=15, or Q5_0's five
+/// bits, 0..=31: the value + [`x4_bias`]) in the layout of [`crate::quant::row_order`].
+/// `FIFTH`: Q5_0, whose 16 bytes of fifth bits lead the block's 64 of nibbles.
+#[derive(Clone, Copy)]
+struct X4Codes<const FIFTH: bool> {
+    /// The splat of 0x0F and of 0x10, kept in registers.
+    nibble: v128,
+    fifth: v128,
+}
+
+impl<const FIFTH: bool> X4Codes<FIFTH> {
+    /// Bytes per block after the group's scales ([`crate::quant::row_order::x4_block_bytes`]).
+    const BLOCK: usize = if FIFTH { 80 } else { 64 };
+
+    #[inline(always)]
+    fn new() -> Self {
+        X4Codes { nibble: u8x16_splat(0x0F), fifth: u8x16_splat(0x10) }
+    }
+
+    /// The block's fifth bits (Q5_0; Q4_0 loads nothing).
+    ///
+    /// # Safety
+    /// `block..block + Self::BLOCK` must be readable.
+    #[inline(always)]
+    unsafe fn fifth_bits(self, block: *const u8) -> v128 {
+        if FIFTH {
+            load(block)
+        } else {
+            self.fifth
+        }
+    }
+
+    /// Vector `c` (0..4) of the block's codes: lanes `4k..4k + 4` row `k`'s values `4c..4c + 4`
+    /// (the first) and `16 + 4c..16 + 4c + 4` (the second). Q5_0's fifth bits of them are bits
+    /// `c` and `4 + c` of `fifth_bits`' bytes: a 16-bit shift puts them at bit 4 (within their
+    /// byte for shifts up to 4), and the mask keeps that bit alone.
+    ///
+    /// # Safety
+    /// `block..block + Self::BLOCK` must be readable.
+    #[inline(always)]
+    unsafe fn codes(self, block: *const u8, fifth_bits: v128, c: usize) -> (v128, v128) {
+        let w = load(block.add(Self::BLOCK - 64 + 16 * c));
+        let (lo, hi) = (v128_and(w, self.nibble), high_nibbles(w, self.nibble));
+        if !FIFTH {
+            return (lo, hi);
+        }
+        let lo_bits = v128_and(i16x8_shl(fifth_bits, 4 - c as u32), self.fifth);
+        let hi_bits = v128_and(if c == 0 { fifth_bits } else { u16x8_shr(fifth_bits, c as u32) }, self.fifth);
+        (v128_or(lo, lo_bits), v128_or(hi, hi_bits))
+    }
+}
+
+/// The offset of an interleaved type's codes: Q4_0's value + 8, Q5_0's + 16.
+const fn x4_bias(fifth: bool) -> i32 {
+    if fifth {
+        16
+    } else {
+        8
+    }
+}
+
+/// `G` groups of four interleaved Q4_0 or Q5_0 rows ([`crate::quant::RowOrder::Q4_0x4`],
+/// [`crate::quant::RowOrder::Q5_0x4`], at `groups`) against one token's Q8_0 activations
+/// (decode): lane `k` of `[g]` is row `k` of group `g`. Per block, a 16-byte load holds four
+/// bytes of each row, dotted with four activations broadcast, so the rows' sums come out in
+/// their lanes with no reduction across lanes; then the f32 steps of [`add_block`], so each
+/// result equals [`q4_0_tile`]'s ([`q5_0_tile`]'s) bit for bit. Several groups read as many
+/// streams of weights at once, as the file-order kernels' rows do ([`matmul`]). Prompts take
+/// [`x4_prompt_tile`].
 ///
 /// # Safety
-/// Each `groups[g]..groups[g] + 72·nb` must be readable; `acts` checked by [`check_acts`].
+/// Each group's bytes must be readable (`nb` blocks of four rows); `acts` checked by
+/// [`check_acts`].
 #[inline(always)]
-unsafe fn q4_0x4_tile<A: X4Acc, const G: usize>(groups: [*const u8; G], acts: &QuantizedActs, nb: usize) -> [v128; G] {
-    let mask = u8x16_splat(0x0F);
+unsafe fn x4_tile<A: X4Acc, const FIFTH: bool, const G: usize>(groups: [*const u8; G], acts: &QuantizedActs, nb: usize) -> [v128; G] {
+    let codes = X4Codes::<FIFTH>::new();
     let mut acc = [f32x4_splat(0.0); G];
     for b in 0..nb {
+        let y = acts.q.as_ptr().add(32 * b) as *const u32;
+        let blocks = groups.map(|p| p.add(8 * nb + X4Codes::<FIFTH>::BLOCK * b));
+        let fifth: [v128; G] = blocks.map(|p| codes.fifth_bits(p));
         let mut s = [A::zero(); G];
         for c in 0..4 {
             // Low nibbles are values 4c..4c + 4 of the block, high ones 16 + 4c...
-            let y = acts.q.as_ptr().add(32 * b + 4 * c) as *const u32;
+            let (y0, y1) = (v128_load32_splat(y.add(c)), v128_load32_splat(y.add(4 + c)));
             for g in 0..G {
-                let w = load(groups[g].add(8 * nb + 64 * b + 16 * c));
-                let (lo, hi) = (v128_and(w, mask), high_nibbles(w, mask));
-                s[g] = s[g].add2(lo, v128_load32_splat(y), hi, v128_load32_splat(y.add(4)));
+                let (lo, hi) = codes.codes(blocks[g], fifth[g], c);
+                s[g] = s[g].add2(lo, y0, hi, y1);
+                if FIFTH && c == 1 {
+                    // Five-bit codes: two vectors' sums fill the 16-bit pairs.
+                    s[g] = s[g].settle();
+                }
             }
         }
-        let offset = i32x4_splat(-8 * *acts.bsums.get_unchecked(b));
+        let offset = i32x4_splat(-x4_bias(FIFTH) * *acts.bsums.get_unchecked(b));
         let dy = f32x4_splat(*acts.d.get_unchecked(b));
         for g in 0..G {
             acc[g] = x4_add_block(acc[g], s[g], offset, x4_scales(groups[g], b), dy);
@@ -466,9 +559,9 @@ fn x4_add_block(acc: v128, s: impl X4Acc, offset: v128, dw: v128, dy: v128) -> v
     f32x4_add(acc, f32x4_mul(sums, f32x4_mul(dw, dy)))
 }
 
-/// [`PREFILL_TOKENS`] tokens' Q8_0 activations packed block by block for the interleaved Q4_0
-/// prompt tiles ([`q4_0x4_prompt_tile`]): per block, the tokens' 32 codes one after another,
-/// then each token's offset (`-8·Σ y`, i32) and scale (f32) already splat to four lanes. One
+/// [`PREFILL_TOKENS`] tokens' Q8_0 activations packed block by block for the interleaved
+/// prompt tiles ([`x4_prompt_tile`]): per block, the tokens' 32 codes one after another,
+/// then each token's offset (`-bias·Σ y`, i32) and scale (f32) already splat to four lanes. One
 /// pointer serves the tile's four tokens, and the per-block work of each token shrinks to its
 /// loads (no scalar loads, multiplies or splats).
 struct PromptActsX4(Vec<v128>);
@@ -481,8 +574,8 @@ impl PromptActsX4 {
         PromptActsX4(Vec::new())
     }
 
-    /// Packs `nb` blocks of `acts` (checked by [`check_acts`]).
-    fn pack(&mut self, acts: [&QuantizedActs; PREFILL_TOKENS], nb: usize) {
+    /// Packs `nb` blocks of `acts` (checked by [`check_acts`]) for codes of `bias`.
+    fn pack(&mut self, acts: [&QuantizedActs; PREFILL_TOKENS], nb: usize, bias: i32) {
         self.0.clear();
         self.0.reserve(PACKED_BLOCK * nb);
         for b in 0..nb {
@@ -493,39 +586,41 @@ impl PromptActsX4 {
                     self.0.extend([load(q), load(q.add(16))]);
                 }
             }
-            self.0.extend(acts.map(|a| i32x4_splat(-8 * a.bsums[b])));
+            self.0.extend(acts.map(|a| i32x4_splat(-bias * a.bsums[b])));
             self.0.extend(acts.map(|a| f32x4_splat(a.d[b])));
         }
     }
 }
 
-/// `G` interleaved Q4_0 groups against the four tokens of `acts` ([`PromptActsX4`]): the
-/// arithmetic of [`q4_0x4_tile`], so the same bits. Per 16 bytes of each group's codes, each
-/// token's activations are broadcast once for all `G` groups.
+/// `G` interleaved groups against the four tokens of `acts` ([`PromptActsX4`], packed for
+/// this type's bias): the arithmetic of [`x4_tile`], so the same bits. Per 16 bytes of each
+/// group's codes, each token's activations are broadcast once for all `G` groups.
 ///
 /// # Safety
-/// Each `groups[g]..groups[g] + 72·nb` must be readable; `acts` holds `nb` blocks.
+/// Each group's bytes must be readable (`nb` blocks of four rows); `acts` holds `nb` blocks.
 #[inline(always)]
-unsafe fn q4_0x4_prompt_tile<A: X4Acc, const G: usize>(groups: [*const u8; G], acts: &PromptActsX4, nb: usize) -> [[v128; PREFILL_TOKENS]; G] {
+unsafe fn x4_prompt_tile<A: X4Acc, const FIFTH: bool, const G: usize>(groups: [*const u8; G], acts: &PromptActsX4, nb: usize) -> [[v128; PREFILL_TOKENS]; G] {
     const T: usize = PREFILL_TOKENS;
     debug_assert!(acts.0.len() >= PACKED_BLOCK * nb);
-    let mask = u8x16_splat(0x0F);
+    let codes = X4Codes::<FIFTH>::new();
     let mut acc = [[f32x4_splat(0.0); T]; G];
     for b in 0..nb {
         let p = acts.0.as_ptr().add(PACKED_BLOCK * b);
         let y = p as *const u8;
+        let blocks = groups.map(|p| p.add(8 * nb + X4Codes::<FIFTH>::BLOCK * b));
+        let fifth: [v128; G] = blocks.map(|p| codes.fifth_bits(p));
         let mut s = [[A::zero(); T]; G];
         for c in 0..4 {
-            let w: [(v128, v128); G] = core::array::from_fn(|g| {
-                let w = load(groups[g].add(8 * nb + 64 * b + 16 * c));
-                (v128_and(w, mask), high_nibbles(w, mask))
-            });
+            let w: [(v128, v128); G] = core::array::from_fn(|g| codes.codes(blocks[g], fifth[g], c));
             for t in 0..T {
                 // Low nibbles are values 4c..4c + 4 of the block, high ones 16 + 4c...
                 let yt = y.add(32 * t + 4 * c) as *const u32;
                 let (ylo, yhi) = (v128_load32_splat(yt), v128_load32_splat(yt.add(4)));
                 for g in 0..G {
                     s[g][t] = s[g][t].add2(w[g].0, ylo, w[g].1, yhi);
+                    if FIFTH && c == 1 {
+                        s[g][t] = s[g][t].settle();
+                    }
                 }
             }
         }
@@ -921,7 +1016,8 @@ fn streams(rows: Range<usize>, tile: usize) -> (Range<usize>, usize, Range<usize
     (rows.start..rows.start + stride, stride, rows.start + stride * tile..rows.end)
 }
 
-/// Q5_0's prompt tile: [`Q5_0_PROMPT_ROWS`] × [`Q5_0_PROMPT_TOKENS`] (its fifth bits cost a
+/// Q5_0's prompt tile in the file's order (the rows past a matrix's last interleaved group):
+/// [`Q5_0_PROMPT_ROWS`] × [`Q5_0_PROMPT_TOKENS`] (its fifth bits cost a
 /// dozen instructions per row and block, spread over more tokens). Kernel benchmark (Qwen2.5's
 /// shapes, 120 tokens, Chromium, 2026-12-04), ns per weight and token: 3 × 4 0.079, 2 × 4 0.067,
 /// 4 × 4 0.069, 1 × 8 0.094, 3 × 8 0.066, 2 × 8 0.062-0.065. Q4_K measured no better than 3 × 4
@@ -980,27 +1076,44 @@ pub const DECODE_GROUPS: usize = 4;
 /// Interleaved groups per prompt tile (× [`PREFILL_TOKENS`] tokens).
 pub const PROMPT_GROUPS: usize = 2;
 
-/// Rows `rows` of a Q4_0 matrix of `total_rows` rows (`rb` bytes each) in
-/// [`crate::quant::RowOrder::Q4_0x4`] times every token of `acts`, into `out`: by
-/// [`q4_0x4_prompt_tile`], [`PROMPT_GROUPS`] groups × [`PREFILL_TOKENS`] tokens at a time, and
-/// the tokens left over by [`q4_0x4_tile`], [`DECODE_GROUPS`] groups at a time; the rows past the last whole group, which lie in the
-/// file's order, by [`matmul`]. `rows` starts on a group and ends on one or at the last row.
-/// The blocks' integer sums by [`X4Dots`] where the engine fuses its dot-add, else [`X4Pairs`].
-pub fn matmul_q4_0x4(w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
-    #[cfg(target_feature = "relaxed-simd")]
-    if fused_dot_add() {
-        return matmul_q4_0x4_by::<X4Dots<2>, X4Dots<1>>(w, rb, total_rows, acts, out, rows);
+/// Rows `rows` of a Q4_0 or Q5_0 matrix (`ty`) of `total_rows` rows (`rb` bytes each) in its
+/// interleaved order ([`crate::quant::RowOrder::interleaved`]) times every token of `acts`,
+/// into `out`: by [`x4_prompt_tile`], [`PROMPT_GROUPS`] groups × [`PREFILL_TOKENS`] tokens at
+/// a time, and the tokens left over by [`x4_tile`], [`DECODE_GROUPS`] groups at a time; the
+/// rows past the last whole group, which lie in the file's order, by [`matmul`]. `rows` starts
+/// on a group and ends on one or at the last row. The blocks' integer sums by [`X4Dots`] where
+/// the engine fuses its dot-add, else [`X4Pairs`].
+pub fn matmul_x4(ty: GgmlType, w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
+    let fused = {
+        #[cfg(target_feature = "relaxed-simd")]
+        {
+            fused_dot_add()
+        }
+        #[cfg(not(target_feature = "relaxed-simd"))]
+        {
+            false
+        }
+    };
+    match (ty, fused) {
+        #[cfg(target_feature = "relaxed-simd")]
+        (GgmlType::Q4_0, true) => matmul_x4_by::<X4Dots<2>, X4Dots<1>, false>(w, rb, total_rows, acts, out, rows),
+        #[cfg(target_feature = "relaxed-simd")]
+        (GgmlType::Q5_0, true) => matmul_x4_by::<X4Dots<2>, X4Dots<1>, true>(w, rb, total_rows, acts, out, rows),
+        (GgmlType::Q4_0, _) => matmul_x4_by::<X4Pairs, X4Pairs, false>(w, rb, total_rows, acts, out, rows),
+        (GgmlType::Q5_0, _) => matmul_x4_by::<X4Pairs, X4Pairs, true>(w, rb, total_rows, acts, out, rows),
+        _ => panic!("{} has no interleaved kernel", ty.name()),
     }
-    matmul_q4_0x4_by::<X4Pairs, X4Pairs>(w, rb, total_rows, acts, out, rows)
 }
 
-/// [`matmul_q4_0x4`] with the block sums of `D` in decode's tiles and `P` in the prompts'.
-fn matmul_q4_0x4_by<D: X4Acc, P: X4Acc>(w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
+/// [`matmul_x4`] of Q4_0 (Q5_0 where `FIFTH`) with the block sums of `D` in decode's tiles and
+/// `P` in the prompts'.
+fn matmul_x4_by<D: X4Acc, P: X4Acc, const FIFTH: bool>(w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
+    let ty = if FIFTH { GgmlType::Q5_0 } else { GgmlType::Q4_0 };
     let grouped = total_rows / GROUP_ROWS * GROUP_ROWS;
-    assert!(w.len() == total_rows * rb && rows.end <= total_rows, "Q4_0: rows {rows:?} of a matrix of {total_rows} rows, {} bytes", w.len());
-    assert!(rows.start % GROUP_ROWS == 0 && (rows.end % GROUP_ROWS == 0 || rows.end == total_rows), "Q4_0: rows {rows:?} split an interleaved group");
-    let nb = rb / GgmlType::Q4_0.block_bytes();
-    acts.iter().for_each(|a| check_acts(GgmlType::Q4_0, a, nb * 32));
+    assert!(w.len() == total_rows * rb && rows.end <= total_rows, "{}: rows {rows:?} of a matrix of {total_rows} rows, {} bytes", ty.name(), w.len());
+    assert!(rows.start % GROUP_ROWS == 0 && (rows.end % GROUP_ROWS == 0 || rows.end == total_rows), "{}: rows {rows:?} split an interleaved group", ty.name());
+    let nb = rb / ty.block_bytes();
+    acts.iter().for_each(|a| check_acts(ty, a, nb * 32));
     let (first, groups) = (rows.start / GROUP_ROWS, (rows.end.min(grouped) - rows.start) / GROUP_ROWS);
     // SAFETY (every tile below): its groups lie in `rows`, below `grouped`, within `w` (checked
     // above); the activations are checked and the tokens exist.
@@ -1014,14 +1127,14 @@ fn matmul_q4_0x4_by<D: X4Acc, P: X4Acc>(w: &[u8], rb: usize, total_rows: usize, 
     // The prompt tiles' groups `PROMPT_GROUPS` at a time, a stride apart.
     let prompt_stride = groups / PROMPT_GROUPS;
     for t0 in (0..full_tokens).step_by(PREFILL_TOKENS) {
-        packed.pack(core::array::from_fn(|i| &acts[t0 + i]), nb);
+        packed.pack(core::array::from_fn(|i| &acts[t0 + i]), nb, x4_bias(FIFTH));
         for g in first..first + prompt_stride {
             let gs: [usize; PROMPT_GROUPS] = core::array::from_fn(|i| g + i * prompt_stride);
-            let o = unsafe { q4_0x4_prompt_tile::<P, PROMPT_GROUPS>(gs.map(group), &packed, nb) };
+            let o = unsafe { x4_prompt_tile::<P, FIFTH, PROMPT_GROUPS>(gs.map(group), &packed, nb) };
             gs.iter().zip(o).for_each(|(&g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
         }
         for g in first + prompt_stride * PROMPT_GROUPS..first + groups {
-            let o = unsafe { q4_0x4_prompt_tile::<P, 1>([group(g)], &packed, nb) };
+            let o = unsafe { x4_prompt_tile::<P, FIFTH, 1>([group(g)], &packed, nb) };
             o[0].iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v));
         }
     }
@@ -1030,15 +1143,15 @@ fn matmul_q4_0x4_by<D: X4Acc, P: X4Acc>(w: &[u8], rb: usize, total_rows: usize, 
     for (t, a) in acts.iter().enumerate().skip(full_tokens) {
         for g in first..first + stride {
             let gs: [usize; DECODE_GROUPS] = core::array::from_fn(|i| g + i * stride);
-            let o = unsafe { q4_0x4_tile::<D, DECODE_GROUPS>(gs.map(group), a, nb) };
+            let o = unsafe { x4_tile::<D, FIFTH, DECODE_GROUPS>(gs.map(group), a, nb) };
             gs.iter().zip(o).for_each(|(&g, o)| store(t, g, o));
         }
         for g in first + stride * DECODE_GROUPS..first + groups {
-            store(t, g, unsafe { q4_0x4_tile::<D, 1>([group(g)], a, nb) }[0]);
+            store(t, g, unsafe { x4_tile::<D, FIFTH, 1>([group(g)], a, nb) }[0]);
         }
     }
     if rows.end > grouped {
-        matmul(GgmlType::Q4_0, false, w, rb, acts, out, grouped.max(rows.start)..rows.end);
+        matmul(ty, false, w, rb, acts, out, grouped.max(rows.start)..rows.end);
     }
 }
 
