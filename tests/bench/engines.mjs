@@ -60,6 +60,10 @@ export async function wllama(page, url, prompt, gen, threads, gpu = false) {
   return page.evaluate(
     async ([url, prompt, gen, threads, gpu]) => {
       const w = new window.Wllama({ default: "/tests/node_modules/@wllama/wllama/esm/wasm/wllama.wasm" }, { suppressNativeLog: true });
+      // wllama keeps each file it downloads (OPFS): emptied around each run, so that every
+      // load is cold and the files of a whole run do not fill the context's storage quota
+      // (which then failed the last model's loads, pocketlm's too).
+      await w.cacheManager.clear();
       const t0 = performance.now();
       await w.loadModelFromUrl(url, { n_threads: threads, n_ctx: 1024, n_batch: 512, n_gpu_layers: gpu ? 999 : 0 });
       const load_ms = performance.now() - t0;
@@ -76,6 +80,7 @@ export async function wllama(page, url, prompt, gen, threads, gpu = false) {
       });
       const used = w.getNumThreads();
       await w.exit();
+      await w.cacheManager.clear();
       if (used !== threads) throw new Error(`wllama ran ${used} threads, not ${threads}`);
       return { prompt_tokens: timings?.prompt_n, generated: timings?.predicted_n, prefill_tok_s: timings?.prompt_per_second, decode_tok_s: timings?.predicted_per_second, ttft_ms: first - t1, load_ms };
     },

@@ -35,7 +35,7 @@ export function renderMarkdown(report) {
   lines.push("");
   lines.push("Ratios (medians; goal ≥ 1.5× wllama, ≥ 0.6× native llama.cpp at the same threads):");
   lines.push("");
-  lines.push("| model | quant | pocketlm wasm (Node) / wllama 1 thread: prefill, decode | pocketlm wasm (Chromium) / wllama 1 thread: prefill, decode | pocketlm wasm / llama.cpp 1 thread: decode | pocketlm native / llama.cpp 1 thread: decode | 2 threads: pocketlm wasm (Chromium) / wllama: prefill, decode | 2 threads: pocketlm wasm / llama.cpp: decode |");
+  lines.push("| model | quant | pocketlm wasm (Node) / wllama 1 thread: prefill, decode | pocketlm wasm (Chromium) / wllama 1 thread: prefill, decode | pocketlm wasm / llama.cpp 1 thread: prefill, decode | pocketlm native / llama.cpp 1 thread: decode | 2 threads: pocketlm wasm (Chromium) / wllama: prefill, decode | 2 threads: pocketlm wasm / llama.cpp: prefill, decode |");
   lines.push("|---|---|---|---|---|---|---|---|");
   const pairs = [...new Set(report.results.map((r) => `${r.model}\t${r.quant}`))].map((k) => k.split("\t"));
   for (const [model, quant] of pairs) {
@@ -45,7 +45,7 @@ export function renderMarkdown(report) {
     const nat = find(report, model, quant, "pocketlm-native", 1);
     const lc = find(report, model, quant, "llama.cpp", 1);
     const [w2, chr2, lc2] = [find(report, model, quant, "wllama", 2), find(report, model, quant, "pocketlm-chromium", 2), find(report, model, quant, "llama.cpp", 2)];
-    lines.push(`| ${model} | ${quant} | ${ratio(node, w1, "prefill_tok_s")}, ${ratio(node, w1, "decode_tok_s")} | ${ratio(chr, w1, "prefill_tok_s")}, ${ratio(chr, w1, "decode_tok_s")} | ${ratio(chr ?? node, lc, "decode_tok_s")} | ${ratio(nat, lc, "decode_tok_s")} | ${ratio(chr2, w2, "prefill_tok_s")}, ${ratio(chr2, w2, "decode_tok_s")} | ${ratio(chr2, lc2, "decode_tok_s")} |`);
+    lines.push(`| ${model} | ${quant} | ${ratio(node, w1, "prefill_tok_s")}, ${ratio(node, w1, "decode_tok_s")} | ${ratio(chr, w1, "prefill_tok_s")}, ${ratio(chr, w1, "decode_tok_s")} | ${ratio(chr ?? node, lc, "prefill_tok_s")}, ${ratio(chr ?? node, lc, "decode_tok_s")} | ${ratio(nat, lc, "decode_tok_s")} | ${ratio(chr2, w2, "prefill_tok_s")}, ${ratio(chr2, w2, "decode_tok_s")} | ${ratio(chr2, lc2, "prefill_tok_s")}, ${ratio(chr2, lc2, "decode_tok_s")} |`);
   }
   lines.push("");
   const sizes = Object.entries(report.wasm_sizes).map(([k, v]) => `${k} ${(v.raw / 1e6).toFixed(2)} MB raw, ${(v.gzip / 1e6).toFixed(2)} MB gzip`);
