@@ -57,7 +57,7 @@ fn every_weight_type_matches_an_f64_reference_and_simd_agrees_with_scalar() {
     }
 }
 
-/// Runs `f` once per way the interleaved Q4_0 and the Q5_0 kernels can add their block sums:
+/// Runs `f` once per way the interleaved Q4_0, the Q5_0 and the Q8_0 kernels can add their block sums:
 /// in relaxed-SIMD builds forced to the fused dot-add and to the 16-bit pairs (whichever this
 /// engine's probe picks), else once.
 fn each_dot_add_kernel(mut f: impl FnMut(&str)) {
