@@ -115,6 +115,29 @@ fn run_layers(ty: GgmlType) {
     let acts: Vec<(usize, Vec<_>)> = widths.into_iter().map(|cols| (cols, random_acts(&mut rng, ActKind::for_weights(ty), cols, PROMPT_TOKENS))).collect();
     let acts_for = |cols: usize| &acts.iter().find(|(c, _)| *c == cols).expect("a width of SHAPES").1;
     let mut out = vec![0f32; model.iter().map(|w| w.rows).max().unwrap_or(0) * PROMPT_TOKENS];
+    // Decode: one token through every matrix, as a forward pass reads them (each from memory);
+    // beside it, the same bytes only read (16-byte loads and adds): the machine's bound.
+    let bytes: usize = model.iter().map(|w| w.bytes().len()).sum();
+    let read = times(9, || {
+        use core::arch::wasm32::{i8x16_add, i8x16_splat, v128, v128_load};
+        let mut acc = [i8x16_splat(0); 4];
+        for c in model.iter().flat_map(|w| w.bytes().chunks_exact(64)) {
+            // SAFETY: each chunk holds 64 bytes; unaligned v128 loads are allowed.
+            (0..4).for_each(|k| acc[k] = i8x16_add(acc[k], unsafe { v128_load(c.as_ptr().add(16 * k) as *const v128) }));
+        }
+        core::hint::black_box(acc);
+    });
+    let t = times(9, || model.iter().for_each(|w| matmul_prequantized(w, &acts_for(w.cols)[..1], &mut out[..w.rows])));
+    say!(
+        "{} {LAYERS} layers of Qwen2.5-0.5B, decode: {:.4} ns/weight (median {:.4}; {:.2} ms, {:.1} GB/s of weights; only reading them: {:.2} ms, {:.1} GB/s)",
+        ty.name(),
+        t[0] * 1e6 / weights as f64,
+        t[t.len() / 2] * 1e6 / weights as f64,
+        t[0],
+        bytes as f64 / (t[0] * 1e6),
+        read[0],
+        bytes as f64 / (read[0] * 1e6)
+    );
     for tokens in [16, PROMPT_TOKENS] {
         let t = times(5, || {
             for t0 in (0..PROMPT_TOKENS).step_by(tokens) {
@@ -155,19 +178,23 @@ fn q4_0(_: &mut Criterion) {
 #[bench]
 fn q8_0(_: &mut Criterion) {
     run(GgmlType::Q8_0, "");
+    run_layers(GgmlType::Q8_0);
 }
 
 #[bench]
 fn q4_k(_: &mut Criterion) {
     run(GgmlType::Q4K, "");
+    run_layers(GgmlType::Q4K);
 }
 
 #[bench]
 fn q5_0(_: &mut Criterion) {
     run_each_dot_add(GgmlType::Q5_0);
+    run_layers(GgmlType::Q5_0);
 }
 
 #[bench]
 fn q6_k(_: &mut Criterion) {
     run(GgmlType::Q6K, "");
+    run_layers(GgmlType::Q6K);
 }

@@ -45,7 +45,7 @@ use core::ops::Range;
 use super::acts::QuantizedActs;
 use super::TokenRows;
 use crate::quant::row_order::GROUP_ROWS;
-use crate::quant::{f16_bits_to_f32, k4_scales_mins, GgmlType, QK_K};
+use crate::quant::{f16_bits_to_f32, GgmlType, QK_K};
 use half::f16;
 
 /// Weight rows per tile in decode: each activation load serves this many rows.
@@ -836,8 +836,38 @@ unsafe fn q8_0_prompt_tile<const R: usize>(rows: [*const u8; R], acts: [&Quantiz
     rows_of(acc)
 }
 
+/// Block `b`'s Q8_K sums of each 16 values (16 of them, |Σ| ≤ 16·127) as i16 lanes, 0..8 and
+/// 8..16: the operands of a `pmaddwd` against 16 sub-block scales or mins.
+///
+/// # Safety
+/// `acts` holds block `b` (checked by [`check_acts`]).
+#[inline(always)]
+unsafe fn q8_k_bsums16(acts: &QuantizedActs, b: usize) -> [v128; 2] {
+    let bs = acts.bsums.as_ptr().add(16 * b) as *const v128;
+    [i16x8_narrow_i32x4(v128_load(bs), v128_load(bs.add(1))), i16x8_narrow_i32x4(v128_load(bs.add(2)), v128_load(bs.add(3)))]
+}
+
+/// Q4_K's eight 6-bit scales (bytes 0..8) and eight mins (bytes 8..16) from its 12 packed bytes
+/// at `p` ([`crate::quant::k4_scales_mins`] in SIMD: two shifts, two shuffles, two masks and an or).
+///
+/// # Safety
+/// `p..p + 16` must be readable.
+#[inline(always)]
+unsafe fn k4_scales_mins_simd(p: *const u8) -> v128 {
+    let q = load(p);
+    // Scales 0..4 and mins 0..4: q[j], q[j + 4] (6 bits); scales 4..8: q[j + 4] & 15; mins 4..8:
+    // q[j + 4] >> 4 (a 16-bit shift: the bits from the next byte land past the mask).
+    let low = i8x16_shuffle::<0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 24, 25, 26, 27>(q, u16x8_shr(q, 4));
+    let low = v128_and(low, u8x16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
+    // The two high bits of scales and mins 4..8: (q[j] >> 6) << 4 = (q[j] >> 2) & 0x30.
+    let top = v128_and(u16x8_shr(q, 2), u8x16_splat(0x30));
+    let high = i8x16_shuffle::<16, 16, 16, 16, 0, 1, 2, 3, 16, 16, 16, 16, 4, 5, 6, 7>(top, u8x16_splat(0));
+    v128_or(low, high)
+}
+
 /// Q4_K (`d`, `dmin` f16, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles) against Q8_K
-/// activations.
+/// activations. The mins' offset, `dmin · Σ min·(Σ y of its 32 values)`, is one `pmaddwd` of
+/// the mins against the pairs of the activations' 16-value sums.
 ///
 /// # Safety
 /// As [`q4_0_tile`].
@@ -847,22 +877,22 @@ unsafe fn q4_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
     // 0.057 ns a weight.
     let mask = core::hint::black_box(u8x16_splat(0x0F));
     let mut acc = [[f32x4_splat(0.0); T]; R];
-    let mut min_acc = [[0f32; T]; R];
     for b in 0..nb {
         let mut dy = [0f32; T];
-        // Σ y of each 32 values (the mins multiply them).
-        let mut ysum32 = [[0i32; 8]; T];
+        // Σ y of each 32 values as i16 lanes (the mins multiply them).
+        let mut ysum32 = [i16x8_splat(0); T];
         for t in 0..T {
             dy[t] = *acts[t].d.get_unchecked(b);
-            let bs = acts[t].bsums.as_ptr().add(16 * b);
-            for s in 0..8 {
-                ysum32[t][s] = *bs.add(2 * s) + *bs.add(2 * s + 1);
-            }
+            let [lo, hi] = q8_k_bsums16(acts[t], b);
+            ysum32[t] = i16x8_narrow_i32x4(i32x4_extadd_pairwise_i16x8(lo), i32x4_extadd_pairwise_i16x8(hi));
         }
         for r in 0..R {
             let p = rows[r].add(144 * b);
             let (d, dmin) = (f16_at_ptr(p), f16_at_ptr(p.add(2)));
-            let (sc, mn) = k4_scales_mins(core::slice::from_raw_parts(p.add(4), 12));
+            let scales_mins = k4_scales_mins_simd(p.add(4));
+            let mins = u16x8_extend_high_u8x16(scales_mins);
+            let mut sc = [0u8; 16];
+            v128_store(sc.as_mut_ptr() as *mut v128, scales_mins);
             let mut total = [i32x4_splat(0); T];
             // 32 bytes of nibbles per 64 values: low nibbles are sub-block 2c, high ones 2c + 1.
             for c in 0..4 {
@@ -877,34 +907,31 @@ unsafe fn q4_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
                 }
             }
             for t in 0..T {
-                let mins: i32 = (0..8).map(|s| mn[s] as i32 * ysum32[t][s]).sum();
                 acc[r][t] = scaled_add(acc[r][t], total[t], d * dy[t]);
-                min_acc[r][t] += dmin * dy[t] * mins as f32;
+                acc[r][t] = scaled_add(acc[r][t], i32x4_dot_i16x8(mins, ysum32[t]), -(dmin * dy[t]));
             }
         }
     }
-    let mut out = [[0f32; T]; R];
-    for r in 0..R {
-        for t in 0..T {
-            out[r][t] = hsum_f32(acc[r][t]) - min_acc[r][t];
-        }
-    }
-    out
+    acc.map(|row| row.map(hsum_f32))
 }
 
 /// Q6_K (128 bytes of low nibbles, 64 bytes of high 2 bits, 16 signed 8-bit scales, `d` f16)
-/// against Q8_K activations.
+/// against Q8_K activations. The codes' offset of 32, `32 · Σ scale·(Σ y of its 16 values)`, is
+/// two `pmaddwd` of the scales against the activations' 16-value sums.
 ///
 /// # Safety
 /// As [`q4_0_tile`].
 #[inline(always)]
 unsafe fn q6_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
-    let (mask4, mask2) = (u8x16_splat(0x0F), u8x16_splat(0x03));
+    let (mask4, mask_high) = (core::hint::black_box(u8x16_splat(0x0F)), core::hint::black_box(u8x16_splat(0x30)));
     let mut acc = [[f32x4_splat(0.0); T]; R];
     for b in 0..nb {
+        let bsums: [[v128; 2]; T] = core::array::from_fn(|t| q8_k_bsums16(acts[t], b));
         for r in 0..R {
             let p = rows[r].add(210 * b);
             let scale = |sub: usize| (*p.add(192 + sub) as i8) as i32;
+            let scales = load(p.add(192));
+            let (scales_lo, scales_hi) = (i16x8_extend_low_i8x16(scales), i16x8_extend_high_i8x16(scales));
             let mut total = [i32x4_splat(0); T];
             // Two halves of 128 values; in each, 16 lanes `l` give values l, l+32, l+64, l+96, as
             // unsigned codes 0..63 (the value + 32).
@@ -913,13 +940,13 @@ unsafe fn q6_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
                     let ql0 = load(p.add(n * 64 + lc));
                     let ql1 = load(p.add(n * 64 + 32 + lc));
                     let qh = load(p.add(128 + n * 32 + lc));
-                    // 16-bit shifts: the masks keep every bit inside its byte.
-                    let high = |shift: u32| u16x8_shl(v128_and(u16x8_shr(qh, shift), mask2), 4);
+                    // Bits 2k, 2k + 1 of each high byte moved to bits 4, 5 by 16-bit shifts (the
+                    // mask drops what crosses a byte).
                     let codes = [
-                        v128_or(v128_and(ql0, mask4), high(0)),
-                        v128_or(v128_and(ql1, mask4), high(2)),
-                        v128_or(high_nibbles(ql0, mask4), high(4)),
-                        v128_or(high_nibbles(ql1, mask4), high(6)),
+                        v128_or(v128_and(ql0, mask4), v128_and(u16x8_shl(qh, 4), mask_high)),
+                        v128_or(v128_and(ql1, mask4), v128_and(u16x8_shl(qh, 2), mask_high)),
+                        v128_or(high_nibbles(ql0, mask4), v128_and(qh, mask_high)),
+                        v128_or(high_nibbles(ql1, mask4), v128_and(u16x8_shr(qh, 2), mask_high)),
                     ];
                     for (k, c) in codes.into_iter().enumerate() {
                         let at = n * 128 + k * 32 + lc;
@@ -934,9 +961,8 @@ unsafe fn q6_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
             let d = f16_at_ptr(p.add(208));
             for t in 0..T {
                 // Σ scale·(code - 32)·y = Σ scale·code·y - 32·Σ scale·(Σ y of its 16 values).
-                let bs = acts[t].bsums.as_ptr().add(16 * b);
-                let offset: i32 = (0..16).map(|sub| scale(sub) * *bs.add(sub)).sum();
-                let s = i32x4_sub(total[t], i32x4_replace_lane::<0>(i32x4_splat(0), 32 * offset));
+                let offset = i32x4_add(i32x4_dot_i16x8(scales_lo, bsums[t][0]), i32x4_dot_i16x8(scales_hi, bsums[t][1]));
+                let s = i32x4_sub(total[t], i32x4_shl(offset, 5));
                 acc[r][t] = scaled_add(acc[r][t], s, d * *acts[t].d.get_unchecked(b));
             }
         }
