@@ -1,0 +1,91 @@
+// Where a generation's time goes in headless Chromium: V8's sampling profiler (through CDP)
+// around one completion of a package copy (target/ab/<variant>/, as ab.mjs), then the functions
+// by self time (wasm functions by name, the package built with names: wasm-pack's --profiling or
+// `[profile.release] debug` keep them) and the top callers of the heaviest ones.
+//
+//   node tests/bench/profile.mjs --model qwen2.5-0.5b-Q4_K_M --gen 16 --threads 1 \
+//        [--prompt "..."] [--out /tmp/chrome.cpuprofile] [--top 25] base
+//
+// The profile is written as a .cpuprofile (Chrome DevTools opens it). Threads > 1 profile the
+// main thread only: the pool's workers are other isolates.
+import { existsSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { launchChromium } from "../browser/chromium.mjs";
+import { startServer } from "../browser/server.mjs";
+import { BENCH_PROMPT } from "./engines.mjs";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args.splice(i, 2)[1] : dflt;
+};
+const model = opt("model", "smollm2-135m-Q4_0");
+const gen = Number(opt("gen", 16));
+const threads = Number(opt("threads", 1));
+const prompt = opt("prompt", BENCH_PROMPT);
+const out = opt("out", "/tmp/chrome.cpuprofile");
+const top = Number(opt("top", 25));
+const [variant] = args;
+if (!variant || !existsSync(`${root}target/ab/${variant}/index.js`)) throw new Error("name a variant: a copy of pkg/ in target/ab/<variant>/");
+if (!existsSync(`${root}tests/bench/models/${model}.gguf`)) throw new Error(`tests/bench/models/${model}.gguf is missing`);
+
+const srv = await startServer();
+const browser = await launchChromium();
+try {
+  const page = await (await browser.newContext()).newPage();
+  page.on("pageerror", (e) => console.error("page error:", e));
+  await page.goto(`${srv.url}/tests/bench/ab.html?v=${encodeURIComponent(variant)}`);
+  await page.waitForFunction(() => window.ready === true);
+  await page.evaluate(
+    async ([url, threads]) => {
+      window.engine = await window.pocketlm.createEngine({ model: url, backend: "cpu", threads, worker: false, contextSize: 1024 });
+    },
+    [`${srv.url}/tests/bench/models/${model}.gguf`, threads],
+  );
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Profiler.enable");
+  await cdp.send("Profiler.setSamplingInterval", { interval: 200 });
+  await cdp.send("Profiler.start");
+  const usage = await page.evaluate(
+    async ([gen, prompt]) => (await window.engine.completions.create({ prompt, max_tokens: gen, temperature: 0, ignore_eos: true })).usage,
+    [gen, prompt],
+  );
+  const { profile } = await cdp.send("Profiler.stop");
+  writeFileSync(out, JSON.stringify(profile));
+  console.log(`usage ${JSON.stringify(usage)}; profile written to ${out}`);
+  report(profile);
+} finally {
+  await browser.close();
+  await srv.close();
+}
+
+/** Self time per function (ms) from a CDP profile, and the heaviest functions' callers. */
+function report(profile) {
+  const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const selfUs = new Map();
+  profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  const name = (n) => n.callFrame.functionName || `(anonymous ${n.callFrame.url.split("/").pop()})`;
+  const byFn = new Map();
+  const callers = new Map();
+  for (const [id, us] of selfUs) {
+    const n = nodes.get(id);
+    const f = name(n);
+    byFn.set(f, (byFn.get(f) ?? 0) + us);
+    const p = nodes.get(parent.get(id));
+    const by = callers.get(f) ?? new Map();
+    const pf = p ? name(p) : "(root)";
+    by.set(pf, (by.get(pf) ?? 0) + us);
+    callers.set(f, by);
+  }
+  const total = [...byFn.values()].reduce((a, b) => a + b, 0);
+  const rows = [...byFn].sort((a, b) => b[1] - a[1]).slice(0, top);
+  console.log(`self time, ${(total / 1000).toFixed(0)} ms sampled:`);
+  for (const [f, us] of rows) console.log(`${(us / 1000).toFixed(1).padStart(9)} ms ${((100 * us) / total).toFixed(1).padStart(5)} %  ${f}`);
+  for (const [f] of rows.slice(0, 5)) {
+    const by = [...callers.get(f)].sort((a, b) => b[1] - a[1]).slice(0, 3);
+    console.log(`${f} <- ${by.map(([p, us]) => `${p} ${(us / 1000).toFixed(0)} ms`).join(", ")}`);
+  }
+}
