@@ -57,14 +57,18 @@ fn every_weight_type_matches_an_f64_reference_and_simd_agrees_with_scalar() {
     }
 }
 
-/// Runs `f` once per way the interleaved Q4_0, the Q5_0 and the Q8_0 kernels can add their block sums:
-/// in relaxed-SIMD builds forced to the fused dot-add and to the 16-bit pairs (whichever this
-/// engine's probe picks), else once.
+/// Runs `f` once per way the interleaved Q4_0, the Q5_0 and the Q8_0 kernels can add their block sums
+/// on this engine: in relaxed-SIMD builds forced to the fused dot-add and to the 16-bit pairs
+/// where the probe finds the dot-add fused, else to the pairs alone (Q8_0's fused kernel feeds
+/// the instruction all 8 bits, exact only where it does not saturate: the probe's engines);
+/// else once.
 fn each_dot_add_kernel(mut f: impl FnMut(&str)) {
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
     {
-        use pocketlm::backend::cpu::simd128::force_fused_dot_add;
-        for (fused, name) in [(true, "fused dot-add"), (false, "16-bit pairs")] {
+        use pocketlm::backend::cpu::simd128::{force_fused_dot_add, fused_dot_add};
+        force_fused_dot_add(None);
+        let kernels: &[(bool, &str)] = if fused_dot_add() { &[(true, "fused dot-add"), (false, "16-bit pairs")] } else { &[(false, "16-bit pairs")] };
+        for &(fused, name) in kernels {
             force_fused_dot_add(Some(fused));
             f(name);
         }
@@ -116,6 +120,37 @@ fn the_mat_mat_equals_the_dot_of_each_row_and_token() {
                 assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{} token {t} {kernel}: mat-mat {got:?} vs dot {want:?}", ty.name());
             }
         });
+    }
+}
+
+#[test]
+fn a_matrix_of_several_prompt_chunks_gives_each_row_and_token_once() {
+    // 203 rows × 2048 values: several chunks of rows in the prompt tiles (each chunk about 64 KB
+    // of weights run over every token before the next), a last short chunk and rows left over;
+    // × 13 tokens (Q5_0: a tile of 8 tokens, one of 4 and one left over). Plain and, for the
+    // interleaved types, interleaved: each result the lone dot product of its row and token.
+    let mut rng = fastrand::Rng::with_seed(31);
+    let (rows, n, tokens) = (203, 2048, 13);
+    for ty in ALL_TYPES {
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
+        let acts = random_acts(&mut rng, ActKind::for_weights(ty), n, tokens);
+        let plain = QMatrix::owned(ty, rows, n, bytes.clone());
+        let want: Vec<Vec<f32>> = acts.iter().map(|a| (0..rows).map(|r| vec_dot(ty, &plain.row(r), a)).collect()).collect();
+        let mut matrices = vec![("plain", plain)];
+        if let Some(order) = RowOrder::interleaved(ty) {
+            matrices.push(("interleaved", QMatrix::owned_in_order(ty, rows, n, bytes, order)));
+        }
+        for (order, w) in &matrices {
+            each_dot_add_kernel(|kernel| {
+                let mut out = vec![f32::NAN; rows * tokens];
+                matmul_prequantized(w, &acts, &mut out);
+                for (t, want) in want.iter().enumerate() {
+                    let got = &out[t * rows..(t + 1) * rows];
+                    let bad = (0..rows).find(|&r| got[r].to_bits() != want[r].to_bits());
+                    assert!(bad.is_none(), "{} {order} token {t} {kernel}: row {bad:?} {:?} vs dot {:?}", ty.name(), bad.map(|r| got[r]), bad.map(|r| want[r]));
+                }
+            });
+        }
     }
 }
 
