@@ -4,7 +4,7 @@
 // `[profile.release] debug` keep them) and the top callers of the heaviest ones.
 //
 //   node tests/bench/profile.mjs --model qwen2.5-0.5b-Q4_K_M --gen 16 --threads 1 \
-//        [--prompt "..."] [--out /tmp/chrome.cpuprofile] [--top 25] base
+//        [--wasm relaxed|threads|simd] [--prompt "..."] [--out /tmp/chrome.cpuprofile] [--top 25] base
 //
 // The profile is written as a .cpuprofile (Chrome DevTools opens it). Threads > 1 profile the
 // main thread only: the pool's workers are other isolates.
@@ -26,6 +26,8 @@ const threads = Number(opt("threads", 1));
 const prompt = opt("prompt", BENCH_PROMPT);
 const out = opt("out", "/tmp/chrome.cpuprofile");
 const top = Number(opt("top", 25));
+// The package's wasm build (its own pick by default: threads where threads > 1).
+const wasmVariant = opt("wasm", undefined);
 const [variant] = args;
 if (!variant || !existsSync(`${root}target/ab/${variant}/index.js`)) throw new Error("name a variant: a copy of pkg/ in target/ab/<variant>/");
 if (!existsSync(`${root}tests/bench/models/${model}.gguf`)) throw new Error(`tests/bench/models/${model}.gguf is missing`);
@@ -38,10 +40,10 @@ try {
   await page.goto(`${srv.url}/tests/bench/ab.html?v=${encodeURIComponent(variant)}`);
   await page.waitForFunction(() => window.ready === true);
   await page.evaluate(
-    async ([url, threads]) => {
-      window.engine = await window.pocketlm.createEngine({ model: url, backend: "cpu", threads, worker: false, contextSize: 1024 });
+    async ([url, threads, variant]) => {
+      window.engine = await window.pocketlm.createEngine({ model: url, backend: "cpu", threads, worker: false, contextSize: 1024, wasm: variant ? { variant } : undefined });
     },
-    [`${srv.url}/tests/bench/models/${model}.gguf`, threads],
+    [`${srv.url}/tests/bench/models/${model}.gguf`, threads, wasmVariant],
   );
   const cdp = await page.context().newCDPSession(page);
   await cdp.send("Profiler.enable");
