@@ -103,53 +103,33 @@ fn the_mat_vec_equals_the_dot_of_each_row() {
 
 #[test]
 fn the_mat_mat_equals_the_dot_of_each_row_and_token() {
-    // 11 rows × 13 tokens: full tiles, a remainder of rows and one of tokens (Q5_0: a tile of 8
-    // tokens, one of 4 and one left over).
+    // × 13 tokens: full tiles and a remainder of tokens (Q5_0: a tile of 8 tokens, one of 4 and
+    // one left over). 11 rows × 512 values: full tiles and a remainder of rows; 203 × 2048: many
+    // tiles a stride apart in each of their row streams, and rows left over. Plain and, for the
+    // interleaved types, interleaved (groups of four, and the rows past the last in file order).
     let mut rng = fastrand::Rng::with_seed(9);
-    let (rows, n, tokens) = (11, 512, 13);
-    for ty in ALL_TYPES {
-        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
-        let w = QMatrix::owned(ty, rows, n, bytes);
-        let acts = random_acts(&mut rng, ActKind::for_weights(ty), n, tokens);
-        each_dot_add_kernel(|kernel| {
-            let mut out = vec![0f32; rows * tokens];
-            matmul_prequantized(&w, &acts, &mut out);
-            for (t, a) in acts.iter().enumerate() {
-                let want: Vec<f32> = (0..rows).map(|r| vec_dot(ty, &w.row(r), a)).collect();
-                let got = &out[t * rows..(t + 1) * rows];
-                assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{} token {t} {kernel}: mat-mat {got:?} vs dot {want:?}", ty.name());
+    let tokens = 13;
+    for (rows, n) in [(11, 512), (203, 2048)] {
+        for ty in ALL_TYPES {
+            let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
+            let acts = random_acts(&mut rng, ActKind::for_weights(ty), n, tokens);
+            let plain = QMatrix::owned(ty, rows, n, bytes.clone());
+            let want: Vec<Vec<f32>> = acts.iter().map(|a| (0..rows).map(|r| vec_dot(ty, &plain.row(r), a)).collect()).collect();
+            let mut matrices = vec![("plain", plain)];
+            if let Some(order) = RowOrder::interleaved(ty) {
+                matrices.push(("interleaved", QMatrix::owned_in_order(ty, rows, n, bytes, order)));
             }
-        });
-    }
-}
-
-#[test]
-fn a_matrix_of_several_prompt_chunks_gives_each_row_and_token_once() {
-    // 203 rows × 2048 values: several chunks of rows in the prompt tiles (each chunk about 64 KB
-    // of weights run over every token before the next), a last short chunk and rows left over;
-    // × 13 tokens (Q5_0: a tile of 8 tokens, one of 4 and one left over). Plain and, for the
-    // interleaved types, interleaved: each result the lone dot product of its row and token.
-    let mut rng = fastrand::Rng::with_seed(31);
-    let (rows, n, tokens) = (203, 2048, 13);
-    for ty in ALL_TYPES {
-        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
-        let acts = random_acts(&mut rng, ActKind::for_weights(ty), n, tokens);
-        let plain = QMatrix::owned(ty, rows, n, bytes.clone());
-        let want: Vec<Vec<f32>> = acts.iter().map(|a| (0..rows).map(|r| vec_dot(ty, &plain.row(r), a)).collect()).collect();
-        let mut matrices = vec![("plain", plain)];
-        if let Some(order) = RowOrder::interleaved(ty) {
-            matrices.push(("interleaved", QMatrix::owned_in_order(ty, rows, n, bytes, order)));
-        }
-        for (order, w) in &matrices {
-            each_dot_add_kernel(|kernel| {
-                let mut out = vec![f32::NAN; rows * tokens];
-                matmul_prequantized(w, &acts, &mut out);
-                for (t, want) in want.iter().enumerate() {
-                    let got = &out[t * rows..(t + 1) * rows];
-                    let bad = (0..rows).find(|&r| got[r].to_bits() != want[r].to_bits());
-                    assert!(bad.is_none(), "{} {order} token {t} {kernel}: row {bad:?} {:?} vs dot {:?}", ty.name(), bad.map(|r| got[r]), bad.map(|r| want[r]));
-                }
-            });
+            for (order, w) in &matrices {
+                each_dot_add_kernel(|kernel| {
+                    let mut out = vec![f32::NAN; rows * tokens];
+                    matmul_prequantized(w, &acts, &mut out);
+                    for (t, want) in want.iter().enumerate() {
+                        let got = &out[t * rows..(t + 1) * rows];
+                        let bad = (0..rows).find(|&r| got[r].to_bits() != want[r].to_bits());
+                        assert!(bad.is_none(), "{} {rows} rows, {order}, token {t} {kernel}: row {bad:?} mat-mat {:?} vs dot {:?}", ty.name(), bad.map(|r| got[r]), bad.map(|r| want[r]));
+                    }
+                });
+            }
         }
     }
 }

@@ -9,36 +9,26 @@
 //   node tests/bench/ab.mjs --model smollm2-135m-Q4_0 --gen 64 --reps 6 --threads 2 before after
 //
 // The model is tests/bench/models/<model>.gguf (run.mjs or make_synthetic.py --out writes it).
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { launchChromium } from "../browser/chromium.mjs";
 import { startServer } from "../browser/server.mjs";
 import { BENCH_PROMPT, median, pocketlmBrowser } from "./engines.mjs";
+import { checkVariantsAndModel, takeOption, variantPage } from "./variants.mjs";
 
-const root = fileURLToPath(new URL("../../", import.meta.url));
 const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args.splice(i, 2)[1] : dflt;
-};
-const model = opt("model", "smollm2-135m-Q4_0");
-const gen = Number(opt("gen", 64));
-const reps = Number(opt("reps", 5));
-const threads = Number(opt("threads", 1));
+const model = takeOption(args, "model", "smollm2-135m-Q4_0");
+const gen = Number(takeOption(args, "gen", 64));
+const reps = Number(takeOption(args, "reps", 5));
+const threads = Number(takeOption(args, "threads", 1));
 const variants = args;
 if (variants.length < 2) throw new Error("name two or more variants (directories of target/ab/)");
-for (const v of variants) if (!existsSync(`${root}target/ab/${v}/index.js`)) throw new Error(`target/ab/${v}/index.js is missing: copy pkg/ there`);
-if (!existsSync(`${root}tests/bench/models/${model}.gguf`)) throw new Error(`tests/bench/models/${model}.gguf is missing`);
+checkVariantsAndModel(variants, model);
 
 const srv = await startServer();
 const browser = await launchChromium();
 const runs = Object.fromEntries(variants.map((v) => [v, []]));
 for (let i = 0; i < reps; i++) {
   for (const v of i % 2 ? [...variants].reverse() : variants) {
-    const page = await (await browser.newContext()).newPage();
-    page.on("pageerror", (e) => console.error("page error:", e));
-    await page.goto(`${srv.url}/tests/bench/ab.html?v=${encodeURIComponent(v)}`);
-    await page.waitForFunction(() => window.ready === true);
+    const page = await variantPage(browser, srv, v);
     const r = await pocketlmBrowser(page, `${srv.url}/tests/bench/models/${model}.gguf`, BENCH_PROMPT, gen, "cpu", threads);
     runs[v].push(r);
     console.log(`${v} run ${i + 1}: decode ${r.decode_tok_s.toFixed(2)} tok/s, prefill ${r.prefill_tok_s.toFixed(1)} tok/s, warm load ${r.warm_load_ms.toFixed(0)} ms`);

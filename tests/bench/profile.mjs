@@ -1,44 +1,36 @@
 // Where a generation's time goes in headless Chromium: V8's sampling profiler (through CDP)
 // around one completion of a package copy (target/ab/<variant>/, as ab.mjs), then the functions
-// by self time (wasm functions by name, the package built with names: wasm-pack's --profiling or
-// `[profile.release] debug` keep them) and the top callers of the heaviest ones.
+// by self time (wasm functions by name: the package keeps rustc's name section, as wasm-opt is
+// off in crate/Cargo.toml) and the top callers of the heaviest ones.
 //
 //   node tests/bench/profile.mjs --model qwen2.5-0.5b-Q4_K_M --gen 16 --threads 1 \
 //        [--wasm relaxed|threads|simd] [--prompt "..."] [--out /tmp/chrome.cpuprofile] [--top 25] base
 //
 // The profile is written as a .cpuprofile (Chrome DevTools opens it). Threads > 1 profile the
 // main thread only: the pool's workers are other isolates.
-import { existsSync, writeFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { writeFileSync } from "node:fs";
 import { launchChromium } from "../browser/chromium.mjs";
 import { startServer } from "../browser/server.mjs";
 import { BENCH_PROMPT } from "./engines.mjs";
+import { checkVariantsAndModel, takeOption, variantPage } from "./variants.mjs";
 
-const root = fileURLToPath(new URL("../../", import.meta.url));
 const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args.splice(i, 2)[1] : dflt;
-};
-const model = opt("model", "smollm2-135m-Q4_0");
-const gen = Number(opt("gen", 16));
-const threads = Number(opt("threads", 1));
-const prompt = opt("prompt", BENCH_PROMPT);
-const out = opt("out", "/tmp/chrome.cpuprofile");
-const top = Number(opt("top", 25));
+const model = takeOption(args, "model", "smollm2-135m-Q4_0");
+const gen = Number(takeOption(args, "gen", 16));
+const threads = Number(takeOption(args, "threads", 1));
+const prompt = takeOption(args, "prompt", BENCH_PROMPT);
+const out = takeOption(args, "out", "/tmp/chrome.cpuprofile");
+const top = Number(takeOption(args, "top", 25));
 // The package's wasm build (its own pick by default: threads where threads > 1).
-const wasmVariant = opt("wasm", undefined);
+const wasmVariant = takeOption(args, "wasm", undefined);
 const [variant] = args;
-if (!variant || !existsSync(`${root}target/ab/${variant}/index.js`)) throw new Error("name a variant: a copy of pkg/ in target/ab/<variant>/");
-if (!existsSync(`${root}tests/bench/models/${model}.gguf`)) throw new Error(`tests/bench/models/${model}.gguf is missing`);
+if (!variant) throw new Error("name a variant: a copy of pkg/ in target/ab/<variant>/");
+checkVariantsAndModel([variant], model);
 
 const srv = await startServer();
 const browser = await launchChromium();
 try {
-  const page = await (await browser.newContext()).newPage();
-  page.on("pageerror", (e) => console.error("page error:", e));
-  await page.goto(`${srv.url}/tests/bench/ab.html?v=${encodeURIComponent(variant)}`);
-  await page.waitForFunction(() => window.ready === true);
+  const page = await variantPage(browser, srv, variant);
   await page.evaluate(
     async ([url, threads, variant]) => {
       window.engine = await window.pocketlm.createEngine({ model: url, backend: "cpu", threads, worker: false, contextSize: 1024, wasm: variant ? { variant } : undefined });
