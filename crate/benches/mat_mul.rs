@@ -14,7 +14,7 @@ mod random_blocks;
 
 use pocketlm::backend::cpu::acts::ActKind;
 use pocketlm::backend::cpu::{matmul_prequantized, row_order};
-use pocketlm::quant::{GgmlType, QMatrix};
+use pocketlm::quant::{GgmlType, QMatrix, RowOrder};
 use random_blocks::{random_acts, random_row};
 
 /// Qwen2.5-0.5B's mat-vec shapes (rows × columns) and how many of each a layer has: the
@@ -44,13 +44,13 @@ fn times(reps: usize, mut f: impl FnMut()) -> Vec<f64> {
     t
 }
 
-/// `note` follows the type's name in what it prints.
-fn run(ty: GgmlType, note: &str) {
+/// `note` follows the type's name in what it prints; the matrices lie in `order`.
+fn run(ty: GgmlType, note: &str, order: RowOrder) {
     let mut rng = fastrand::Rng::with_seed(5);
     let (mut decode_ns, mut prompt_ns, mut weights) = (0.0, 0.0, 0usize);
     // V8 runs a function's first calls in its baseline compiler: warm every kernel up first.
     let (rows, cols) = (256, 896);
-    let w = QMatrix::owned_in_order(ty, rows, cols, (0..rows).flat_map(|_| random_row(&mut rng, ty, cols)).collect(), row_order(ty));
+    let w = QMatrix::owned_in_order(ty, rows, cols, (0..rows).flat_map(|_| random_row(&mut rng, ty, cols)).collect(), order);
     let acts = random_acts(&mut rng, ActKind::for_weights(ty), cols, PROMPT_TOKENS);
     let mut out = vec![0f32; rows * PROMPT_TOKENS];
     times(20, || {
@@ -59,7 +59,7 @@ fn run(ty: GgmlType, note: &str) {
     });
     for (name, rows, cols, count) in SHAPES {
         let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, cols)).collect();
-        let w = QMatrix::owned_in_order(ty, rows, cols, bytes, row_order(ty));
+        let w = QMatrix::owned_in_order(ty, rows, cols, bytes, order);
         let acts = random_acts(&mut rng, ActKind::for_weights(ty), cols, PROMPT_TOKENS);
         let mut out = vec![0f32; rows * PROMPT_TOKENS];
         let per = |ms: f64, tokens: usize| ms * 1e6 / (rows * cols * tokens) as f64;
@@ -96,7 +96,7 @@ const LAYERS: usize = 8;
 /// ns/weight/token, 32 0.042-0.045, 64 0.043-0.051, 120 0.043-0.046, single matrices
 /// 0.040-0.047 in the same minutes: the prompt mat-mul is bound by its instructions, not by
 /// reading the weights once per chunk.
-fn run_layers(ty: GgmlType) {
+fn run_layers(ty: GgmlType, note: &str, order: RowOrder) {
     let mut rng = fastrand::Rng::with_seed(7);
     // Each matrix its own buffer (a clone of a QMatrix shares its bytes).
     let layer: Vec<(usize, usize, Vec<u8>)> = SHAPES
@@ -106,7 +106,7 @@ fn run_layers(ty: GgmlType) {
             (0..count).map(move |_| (rows, cols, bytes.clone()))
         })
         .collect();
-    let model: Vec<QMatrix> = (0..LAYERS).flat_map(|_| layer.iter().map(|(rows, cols, bytes)| QMatrix::owned_in_order(ty, *rows, *cols, bytes.clone(), row_order(ty)))).collect();
+    let model: Vec<QMatrix> = (0..LAYERS).flat_map(|_| layer.iter().map(|(rows, cols, bytes)| QMatrix::owned_in_order(ty, *rows, *cols, bytes.clone(), order))).collect();
     let weights: usize = model.iter().map(|w| w.rows * w.cols).sum();
     // The prompt's activations for each width of the shapes.
     let mut widths: Vec<usize> = SHAPES.iter().map(|&(_, _, cols, _)| cols).collect();
@@ -129,7 +129,7 @@ fn run_layers(ty: GgmlType) {
     });
     let t = times(9, || model.iter().for_each(|w| matmul_prequantized(w, &acts_for(w.cols)[..1], &mut out[..w.rows])));
     say!(
-        "{} {LAYERS} layers of Qwen2.5-0.5B, decode: {:.4} ns/weight (median {:.4}; {:.2} ms, {:.1} GB/s of weights; only reading them: {:.2} ms, {:.1} GB/s)",
+        "{}{note} {LAYERS} layers of Qwen2.5-0.5B, decode: {:.4} ns/weight (median {:.4}; {:.2} ms, {:.1} GB/s of weights; only reading them: {:.2} ms, {:.1} GB/s)",
         ty.name(),
         t[0] * 1e6 / weights as f64,
         t[t.len() / 2] * 1e6 / weights as f64,
@@ -148,7 +148,7 @@ fn run_layers(ty: GgmlType) {
             }
         });
         let per = |ms: f64| ms * 1e6 / (weights as f64 * PROMPT_TOKENS as f64);
-        say!("{} {LAYERS} layers of Qwen2.5-0.5B, a prompt of {PROMPT_TOKENS} {tokens} tokens at a time: {:.4} ns/weight/token (median {:.4}; {:.1} ms, {weights} weights)", ty.name(), per(t[0]), per(t[t.len() / 2]), t[0]);
+        say!("{}{note} {LAYERS} layers of Qwen2.5-0.5B, a prompt of {PROMPT_TOKENS} {tokens} tokens at a time: {:.4} ns/weight/token (median {:.4}; {:.1} ms, {weights} weights)", ty.name(), per(t[0]), per(t[t.len() / 2]), t[0]);
     }
 }
 
@@ -160,41 +160,48 @@ fn run_each_dot_add(ty: GgmlType) {
         use pocketlm::backend::cpu::simd128::{force_fused_dot_add, fused_dot_add};
         for (fused, note) in [(false, " (16-bit pairs)"), (true, " (fused dot-add)")] {
             force_fused_dot_add(Some(fused));
-            run(ty, note);
+            run(ty, note, row_order(ty));
         }
         force_fused_dot_add(None);
         say!("{}: this engine's probe picks the {}", ty.name(), if fused_dot_add() { "fused dot-add" } else { "16-bit pairs" });
     }
     #[cfg(not(target_feature = "relaxed-simd"))]
-    run(ty, "");
+    run(ty, "", row_order(ty));
 }
 
 #[bench]
 fn q4_0(_: &mut Criterion) {
     run_each_dot_add(GgmlType::Q4_0);
-    run_layers(GgmlType::Q4_0);
+    run_layers(GgmlType::Q4_0, "", row_order(GgmlType::Q4_0));
 }
 
 #[bench]
 fn q8_0(_: &mut Criterion) {
-    run(GgmlType::Q8_0, "");
-    run_layers(GgmlType::Q8_0);
+    // In the file's order, and interleaved where this engine's loader interleaves Q8_0.
+    let ty = GgmlType::Q8_0;
+    let mut orders = vec![RowOrder::Plain];
+    orders.extend(Some(row_order(ty)).filter(|&o| o != RowOrder::Plain));
+    for order in orders {
+        let note = if order == RowOrder::Plain { " (file order)" } else { " (interleaved)" };
+        run(ty, note, order);
+        run_layers(ty, note, order);
+    }
 }
 
 #[bench]
 fn q4_k(_: &mut Criterion) {
-    run(GgmlType::Q4K, "");
-    run_layers(GgmlType::Q4K);
+    run(GgmlType::Q4K, "", RowOrder::Plain);
+    run_layers(GgmlType::Q4K, "", RowOrder::Plain);
 }
 
 #[bench]
 fn q5_0(_: &mut Criterion) {
     run_each_dot_add(GgmlType::Q5_0);
-    run_layers(GgmlType::Q5_0);
+    run_layers(GgmlType::Q5_0, "", row_order(GgmlType::Q5_0));
 }
 
 #[bench]
 fn q6_k(_: &mut Criterion) {
-    run(GgmlType::Q6K, "");
-    run_layers(GgmlType::Q6K);
+    run(GgmlType::Q6K, "", RowOrder::Plain);
+    run_layers(GgmlType::Q6K, "", RowOrder::Plain);
 }

@@ -141,7 +141,7 @@ fn interleaved_tiles_of_several_groups_give_the_plain_rows_results_bit_for_bit()
     // (two prompt tiles and one token left over) and × 1.
     let mut rng = fastrand::Rng::with_seed(29);
     let (n, tokens) = (256, 9);
-    for (ty, rows) in [GgmlType::Q4_0, GgmlType::Q5_0].into_iter().flat_map(|ty| [(ty, 23), (ty, 37)]) {
+    for (ty, rows) in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0].into_iter().flat_map(|ty| [(ty, 23), (ty, 37)]) {
         let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
         let plain = QMatrix::owned(ty, rows, n, bytes.clone());
         let x4 = QMatrix::owned_in_order(ty, rows, n, bytes, RowOrder::interleaved(ty).unwrap());
@@ -169,7 +169,7 @@ fn interleaved_rows_give_the_plain_rows_results_bit_for_bit() {
     // and the rows read back in the file's order.
     let mut rng = fastrand::Rng::with_seed(13);
     let (rows, n, tokens) = (11, 320, 5);
-    for ty in [GgmlType::Q4_0, GgmlType::Q5_0] {
+    for ty in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0] {
         let order = RowOrder::interleaved(ty).unwrap();
         let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
         let plain = QMatrix::owned(ty, rows, n, bytes.clone());
@@ -252,37 +252,51 @@ fn q8_0_weights_of_minus_128_are_exact_in_every_kernel() {
         block[..2].copy_from_slice(&f16::from_f32(0.01 + 0.001 * (i % 7) as f32).to_le_bytes());
         block[2 + i % 32] = 0x80; // -128 in every block
     }
-    let w = QMatrix::owned(pocketlm::quant::GgmlType::Q8_0, rows, n, bytes);
-    assert!(w.has_q8_0_min());
+    // In the file's order and interleaved (two groups, and a row left in the file's order).
+    for w in [QMatrix::owned(GgmlType::Q8_0, rows, n, bytes.clone()), QMatrix::owned_in_order(GgmlType::Q8_0, rows, n, bytes.clone(), RowOrder::Q8_0x4)] {
+        let order = w.order();
+        assert!(w.has_q8_0_min(), "{order:?}");
+        let x: Vec<f32> = (0..n).map(|_| rng.f32() - 0.5).collect();
+        let mut acts = QuantizedActs::default();
+        acts.quantize(ActKind::Q8_0, &x);
+        assert!(acts.q[..n].iter().filter(|&&q| q < 0).count() > n / 4, "the activations have negative values");
+        let y = dequantized_acts(&acts, n);
+        each_dot_add_kernel(|kernel| {
+            let mut out = vec![0f32; rows];
+            matvec_prequantized(&w, &acts, &mut out);
+            for r in 0..rows {
+                let mut wr = vec![0f32; n];
+                dequantize(w.ty, &w.row(r), &mut wr);
+                let want: f64 = wr.iter().zip(&y).map(|(&a, &b)| a as f64 * b).sum();
+                let scale: f64 = wr.iter().zip(&y).map(|(&a, &b)| (a as f64 * b).abs()).sum();
+                assert!((out[r] as f64 - want).abs() <= 1e-5 * scale, "{order:?} {kernel} row {r}: mat-vec {} vs f64 {want}", out[r]);
+                assert_eq!(out[r].to_bits(), vec_dot(w.ty, &w.row(r), &acts).to_bits(), "{order:?} {kernel} row {r}: mat-vec vs dot");
+            }
+            // A prompt (two tiles of four tokens and one left over) through the same rows: each
+            // token's result the bits of the dot.
+            let tokens = 9;
+            let prompt = random_acts(&mut fastrand::Rng::with_seed(12), ActKind::Q8_0, n, tokens);
+            let mut out = vec![0f32; rows * tokens];
+            matmul_prequantized(&w, &prompt, &mut out);
+            for (t, a) in prompt.iter().enumerate() {
+                for r in 0..rows {
+                    assert_eq!(out[t * rows + r].to_bits(), vec_dot(w.ty, &w.row(r), a).to_bits(), "{order:?} {kernel} token {t} row {r}: mat-mat vs dot");
+                }
+            }
+        });
+    }
+    // Interleaved, a -128 found in a group's codes alone, and in the rows past the groups alone.
+    let no_min: Vec<u8> = bytes.iter().enumerate().map(|(i, &b)| if i % 34 >= 2 && b == 0x80 { 0x7F } else { b }).collect();
+    assert!(!QMatrix::owned_in_order(GgmlType::Q8_0, rows, n, no_min.clone(), RowOrder::Q8_0x4).has_q8_0_min());
+    for at in [5 * 8 * 34 + 2 + 31, 8 * 8 * 34 + 7 * 34 + 2] {
+        let mut one = no_min.clone();
+        one[at] = 0x80;
+        assert!(QMatrix::owned_in_order(GgmlType::Q8_0, rows, n, one, RowOrder::Q8_0x4).has_q8_0_min(), "a -128 at byte {at}");
+    }
     let x: Vec<f32> = (0..n).map(|_| rng.f32() - 0.5).collect();
-    let mut acts = QuantizedActs::default();
-    acts.quantize(ActKind::Q8_0, &x);
-    assert!(acts.q[..n].iter().filter(|&&q| q < 0).count() > n / 4, "the activations have negative values");
-    let mut out = vec![0f32; rows];
-    matvec_prequantized(&w, &acts, &mut out);
-    let y = dequantized_acts(&acts, n);
-    for r in 0..rows {
-        let mut wr = vec![0f32; n];
-        dequantize(w.ty, &w.row(r), &mut wr);
-        let want: f64 = wr.iter().zip(&y).map(|(&a, &b)| a as f64 * b).sum();
-        let scale: f64 = wr.iter().zip(&y).map(|(&a, &b)| (a as f64 * b).abs()).sum();
-        assert!((out[r] as f64 - want).abs() <= 1e-5 * scale, "row {r}: mat-vec {} vs f64 {want}", out[r]);
-        assert_eq!(out[r].to_bits(), vec_dot(w.ty, &w.row(r), &acts).to_bits(), "row {r}: mat-vec vs dot");
-    }
-    // A prompt (two tiles of four tokens and one left over) through the same rows: each token's
-    // result the bits of the dot.
-    let tokens = 9;
-    let prompt = random_acts(&mut rng, ActKind::Q8_0, n, tokens);
-    let mut out = vec![0f32; rows * tokens];
-    matmul_prequantized(&w, &prompt, &mut out);
-    for (t, a) in prompt.iter().enumerate() {
-        for r in 0..rows {
-            assert_eq!(out[t * rows + r].to_bits(), vec_dot(w.ty, &w.row(r), a).to_bits(), "token {t} row {r}: mat-mat vs dot");
-        }
-    }
     // A matrix of quantized values holds no -128.
-    let q = pocketlm::quant::quantize(pocketlm::quant::GgmlType::Q8_0, &x);
-    assert!(!QMatrix::owned(pocketlm::quant::GgmlType::Q8_0, 1, n, q).has_q8_0_min());
+    let q = pocketlm::quant::quantize(GgmlType::Q8_0, &x);
+    assert!(!QMatrix::owned(GgmlType::Q8_0, 1, n, q).has_q8_0_min());
 }
 
 #[test]

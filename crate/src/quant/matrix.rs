@@ -69,7 +69,7 @@ impl QMatrix {
     }
 
     /// Reorders the file-ordered `bytes` of a `rows × cols` matrix of `ty` to `order` in place
-    /// when `ty` has that order (Q4_0 and Q5_0 are interleaved); returns the order they are in.
+    /// when `ty` has that order (Q4_0, Q5_0 and Q8_0 are interleaved); returns the order they are in.
     pub fn reorder(ty: GgmlType, rows: usize, cols: usize, bytes: &mut [u8], order: RowOrder) -> RowOrder {
         if order != RowOrder::Plain && order.holds(ty) && rows >= GROUP_ROWS {
             row_order::interleave(ty, bytes, rows, cols);
@@ -107,7 +107,10 @@ impl QMatrix {
         *self.rare.get_or_init(|| match self.order {
             RowOrder::Plain if self.ty == GgmlType::Q8_0 => super::q8_0_rare_codes(self.bytes()),
             RowOrder::Plain => RareCodes { q8_0_min: false, nonfinite_scale: super::has_nonfinite_block_scale(self.ty, self.bytes()) },
-            RowOrder::Q4_0x4 | RowOrder::Q5_0x4 => RareCodes { q8_0_min: false, nonfinite_scale: row_order::x4_has_nonfinite_scale(self.ty, self.bytes(), self.rows, self.cols) },
+            RowOrder::Q4_0x4 | RowOrder::Q5_0x4 | RowOrder::Q8_0x4 => RareCodes {
+                q8_0_min: row_order::x4_has_q8_0_min(self.ty, self.bytes(), self.rows, self.cols),
+                nonfinite_scale: row_order::x4_has_nonfinite_scale(self.ty, self.bytes(), self.rows, self.cols),
+            },
         })
     }
 

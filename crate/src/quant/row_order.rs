@@ -1,15 +1,18 @@
-//! The order of a matrix's rows in memory: the file's (row after row) or Q4_0 / Q5_0 rows
-//! interleaved four at a time, the order the wasm SIMD mat-vec reads fastest. Same bytes, same
-//! size: the CPU loader reorders a file's Q4_0 and Q5_0 matrices in place.
+//! The order of a matrix's rows in memory: the file's (row after row) or Q4_0 / Q5_0 / Q8_0 rows
+//! interleaved four at a time, the order the wasm SIMD kernels read fastest. Same bytes, same
+//! size: the CPU loader reorders a file's Q4_0 and Q5_0 matrices in place (and Q8_0's where the
+//! engine fuses the relaxed dot-add: [`crate::backend::cpu::row_order`]).
 //!
 //! A group of four rows of `nb` blocks (the four rows' bytes) holds first the rows' scales,
 //! block by block (`8·b + 2·k`: row `k`'s f16 scale of block `b`), then the rows' codes block
-//! by block, [`x4_block_bytes`] each: Q5_0's 16 bytes of fifth bits, then 64 bytes of nibbles
-//! in four vectors of 16 (byte `16·c + 4·k + i` of them: byte `4·c + i` of row `k`'s 16 bytes of
-//! nibbles). One 16-byte load then holds four bytes of each row, whose low nibbles are values
-//! `4c..4c+4` and high ones `16+4c..16+4c+4`: a 4-byte dot product against the activations'
-//! four values, broadcast, leaves row `k`'s sum in lane `k`, where the file's order needs a
-//! reduction across rows per block. Byte `4·k + i` of Q5_0's fifth bits holds, in bit `c`, the
+//! by block, [`x4_block_bytes`] each: Q5_0's 16 bytes of fifth bits, then the codes of the four
+//! rows in vectors of 16 bytes, byte `16·c + 4·k + i` of them byte `4·c + i` of row `k`'s codes
+//! (Q4_0 and Q5_0: 16 bytes of nibbles a row, four vectors; Q8_0: its 32 signed bytes, eight
+//! vectors). One 16-byte load then holds four bytes of each row: a 4-byte dot product against
+//! the activations' four values, broadcast, leaves row `k`'s sum in lane `k`, where the file's
+//! order needs a reduction across rows per block (Q4_0 and Q5_0: the low nibbles of vector `c`
+//! are values `4c..4c+4`, the high ones `16+4c..16+4c+4`; Q8_0: vector `c` is values
+//! `4c..4c+4`). Byte `4·k + i` of Q5_0's fifth bits holds, in bit `c`, the
 //! fifth bit of value `4c + i` of row `k` and, in bit `4 + c`, that of value `16 + 4c + i`: a
 //! 16-bit shift by `4 - c` (left) or `c` (right) puts the bits of a vector of nibbles at bit 4 of
 //! its bytes. The rows past the last whole group keep the file's order, where they already lie.
@@ -28,14 +31,17 @@ pub enum RowOrder {
     Q4_0x4,
     /// Q5_0 rows in groups of [`GROUP_ROWS`], as this module's description lays out.
     Q5_0x4,
+    /// Q8_0 rows in groups of [`GROUP_ROWS`], as this module's description lays out.
+    Q8_0x4,
 }
 
 impl RowOrder {
-    /// The interleaved order of `ty`'s rows, where it has one (Q4_0, Q5_0).
+    /// The interleaved order of `ty`'s rows, where it has one (Q4_0, Q5_0, Q8_0).
     pub fn interleaved(ty: GgmlType) -> Option<RowOrder> {
         match ty {
             GgmlType::Q4_0 => Some(RowOrder::Q4_0x4),
             GgmlType::Q5_0 => Some(RowOrder::Q5_0x4),
+            GgmlType::Q8_0 => Some(RowOrder::Q8_0x4),
             _ => None,
         }
     }
@@ -49,17 +55,26 @@ impl RowOrder {
 /// Rows per interleaved group.
 pub const GROUP_ROWS: usize = 4;
 
-/// Bytes per block of an interleaved group of `ty` after the group's scales: 64 of nibbles,
-/// after Q5_0's 16 of fifth bits.
+/// Bytes per block of an interleaved group of `ty` after the group's scales: the four rows'
+/// codes ([`code_bytes`] each), after Q5_0's 16 of fifth bits.
 pub const fn x4_block_bytes(ty: GgmlType) -> usize {
     match ty {
-        GgmlType::Q5_0 => 80,
-        _ => 64,
+        GgmlType::Q5_0 => 16 + 4 * code_bytes(ty),
+        _ => 4 * code_bytes(ty),
     }
 }
 
-/// Panics unless `ty` has an interleaved order. In the file's blocks of both, the scale's 2
-/// bytes lead, the 16 bytes of nibbles end the block and Q5_0's 4 of fifth bits lie between.
+/// Bytes of codes per row and block of an interleaved type: 16 of nibbles (Q4_0, Q5_0), 32
+/// signed bytes (Q8_0).
+const fn code_bytes(ty: GgmlType) -> usize {
+    match ty {
+        GgmlType::Q8_0 => 32,
+        _ => 16,
+    }
+}
+
+/// Panics unless `ty` has an interleaved order. In the file's blocks of all three, the scale's
+/// 2 bytes lead, the codes end the block and Q5_0's 4 of fifth bits lie between.
 fn check_interleaved(ty: GgmlType) {
     assert!(RowOrder::interleaved(ty).is_some(), "{} has no interleaved order", ty.name());
 }
@@ -77,11 +92,11 @@ fn qh_of(bytes: &[u8]) -> u32 {
     })
 }
 
-/// Reorders the whole groups of `rows` rows of `ty` (Q4_0 or Q5_0) of `cols` values (`bytes`,
+/// Reorders the whole groups of `rows` rows of `ty` (Q4_0, Q5_0 or Q8_0) of `cols` values (`bytes`,
 /// in the file's order) into its interleaved order ([`RowOrder::interleaved`]), in place.
 pub fn interleave(ty: GgmlType, bytes: &mut [u8], rows: usize, cols: usize) {
     check_interleaved(ty);
-    let (rb, bb, xb) = (ty.row_bytes(cols), ty.block_bytes(), x4_block_bytes(ty));
+    let (rb, bb, xb, cb) = (ty.row_bytes(cols), ty.block_bytes(), x4_block_bytes(ty), code_bytes(ty));
     assert_eq!(bytes.len(), rows * rb, "{} matrix of {rows}x{cols}", ty.name());
     let nb = rb / bb;
     let mut plain = vec![0u8; GROUP_ROWS * rb];
@@ -89,13 +104,13 @@ pub fn interleave(ty: GgmlType, bytes: &mut [u8], rows: usize, cols: usize) {
         plain.copy_from_slice(group);
         let (scales, codes) = group.split_at_mut(8 * nb);
         for (b, (sc, x)) in scales.chunks_exact_mut(8).zip(codes.chunks_exact_mut(xb)).enumerate() {
-            let (fifth, nibbles) = x.split_at_mut(xb - 64);
+            let (fifth, vectors) = x.split_at_mut(xb - 4 * cb);
             for k in 0..GROUP_ROWS {
                 let block = &plain[k * rb + b * bb..][..bb];
                 sc[2 * k..2 * k + 2].copy_from_slice(&block[..2]);
-                let qs = &block[bb - 16..];
-                for c in 0..4 {
-                    nibbles[16 * c + 4 * k..][..4].copy_from_slice(&qs[4 * c..4 * c + 4]);
+                let qs = &block[bb - cb..];
+                for c in 0..cb / 4 {
+                    vectors[16 * c + 4 * k..][..4].copy_from_slice(&qs[4 * c..4 * c + 4]);
                 }
                 if !fifth.is_empty() {
                     let qh = u32::from_le_bytes(block[2..6].try_into().expect("4 bytes"));
@@ -112,7 +127,7 @@ pub fn interleave(ty: GgmlType, bytes: &mut [u8], rows: usize, cols: usize) {
 /// (one row's bytes).
 pub fn x4_row(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize, r: usize, out: &mut [u8]) {
     check_interleaved(ty);
-    let (rb, bb, xb) = (ty.row_bytes(cols), ty.block_bytes(), x4_block_bytes(ty));
+    let (rb, bb, xb, cb) = (ty.row_bytes(cols), ty.block_bytes(), x4_block_bytes(ty), code_bytes(ty));
     assert!(r < rows && out.len() == rb && bytes.len() == rows * rb);
     if r >= rows / GROUP_ROWS * GROUP_ROWS {
         return out.copy_from_slice(&bytes[r * rb..][..rb]);
@@ -122,9 +137,9 @@ pub fn x4_row(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize, r: usize, ou
     for (b, block) in out.chunks_exact_mut(bb).enumerate() {
         block[..2].copy_from_slice(&group[8 * b + 2 * k..][..2]);
         let x = &group[8 * nb + xb * b..][..xb];
-        let (fifth, nibbles) = x.split_at(xb - 64);
-        for c in 0..4 {
-            block[bb - 16 + 4 * c..][..4].copy_from_slice(&nibbles[16 * c + 4 * k..][..4]);
+        let (fifth, vectors) = x.split_at(xb - 4 * cb);
+        for c in 0..cb / 4 {
+            block[bb - cb + 4 * c..][..4].copy_from_slice(&vectors[16 * c + 4 * k..][..4]);
         }
         if !fifth.is_empty() {
             block[2..6].copy_from_slice(&qh_of(&fifth[4 * k..4 * k + 4]).to_le_bytes());
@@ -138,7 +153,7 @@ pub fn plain_rows(order: RowOrder, ty: GgmlType, bytes: &[u8], rows: usize, cols
     assert!(first + n <= rows, "rows {first}..{} of {rows}", first + n);
     match order {
         RowOrder::Plain => Cow::Borrowed(&bytes[first * rb..(first + n) * rb]),
-        RowOrder::Q4_0x4 | RowOrder::Q5_0x4 => {
+        RowOrder::Q4_0x4 | RowOrder::Q5_0x4 | RowOrder::Q8_0x4 => {
             let mut out = vec![0u8; n * rb];
             for (i, row) in out.chunks_exact_mut(rb).enumerate() {
                 x4_row(ty, bytes, rows, cols, first + i, row);
@@ -168,6 +183,20 @@ pub fn x4_has_nonfinite_scale(ty: GgmlType, bytes: &[u8], rows: usize, cols: usi
     bytes[..grouped].chunks_exact(GROUP_ROWS * rb).any(|g| exponent_ones(&g[..8 * nb])) || super::has_nonfinite_block_scale(ty, &bytes[grouped..])
 }
 
+/// Whether some code of an interleaved Q8_0 matrix is -128 (as the file order's scan,
+/// [`super::q8_0_rare_codes`]; the other types hold no such code).
+pub fn x4_has_q8_0_min(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> bool {
+    check_interleaved(ty);
+    if ty != GgmlType::Q8_0 {
+        return false;
+    }
+    let rb = ty.row_bytes(cols);
+    let grouped = rows / GROUP_ROWS * GROUP_ROWS * rb;
+    let scales = 8 * (rb / ty.block_bytes());
+    // A group's bytes past its scales are all codes (no fifth bits).
+    bytes[..grouped].chunks_exact(GROUP_ROWS * rb).any(|g| super::blocks::codes_hold_min(&g[scales..])) || super::q8_0_rare_codes(&bytes[grouped..]).q8_0_min
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,7 +205,7 @@ mod tests {
     fn interleaving_keeps_every_row_and_puts_each_byte_where_the_layout_says() {
         let mut rng = fastrand::Rng::with_seed(3);
         let (rows, cols) = (11, 96);
-        for ty in [GgmlType::Q4_0, GgmlType::Q5_0] {
+        for ty in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0] {
             let (rb, bb, xb) = (ty.row_bytes(cols), ty.block_bytes(), x4_block_bytes(ty));
             let order = RowOrder::interleaved(ty).unwrap();
             let plain: Vec<u8> = (0..rows * rb).map(|_| rng.u8(..)).collect();
@@ -186,7 +215,12 @@ mod tests {
             // Row 6 (group 1, k = 2), block 1: its scale, then byte 4·3 + 1 of its nibbles.
             let (g, nb, row6) = (&x4[4 * rb..8 * rb], rb / bb, &plain[6 * rb..7 * rb]);
             assert_eq!(g[8 + 4..8 + 6], row6[bb..bb + 2], "{}", ty.name());
-            assert_eq!(g[8 * nb + xb + (xb - 64) + 48 + 8 + 1], row6[2 * bb - 16 + 13], "{}", ty.name());
+            if ty == GgmlType::Q8_0 {
+                // Byte 4·6 + 1 of its 32 codes: vector 6, lane 4·2 + 1.
+                assert_eq!(g[8 * nb + xb + 16 * 6 + 8 + 1], row6[bb + 2 + 25]);
+            } else {
+                assert_eq!(g[8 * nb + xb + (xb - 64) + 48 + 8 + 1], row6[2 * bb - 16 + 13], "{}", ty.name());
+            }
             if ty == GgmlType::Q5_0 {
                 // Its fifth bits: value 4·2 + 1 (bit 2) and value 16 + 4·3 + 1 (bit 7) of byte 8 + 1.
                 let qh = u32::from_le_bytes(row6[bb + 2..bb + 6].try_into().unwrap());
@@ -206,7 +240,7 @@ mod tests {
     #[test]
     fn a_nonfinite_scale_is_found_in_either_order() {
         let (rows, cols) = (6, 64);
-        for ty in [GgmlType::Q4_0, GgmlType::Q5_0] {
+        for ty in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0] {
             let (rb, bb) = (ty.row_bytes(cols), ty.block_bytes());
             // Every scale the largest finite f16 (0x7BFF: its exponent one short of all ones), then
             // one of them +inf, a NaN or -inf, in each row (each lane of a group) and block.

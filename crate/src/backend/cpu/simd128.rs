@@ -14,11 +14,11 @@
 //! against an f64 sum).
 //!
 //! Q4_0 and Q5_0 matrices are loaded with their rows interleaved four at a time
-//! ([`crate::quant::row_order`]): a 16-byte load then holds four bytes of each of four
-//! rows, dotted with four activations broadcast, so each row's block sum lands in its own lane
-//! and the reduction across lanes ([`row_sums`]) and the four scale loads go
-//! ([`matmul_x4`]); Q5_0's fifth bits, laid out for it, join their nibbles by a shift, a mask
-//! and an or.
+//! ([`crate::quant::row_order`]), and Q8_0's where the engine fuses the dot-add (below): a
+//! 16-byte load then holds four bytes of each of four rows, dotted with four activations
+//! broadcast, so each row's block sum lands in its own lane and the reduction across lanes
+//! ([`row_sums`]) and the four scale loads go ([`matmul_x4`]); Q5_0's fifth bits, laid out for
+//! it, join their nibbles by a shift, a mask and an or.
 //!
 //! Builds with `+relaxed-simd` multiply 4-to-6-bit weights by the 8-bit activations with the
 //! relaxed dot products, whose results are exact when the second operand is in 0..=127 (x86
@@ -32,7 +32,8 @@
 //! instruction (AVX-VNNI's `vpdpbusd`, found by a probe: [`fused_dot_add`]), the interleaved
 //! Q4_0 and the Q5_0 kernels add their block sums by it instead of 16-bit pairs ([`X4Dots`],
 //! [`dot2_u6`]): the same exact sums; and Q8_0 enters as `w + 128`, the instruction's unsigned
-//! operand ([`q8_0_tile_fused`], decode and prompts). Elsewhere Q8_0 prompts widen each quad of
+//! operand ([`X4Bytes`] of its interleaved rows; [`q8_0_tile_fused`] of rows in the file's
+//! order). Elsewhere Q8_0 prompts widen each quad of
 //! tokens' activations to i16 once and multiply by `i32x4.dot_i16x8_s` ([`q8_0_prompt_tile`]).
 //! (Node 20's V8 11.3 has
 //! relaxed-SIMD only behind a flag, and computes it wrongly: the relaxed build is tested in
@@ -288,16 +289,16 @@ unsafe fn q4_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
     rows_of(acc)
 }
 
-/// A block's running integer sums of four interleaved Q4_0 or Q5_0 rows
-/// ([`crate::quant::row_order`]) against one token, as the kernels of [`x4_tile`] and
-/// [`x4_prompt_tile`] add them:
-/// [`X4Pairs`] everywhere, [`X4Dots`] where the engine fuses the relaxed dot-add into one
-/// instruction ([`fused_dot_add`]). Both give the exact sums, so the same bits.
+/// A block's running integer sums of four interleaved rows ([`crate::quant::row_order`])
+/// against one token, as the kernels of [`x4_tile`] and [`x4_prompt_tile`] add them: Q4_0's
+/// and Q5_0's by [`X4Pairs`] everywhere, Q8_0's by [`X4Wide`], all three by [`X4Dots`] where
+/// the engine fuses the relaxed dot-add into one instruction ([`fused_dot_add`]). All give the
+/// exact sums, so the same bits.
 trait X4Acc: Copy {
     fn zero() -> Self;
     /// Adds `Σ w·y` of each row's four bytes of `w0` and of `w1`: lanes `4k..4k + 4` row `k`'s
-    /// codes (0..=15; 0..=31 in at most two calls between [`X4Acc::settle`]s), `y0` and `y1`
-    /// four activations each, repeated four times.
+    /// codes (0..=15, or 0..=31 in at most two calls between [`X4Acc::settle`]s; [`X4Wide`] and
+    /// [`X4Dots`] take 0..=255), `y0` and `y1` four activations each, repeated four times.
     fn add2(self, w0: v128, y0: v128, w1: v128, y1: v128) -> Self;
     /// Makes room for two more [`X4Acc::add2`] of five-bit codes (widens 16-bit sums).
     fn settle(self) -> Self;
@@ -305,14 +306,53 @@ trait X4Acc: Copy {
     fn rows(self) -> v128;
 }
 
-/// [`X4Acc`] in 16-bit pairs (relaxed-SIMD: `i16x8.relaxed_dot_i8x16_i7x16`, x86's
-/// `pmaddubsw`; lanes `2k` and `2k + 1` row `k`'s, eight 4-byte dot products of codes 0..=15
-/// and |y| ≤ 127 stay within ±30480, widened once at the end, four of codes 0..=31 within
-/// ±31496, widened by [`X4Acc::settle`] into the second vector), or without relaxed-SIMD
-/// widened to i32 lanes at once (rows 0, 0, 1, 1 and 2, 2, 3, 3).
+/// [`X4Acc`] by widening: codes and activations extended to 16 bits and multiplied by
+/// `i32x4.dot_i16x8_s` (x86's `pmaddwd`) into i32 lanes (rows 0, 0, 1, 1 and 2, 2, 3, 3), exact
+/// for codes up to 255: Q8_0's on engines without the fused dot-add, every type's without
+/// relaxed-SIMD ([`X4Pairs`] there).
+#[derive(Clone, Copy)]
+struct X4Wide([v128; 2]);
+
+impl X4Acc for X4Wide {
+    #[inline(always)]
+    fn zero() -> X4Wide {
+        X4Wide([i32x4_splat(0); 2])
+    }
+
+    #[inline(always)]
+    fn add2(self, w0: v128, y0: v128, w1: v128, y1: v128) -> X4Wide {
+        let widened = |s: [v128; 2], w: v128, y: v128| {
+            let y = i16x8_extend_low_i8x16(y);
+            [i32x4_add(s[0], i32x4_dot_i16x8(u16x8_extend_low_u8x16(w), y)), i32x4_add(s[1], i32x4_dot_i16x8(u16x8_extend_high_u8x16(w), y))]
+        };
+        X4Wide(widened(widened(self.0, w0, y0), w1, y1))
+    }
+
+    #[inline(always)]
+    fn settle(self) -> X4Wide {
+        self
+    }
+
+    #[inline(always)]
+    fn rows(self) -> v128 {
+        let [a, b] = self.0;
+        i32x4_add(i32x4_shuffle::<0, 2, 4, 6>(a, b), i32x4_shuffle::<1, 3, 5, 7>(a, b))
+    }
+}
+
+/// [`X4Acc`] of Q4_0's and Q5_0's codes in 16-bit pairs (relaxed-SIMD:
+/// `i16x8.relaxed_dot_i8x16_i7x16`, x86's `pmaddubsw`; lanes `2k` and `2k + 1` row `k`'s, eight
+/// 4-byte dot products of codes 0..=15 and |y| ≤ 127 stay within ±30480, widened once at the
+/// end, four of codes 0..=31 within ±31496, widened by [`X4Acc::settle`] into the second
+/// vector). Without relaxed-SIMD, [`X4Wide`].
+#[cfg(target_feature = "relaxed-simd")]
 #[derive(Clone, Copy)]
 struct X4Pairs([v128; 2]);
 
+#[cfg(not(target_feature = "relaxed-simd"))]
+type X4Pairs = X4Wide;
+
+#[cfg(target_feature = "relaxed-simd")]
 impl X4Acc for X4Pairs {
     #[inline(always)]
     fn zero() -> X4Pairs {
@@ -321,44 +361,18 @@ impl X4Acc for X4Pairs {
 
     #[inline(always)]
     fn add2(self, w0: v128, y0: v128, w1: v128, y1: v128) -> X4Pairs {
-        #[cfg(target_feature = "relaxed-simd")]
-        {
-            X4Pairs([i16x8_add(self.0[0], pair_sums2_u6(w0, y0, w1, y1)), self.0[1]])
-        }
-        #[cfg(not(target_feature = "relaxed-simd"))]
-        {
-            let widened = |s: [v128; 2], w: v128, y: v128| {
-                let y = i16x8_extend_low_i8x16(y);
-                [i32x4_add(s[0], i32x4_dot_i16x8(u16x8_extend_low_u8x16(w), y)), i32x4_add(s[1], i32x4_dot_i16x8(u16x8_extend_high_u8x16(w), y))]
-            };
-            X4Pairs(widened(widened(self.0, w0, y0), w1, y1))
-        }
+        X4Pairs([i16x8_add(self.0[0], pair_sums2_u6(w0, y0, w1, y1)), self.0[1]])
     }
 
     #[inline(always)]
     fn settle(self) -> X4Pairs {
-        #[cfg(target_feature = "relaxed-simd")]
-        {
-            X4Pairs([i32x4_splat(0), self.rows()])
-        }
-        #[cfg(not(target_feature = "relaxed-simd"))]
-        {
-            self
-        }
+        X4Pairs([i32x4_splat(0), self.rows()])
     }
 
     #[inline(always)]
     fn rows(self) -> v128 {
         // The second vector is zero until a settle (a constant the compiler folds away).
-        #[cfg(target_feature = "relaxed-simd")]
-        {
-            i32x4_add(i32x4_extadd_pairwise_i16x8(self.0[0]), self.0[1])
-        }
-        #[cfg(not(target_feature = "relaxed-simd"))]
-        {
-            let [a, b] = self.0;
-            i32x4_add(i32x4_shuffle::<0, 2, 4, 6>(a, b), i32x4_shuffle::<1, 3, 5, 7>(a, b))
-        }
+        i32x4_add(i32x4_extadd_pairwise_i16x8(self.0[0]), self.0[1])
     }
 }
 
@@ -368,10 +382,13 @@ impl X4Acc for X4Pairs {
 /// it (each 4-byte sum of codes 0..=15 and |y| ≤ 127 fits in 16 bits even in `pmaddubsw`'s
 /// emulation), but one instruction only where the engine has AVX-VNNI (`vpdpbusd`): chosen
 /// there ([`fused_dot_add`]). Decode takes 2 chains (its four groups are four chains, too few
-/// for the latency), prompts 1 (their eight accumulators are chains enough, and a second
-/// vector each makes 16 accumulators, more than V8's 16 x64 registers hold). Kernel benchmark,
-/// Chromium, a Xeon with AVX-VNNI, Qwen2.5-0.5B's layer in ns per weight (and token): decode
-/// 0.0358 by [`X4Pairs`], 0.0320 by 2 chains, 0.0369 by 1; prompt 0.0229, 0.0232, 0.0178.
+/// for the latency), Q4_0's and Q5_0's prompts 1 (their eight accumulators are chains enough,
+/// and a second vector each makes 16 accumulators, more than V8's 16 x64 registers hold).
+/// Kernel benchmark, Chromium, a Xeon with AVX-VNNI, Qwen2.5-0.5B's layer in ns per weight (and
+/// token): decode 0.0358 by [`X4Pairs`], 0.0320 by 2 chains, 0.0369 by 1; prompt 0.0229,
+/// 0.0232, 0.0178. Q8_0's prompts take 2 chains (twice the codes per block, none to unpack, so
+/// the chains' latency binds): 8 layers, 16 tokens at a time, 0.0235 against 0.0246 by 1
+/// (file order 0.0285-0.0295); 120 at a time 0.0193 against 0.0221 (0.0224).
 #[cfg(target_feature = "relaxed-simd")]
 #[derive(Clone, Copy)]
 struct X4Dots<const CHAINS: usize>([v128; 2]);
@@ -432,6 +449,12 @@ pub fn fused_dot_add() -> bool {
     }
 }
 
+/// Without relaxed-SIMD there is no dot-add to fuse.
+#[cfg(not(target_feature = "relaxed-simd"))]
+pub fn fused_dot_add() -> bool {
+    false
+}
+
 /// Makes the interleaved Q4_0, the Q5_0 and the Q8_0 kernels add their block sums by the fused dot-add
 /// (`Some(true)`), by 16-bit pairs (`Some(false)`) or as the probe chose (`None`): for tests,
 /// which check both give the same bits, and the kernel benchmark.
@@ -441,31 +464,60 @@ pub fn force_fused_dot_add(fused: Option<bool>) {
     FUSED_DOT_ADD.store(fused.map_or(0, |f| 1 + f as u8), core::sync::atomic::Ordering::Relaxed);
 }
 
-/// The weight codes of an interleaved group's block (Q4_0's nibbles, 0..=15, or Q5_0's five
-/// bits, 0..=31: the value + [`x4_bias`]) in the layout of [`crate::quant::row_order`].
-/// `FIFTH`: Q5_0, whose 16 bytes of fifth bits lead the block's 64 of nibbles.
+/// The weight codes of an interleaved type's blocks in the layout of [`crate::quant::row_order`],
+/// as the unsigned codes `value + BIAS` the kernels multiply: Q4_0's nibbles (0..=15) and Q5_0's
+/// five bits (0..=31) ([`X4Nibbles`]), Q8_0's bytes with their top bit flipped (0..=255,
+/// [`X4Bytes`]). A block gives [`X4_PAIRS`] pairs of vectors, lanes `4k..4k + 4` row `k`'s codes
+/// of four values, each pair against the four activations [`X4Type::y_words`] names.
+trait X4Type: Copy {
+    const TY: GgmlType;
+    /// Bytes per block after the group's scales ([`crate::quant::row_order::x4_block_bytes`]).
+    const BLOCK: usize;
+    /// The codes' offset from the values.
+    const BIAS: i32;
+    fn new() -> Self;
+    /// What the block's pairs share (Q5_0's fifth bits; the others load nothing).
+    ///
+    /// # Safety
+    /// `block..block + Self::BLOCK` must be readable.
+    unsafe fn block_bits(self, block: *const u8) -> v128;
+    /// Pair `c` (0..[`X4_PAIRS`]) of the block's codes.
+    ///
+    /// # Safety
+    /// `block..block + Self::BLOCK` must be readable.
+    unsafe fn codes(self, block: *const u8, bits: v128, c: usize) -> (v128, v128);
+    /// The 4-byte words of a block's 32 activations that pair `c`'s vectors multiply.
+    fn y_words(c: usize) -> (usize, usize);
+    /// Whether the block sums need an [`X4Acc::settle`] after pair `c` (five-bit codes: two
+    /// vectors' sums fill the 16-bit pairs).
+    fn settles_after(c: usize) -> bool;
+}
+
+/// Pairs of code vectors per block of every [`X4Type`].
+const X4_PAIRS: usize = 4;
+
+/// Q4_0's (or, `FIFTH`, Q5_0's) codes of an interleaved block: vector `c` of the 64 bytes of
+/// nibbles (after Q5_0's 16 of fifth bits) holds row `k`'s values `4c..4c + 4` in its low nibbles
+/// and `16 + 4c..16 + 4c + 4` in its high ones.
 #[derive(Clone, Copy)]
-struct X4Codes<const FIFTH: bool> {
+struct X4Nibbles<const FIFTH: bool> {
     /// The splat of 0x0F and of 0x10, kept in registers.
     nibble: v128,
     fifth: v128,
 }
 
-impl<const FIFTH: bool> X4Codes<FIFTH> {
-    /// Bytes per block after the group's scales ([`crate::quant::row_order::x4_block_bytes`]).
+impl<const FIFTH: bool> X4Type for X4Nibbles<FIFTH> {
+    const TY: GgmlType = if FIFTH { GgmlType::Q5_0 } else { GgmlType::Q4_0 };
     const BLOCK: usize = if FIFTH { 80 } else { 64 };
+    const BIAS: i32 = if FIFTH { 16 } else { 8 };
 
     #[inline(always)]
     fn new() -> Self {
-        X4Codes { nibble: u8x16_splat(0x0F), fifth: u8x16_splat(0x10) }
+        X4Nibbles { nibble: u8x16_splat(0x0F), fifth: u8x16_splat(0x10) }
     }
 
-    /// The block's fifth bits (Q5_0; Q4_0 loads nothing).
-    ///
-    /// # Safety
-    /// `block..block + Self::BLOCK` must be readable.
     #[inline(always)]
-    unsafe fn fifth_bits(self, block: *const u8) -> v128 {
+    unsafe fn block_bits(self, block: *const u8) -> v128 {
         if FIFTH {
             load(block)
         } else {
@@ -473,41 +525,81 @@ impl<const FIFTH: bool> X4Codes<FIFTH> {
         }
     }
 
-    /// Vector `c` (0..4) of the block's codes: lanes `4k..4k + 4` row `k`'s values `4c..4c + 4`
-    /// (the first) and `16 + 4c..16 + 4c + 4` (the second). Q5_0's fifth bits of them are bits
-    /// `c` and `4 + c` of `fifth_bits`' bytes: a 16-bit shift puts them at bit 4 (within their
-    /// byte for shifts up to 4), and the mask keeps that bit alone.
-    ///
-    /// # Safety
-    /// `block..block + Self::BLOCK` must be readable.
+    /// Q5_0's fifth bits of vector `c` are bits `c` and `4 + c` of `bits`' bytes: a 16-bit
+    /// shift puts them at bit 4 (within their byte for shifts up to 4), and the mask keeps that
+    /// bit alone.
     #[inline(always)]
-    unsafe fn codes(self, block: *const u8, fifth_bits: v128, c: usize) -> (v128, v128) {
+    unsafe fn codes(self, block: *const u8, bits: v128, c: usize) -> (v128, v128) {
         let w = load(block.add(Self::BLOCK - 64 + 16 * c));
         let (lo, hi) = (v128_and(w, self.nibble), high_nibbles(w, self.nibble));
         if !FIFTH {
             return (lo, hi);
         }
-        let lo_bits = v128_and(i16x8_shl(fifth_bits, 4 - c as u32), self.fifth);
-        let hi_bits = v128_and(if c == 0 { fifth_bits } else { u16x8_shr(fifth_bits, c as u32) }, self.fifth);
+        let lo_bits = v128_and(i16x8_shl(bits, 4 - c as u32), self.fifth);
+        let hi_bits = v128_and(if c == 0 { bits } else { u16x8_shr(bits, c as u32) }, self.fifth);
         (v128_or(lo, lo_bits), v128_or(hi, hi_bits))
     }
-}
 
-/// The offset of an interleaved type's codes: Q4_0's value + 8, Q5_0's + 16.
-const fn x4_bias(fifth: bool) -> i32 {
-    if fifth {
-        16
-    } else {
-        8
+    #[inline(always)]
+    fn y_words(c: usize) -> (usize, usize) {
+        (c, 4 + c)
+    }
+
+    #[inline(always)]
+    fn settles_after(c: usize) -> bool {
+        FIFTH && c == 1
     }
 }
 
-/// `G` groups of four interleaved Q4_0 or Q5_0 rows ([`crate::quant::RowOrder::Q4_0x4`],
-/// [`crate::quant::RowOrder::Q5_0x4`], at `groups`) against one token's Q8_0 activations
-/// (decode): lane `k` of `[g]` is row `k` of group `g`. Per block, a 16-byte load holds four
-/// bytes of each row, dotted with four activations broadcast, so the rows' sums come out in
-/// their lanes with no reduction across lanes; then the f32 steps of [`add_block`], so each
-/// result equals [`q4_0_tile`]'s ([`q5_0_tile`]'s) bit for bit. Several groups read as many
+/// Q8_0's codes of an interleaved block: its eight vectors (row `k`'s values `4c..4c + 4` in
+/// vector `c`), each byte's top bit flipped (`w + 128`, 0..=255: one `xor` per vector for all
+/// the tokens of a tile), which only [`X4Dots`] (the fused dot-add's unsigned operand) and
+/// [`X4Wide`] multiply exactly.
+#[derive(Clone, Copy)]
+struct X4Bytes {
+    /// The splat of 0x80, kept in a register.
+    top: v128,
+}
+
+impl X4Type for X4Bytes {
+    const TY: GgmlType = GgmlType::Q8_0;
+    const BLOCK: usize = 128;
+    const BIAS: i32 = 128;
+
+    #[inline(always)]
+    fn new() -> Self {
+        // Opaque, so that V8 keeps it in a register (as Q5_0's constants).
+        X4Bytes { top: core::hint::black_box(u8x16_splat(0x80)) }
+    }
+
+    #[inline(always)]
+    unsafe fn block_bits(self, _: *const u8) -> v128 {
+        self.top
+    }
+
+    #[inline(always)]
+    unsafe fn codes(self, block: *const u8, _: v128, c: usize) -> (v128, v128) {
+        (v128_xor(load(block.add(32 * c)), self.top), v128_xor(load(block.add(32 * c + 16)), self.top))
+    }
+
+    #[inline(always)]
+    fn y_words(c: usize) -> (usize, usize) {
+        (2 * c, 2 * c + 1)
+    }
+
+    #[inline(always)]
+    fn settles_after(_: usize) -> bool {
+        false
+    }
+}
+
+/// `G` groups of four interleaved rows of `C`'s type ([`crate::quant::RowOrder::Q4_0x4`],
+/// [`crate::quant::RowOrder::Q5_0x4`], [`crate::quant::RowOrder::Q8_0x4`], at `groups`)
+/// against one token's Q8_0 activations (decode): lane `k` of `[g]` is row `k` of group `g`.
+/// Per block, a 16-byte load holds four bytes of each row, dotted with four activations
+/// broadcast, so the rows' sums come out in their lanes with no reduction across lanes; then
+/// the f32 steps of [`add_block`], so each result equals the file order's kernel's
+/// ([`q4_0_tile`], [`q5_0_tile`], [`q8_0_tile`]) bit for bit. Several groups read as many
 /// streams of weights at once, as the file-order kernels' rows do ([`matmul`]). Prompts take
 /// [`x4_prompt_tile`].
 ///
@@ -515,27 +607,26 @@ const fn x4_bias(fifth: bool) -> i32 {
 /// Each group's bytes must be readable (`nb` blocks of four rows); `acts` checked by
 /// [`check_acts`].
 #[inline(always)]
-unsafe fn x4_tile<A: X4Acc, const FIFTH: bool, const G: usize>(groups: [*const u8; G], acts: &QuantizedActs, nb: usize) -> [v128; G] {
-    let codes = X4Codes::<FIFTH>::new();
+unsafe fn x4_tile<A: X4Acc, C: X4Type, const G: usize>(groups: [*const u8; G], acts: &QuantizedActs, nb: usize) -> [v128; G] {
+    let codes = C::new();
     let mut acc = [f32x4_splat(0.0); G];
     for b in 0..nb {
         let y = acts.q.as_ptr().add(32 * b) as *const u32;
-        let blocks = groups.map(|p| p.add(8 * nb + X4Codes::<FIFTH>::BLOCK * b));
-        let fifth: [v128; G] = blocks.map(|p| codes.fifth_bits(p));
+        let blocks = groups.map(|p| p.add(8 * nb + C::BLOCK * b));
+        let bits: [v128; G] = blocks.map(|p| codes.block_bits(p));
         let mut s = [A::zero(); G];
-        for c in 0..4 {
-            // Low nibbles are values 4c..4c + 4 of the block, high ones 16 + 4c...
-            let (y0, y1) = (v128_load32_splat(y.add(c)), v128_load32_splat(y.add(4 + c)));
+        for c in 0..X4_PAIRS {
+            let (i0, i1) = C::y_words(c);
+            let (y0, y1) = (v128_load32_splat(y.add(i0)), v128_load32_splat(y.add(i1)));
             for g in 0..G {
-                let (lo, hi) = codes.codes(blocks[g], fifth[g], c);
-                s[g] = s[g].add2(lo, y0, hi, y1);
-                if FIFTH && c == 1 {
-                    // Five-bit codes: two vectors' sums fill the 16-bit pairs.
+                let (w0, w1) = codes.codes(blocks[g], bits[g], c);
+                s[g] = s[g].add2(w0, y0, w1, y1);
+                if C::settles_after(c) {
                     s[g] = s[g].settle();
                 }
             }
         }
-        let offset = i32x4_splat(-x4_bias(FIFTH) * *acts.bsums.get_unchecked(b));
+        let offset = i32x4_splat(-C::BIAS * *acts.bsums.get_unchecked(b));
         let dy = f32x4_splat(*acts.d.get_unchecked(b));
         for g in 0..G {
             acc[g] = x4_add_block(acc[g], s[g], offset, x4_scales(groups[g], b), dy);
@@ -601,26 +692,26 @@ impl PromptActsX4 {
 /// # Safety
 /// Each group's bytes must be readable (`nb` blocks of four rows); `acts` holds `nb` blocks.
 #[inline(always)]
-unsafe fn x4_prompt_tile<A: X4Acc, const FIFTH: bool, const G: usize>(groups: [*const u8; G], acts: &PromptActsX4, nb: usize) -> [[v128; PREFILL_TOKENS]; G] {
+unsafe fn x4_prompt_tile<A: X4Acc, C: X4Type, const G: usize>(groups: [*const u8; G], acts: &PromptActsX4, nb: usize) -> [[v128; PREFILL_TOKENS]; G] {
     const T: usize = PREFILL_TOKENS;
     debug_assert!(acts.0.len() >= PACKED_BLOCK * nb);
-    let codes = X4Codes::<FIFTH>::new();
+    let codes = C::new();
     let mut acc = [[f32x4_splat(0.0); T]; G];
     for b in 0..nb {
         let p = acts.0.as_ptr().add(PACKED_BLOCK * b);
         let y = p as *const u8;
-        let blocks = groups.map(|p| p.add(8 * nb + X4Codes::<FIFTH>::BLOCK * b));
-        let fifth: [v128; G] = blocks.map(|p| codes.fifth_bits(p));
+        let blocks = groups.map(|p| p.add(8 * nb + C::BLOCK * b));
+        let bits: [v128; G] = blocks.map(|p| codes.block_bits(p));
         let mut s = [[A::zero(); T]; G];
-        for c in 0..4 {
-            let w: [(v128, v128); G] = core::array::from_fn(|g| codes.codes(blocks[g], fifth[g], c));
+        for c in 0..X4_PAIRS {
+            let w: [(v128, v128); G] = core::array::from_fn(|g| codes.codes(blocks[g], bits[g], c));
+            let (i0, i1) = C::y_words(c);
             for t in 0..T {
-                // Low nibbles are values 4c..4c + 4 of the block, high ones 16 + 4c...
-                let yt = y.add(32 * t + 4 * c) as *const u32;
-                let (ylo, yhi) = (v128_load32_splat(yt), v128_load32_splat(yt.add(4)));
+                let yt = y.add(32 * t) as *const u32;
+                let (y0, y1) = (v128_load32_splat(yt.add(i0)), v128_load32_splat(yt.add(i1)));
                 for g in 0..G {
-                    s[g][t] = s[g][t].add2(w[g].0, ylo, w[g].1, yhi);
-                    if FIFTH && c == 1 {
+                    s[g][t] = s[g][t].add2(w[g].0, y0, w[g].1, y1);
+                    if C::settles_after(c) {
                         s[g][t] = s[g][t].settle();
                     }
                 }
@@ -748,7 +839,9 @@ unsafe fn q8_0_tile_relaxed<const R: usize, const T: usize>(rows: [*const u8; R]
 /// enter as `w + 128` (a flip of each byte's top bit, once per row and block for all `T`
 /// tokens), `Σ (w + 128)·y = Σ w·y + 128·Σ y`, and the offset takes `128·Σ y` back. Exact for
 /// every code, -128 included (it enters as 0), so the same bits as [`q8_0_tile`]; two
-/// instructions per 32 products and token, where [`q8_0_prompt_tile`] spends seven.
+/// instructions per 32 products and token, where [`q8_0_prompt_tile`] spends seven. The
+/// loader interleaves such an engine's Q8_0 matrices ([`X4Bytes`], the same arithmetic without
+/// the reduction across lanes): this kernel takes the rows past their last group.
 ///
 /// # Safety
 /// As [`q4_0_tile`]; the engine's fused dot-add probed true.
@@ -1031,10 +1124,7 @@ pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[Quantiz
     acts.iter().for_each(|a| check_acts(ty, a, nb * ty.block_size()));
     let row = |r: usize| w[r * rb..].as_ptr();
     let full_tokens = if acts.len() > 1 { acts.len() / PREFILL_TOKENS * PREFILL_TOKENS } else { 0 };
-    #[cfg(target_feature = "relaxed-simd")]
     let fused = matches!(ty, GgmlType::Q5_0 | GgmlType::Q8_0) && fused_dot_add();
-    #[cfg(not(target_feature = "relaxed-simd"))]
-    let fused = false;
     // SAFETY (every tile below): its rows lie in `rows`, within `w` (checked above), each of
     // `nb` blocks; its tokens exist; activations checked; Q8_0's `packed` holds their blocks.
     // Q5_0 runs its tiles of 8 tokens first and the rest (a quad or none) as the others do.
@@ -1149,39 +1239,40 @@ pub const DECODE_GROUPS: usize = 4;
 /// Interleaved groups per prompt tile (× [`PREFILL_TOKENS`] tokens).
 pub const PROMPT_GROUPS: usize = 2;
 
-/// Rows `rows` of a Q4_0 or Q5_0 matrix (`ty`) of `total_rows` rows (`rb` bytes each) in its
-/// interleaved order ([`crate::quant::RowOrder::interleaved`]) times every token of `acts`,
+/// Rows `rows` of a Q4_0, Q5_0 or Q8_0 matrix (`ty`) of `total_rows` rows (`rb` bytes each) in
+/// its interleaved order ([`crate::quant::RowOrder::interleaved`]) times every token of `acts`,
 /// into `out`: by [`x4_prompt_tile`], [`PROMPT_GROUPS`] groups × [`PREFILL_TOKENS`] tokens at
 /// a time, and the tokens left over by [`x4_tile`], [`DECODE_GROUPS`] groups at a time; the
-/// rows past the last whole group, which lie in the file's order, by [`matmul`]. `rows` starts
-/// on a group and ends on one or at the last row. The blocks' integer sums by [`X4Dots`] where
-/// the engine fuses its dot-add, else [`X4Pairs`].
-pub fn matmul_x4(ty: GgmlType, w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
-    let fused = {
+/// rows past the last whole group, which lie in the file's order, by [`matmul`] (`q8_0_min`:
+/// they may hold Q8_0's -128). `rows` starts on a group and ends on one or at the last row.
+/// The blocks' integer sums by [`X4Dots`] where the engine fuses its dot-add, else
+/// [`X4Pairs`] (Q8_0: [`X4Wide`]).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_x4(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
+    macro_rules! by {
+        ($d:ty, $p:ty, $c:ty) => {
+            matmul_x4_by::<$d, $p, $c>(q8_0_min, w, rb, total_rows, acts, out, rows)
+        };
+    }
+    match (ty, fused_dot_add()) {
         #[cfg(target_feature = "relaxed-simd")]
-        {
-            fused_dot_add()
-        }
-        #[cfg(not(target_feature = "relaxed-simd"))]
-        {
-            false
-        }
-    };
-    match (ty, fused) {
+        (GgmlType::Q4_0, true) => by!(X4Dots<2>, X4Dots<1>, X4Nibbles<false>),
         #[cfg(target_feature = "relaxed-simd")]
-        (GgmlType::Q4_0, true) => matmul_x4_by::<X4Dots<2>, X4Dots<1>, false>(w, rb, total_rows, acts, out, rows),
+        (GgmlType::Q5_0, true) => by!(X4Dots<2>, X4Dots<1>, X4Nibbles<true>),
         #[cfg(target_feature = "relaxed-simd")]
-        (GgmlType::Q5_0, true) => matmul_x4_by::<X4Dots<2>, X4Dots<1>, true>(w, rb, total_rows, acts, out, rows),
-        (GgmlType::Q4_0, _) => matmul_x4_by::<X4Pairs, X4Pairs, false>(w, rb, total_rows, acts, out, rows),
-        (GgmlType::Q5_0, _) => matmul_x4_by::<X4Pairs, X4Pairs, true>(w, rb, total_rows, acts, out, rows),
+        (GgmlType::Q8_0, true) => by!(X4Dots<2>, X4Dots<2>, X4Bytes),
+        (GgmlType::Q4_0, _) => by!(X4Pairs, X4Pairs, X4Nibbles<false>),
+        (GgmlType::Q5_0, _) => by!(X4Pairs, X4Pairs, X4Nibbles<true>),
+        (GgmlType::Q8_0, _) => by!(X4Wide, X4Wide, X4Bytes),
         _ => panic!("{} has no interleaved kernel", ty.name()),
     }
 }
 
-/// [`matmul_x4`] of Q4_0 (Q5_0 where `FIFTH`) with the block sums of `D` in decode's tiles and
-/// `P` in the prompts'.
-fn matmul_x4_by<D: X4Acc, P: X4Acc, const FIFTH: bool>(w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
-    let ty = if FIFTH { GgmlType::Q5_0 } else { GgmlType::Q4_0 };
+/// [`matmul_x4`] of `C`'s type with the block sums of `D` in decode's tiles and `P` in the
+/// prompts'.
+#[allow(clippy::too_many_arguments)]
+fn matmul_x4_by<D: X4Acc, P: X4Acc, C: X4Type>(q8_0_min: bool, w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
+    let ty = C::TY;
     let grouped = total_rows / GROUP_ROWS * GROUP_ROWS;
     assert!(w.len() == total_rows * rb && rows.end <= total_rows, "{}: rows {rows:?} of a matrix of {total_rows} rows, {} bytes", ty.name(), w.len());
     assert!(rows.start % GROUP_ROWS == 0 && (rows.end % GROUP_ROWS == 0 || rows.end == total_rows), "{}: rows {rows:?} split an interleaved group", ty.name());
@@ -1200,14 +1291,14 @@ fn matmul_x4_by<D: X4Acc, P: X4Acc, const FIFTH: bool>(w: &[u8], rb: usize, tota
     // The prompt tiles' groups `PROMPT_GROUPS` at a time, a stride apart.
     let prompt_stride = groups / PROMPT_GROUPS;
     for t0 in (0..full_tokens).step_by(PREFILL_TOKENS) {
-        packed.pack(core::array::from_fn(|i| &acts[t0 + i]), nb, x4_bias(FIFTH));
+        packed.pack(core::array::from_fn(|i| &acts[t0 + i]), nb, C::BIAS);
         for g in first..first + prompt_stride {
             let gs: [usize; PROMPT_GROUPS] = core::array::from_fn(|i| g + i * prompt_stride);
-            let o = unsafe { x4_prompt_tile::<P, FIFTH, PROMPT_GROUPS>(gs.map(group), &packed, nb) };
+            let o = unsafe { x4_prompt_tile::<P, C, PROMPT_GROUPS>(gs.map(group), &packed, nb) };
             gs.iter().zip(o).for_each(|(&g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
         }
         for g in first + prompt_stride * PROMPT_GROUPS..first + groups {
-            let o = unsafe { x4_prompt_tile::<P, FIFTH, 1>([group(g)], &packed, nb) };
+            let o = unsafe { x4_prompt_tile::<P, C, 1>([group(g)], &packed, nb) };
             o[0].iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v));
         }
     }
@@ -1216,15 +1307,15 @@ fn matmul_x4_by<D: X4Acc, P: X4Acc, const FIFTH: bool>(w: &[u8], rb: usize, tota
     for (t, a) in acts.iter().enumerate().skip(full_tokens) {
         for g in first..first + stride {
             let gs: [usize; DECODE_GROUPS] = core::array::from_fn(|i| g + i * stride);
-            let o = unsafe { x4_tile::<D, FIFTH, DECODE_GROUPS>(gs.map(group), a, nb) };
+            let o = unsafe { x4_tile::<D, C, DECODE_GROUPS>(gs.map(group), a, nb) };
             gs.iter().zip(o).for_each(|(&g, o)| store(t, g, o));
         }
         for g in first + stride * DECODE_GROUPS..first + groups {
-            store(t, g, unsafe { x4_tile::<D, FIFTH, 1>([group(g)], a, nb) }[0]);
+            store(t, g, unsafe { x4_tile::<D, C, 1>([group(g)], a, nb) }[0]);
         }
     }
     if rows.end > grouped {
-        matmul(ty, false, w, rb, acts, out, grouped.max(rows.start)..rows.end);
+        matmul(ty, q8_0_min, w, rb, acts, out, grouped.max(rows.start)..rows.end);
     }
 }
 
