@@ -1236,12 +1236,19 @@ const Q8_0_FUSED_PROMPT_ROWS: usize = 4;
 /// 0.17, 4 0.085, 8 0.08-0.09 (the file order's 4-row tiles 0.082); a 1536 × 576 one in cache:
 /// 1 group 0.060, 4 0.065-0.080 (file order 0.075-0.085).
 pub const DECODE_GROUPS: usize = 4;
-/// Interleaved groups per prompt tile (× [`PREFILL_TOKENS`] tokens).
+/// Interleaved groups per prompt tile (× [`PREFILL_TOKENS`] tokens): Q4_0's by the fused dot-add
+/// ([`Q4_0_FUSED_PROMPT_GROUPS`]) aside. Kernel benchmark, Chromium, the Xeon with AVX-VNNI, 8
+/// layers of Qwen2.5-0.5B, 16 tokens at a time, ns per weight and token, 2 groups → 3: Q8_0
+/// 0.0235 → 0.0275 (its two chains per group and token spill), Q5_0 no better (0.0271).
 pub const PROMPT_GROUPS: usize = 2;
+/// Groups per prompt tile of the interleaved Q4_0 by the fused dot-add (one chain per group and
+/// token, nothing to unpack but the nibbles): the same benchmark, 2 groups 0.0230, 3 0.0184.
+#[cfg(target_feature = "relaxed-simd")]
+const Q4_0_FUSED_PROMPT_GROUPS: usize = 3;
 
 /// Rows `rows` of a Q4_0, Q5_0 or Q8_0 matrix (`ty`) of `total_rows` rows (`rb` bytes each) in
 /// its interleaved order ([`crate::quant::RowOrder::interleaved`]) times every token of `acts`,
-/// into `out`: by [`x4_prompt_tile`], [`PROMPT_GROUPS`] groups × [`PREFILL_TOKENS`] tokens at
+/// into `out`: by [`x4_prompt_tile`], [`PROMPT_GROUPS`] groups (or [`Q4_0_FUSED_PROMPT_GROUPS`]) × [`PREFILL_TOKENS`] tokens at
 /// a time, and the tokens left over by [`x4_tile`], [`DECODE_GROUPS`] groups at a time; the
 /// rows past the last whole group, which lie in the file's order, by [`matmul`] (`q8_0_min`:
 /// they may hold Q8_0's -128). `rows` starts on a group and ends on one or at the last row.
@@ -1251,12 +1258,15 @@ pub const PROMPT_GROUPS: usize = 2;
 pub fn matmul_x4(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
     macro_rules! by {
         ($d:ty, $p:ty, $c:ty) => {
-            matmul_x4_by::<$d, $p, $c>(q8_0_min, w, rb, total_rows, acts, out, rows)
+            by!($d, $p, $c, PROMPT_GROUPS)
+        };
+        ($d:ty, $p:ty, $c:ty, $g:expr) => {
+            matmul_x4_by::<$d, $p, $c, $g>(q8_0_min, w, rb, total_rows, acts, out, rows)
         };
     }
     match (ty, fused_dot_add()) {
         #[cfg(target_feature = "relaxed-simd")]
-        (GgmlType::Q4_0, true) => by!(X4Dots<2>, X4Dots<1>, X4Nibbles<false>),
+        (GgmlType::Q4_0, true) => by!(X4Dots<2>, X4Dots<1>, X4Nibbles<false>, Q4_0_FUSED_PROMPT_GROUPS),
         #[cfg(target_feature = "relaxed-simd")]
         (GgmlType::Q5_0, true) => by!(X4Dots<2>, X4Dots<1>, X4Nibbles<true>),
         #[cfg(target_feature = "relaxed-simd")]
@@ -1269,9 +1279,9 @@ pub fn matmul_x4(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, total_rows: 
 }
 
 /// [`matmul_x4`] of `C`'s type with the block sums of `D` in decode's tiles and `P` in the
-/// prompts'.
+/// prompts', whose tiles take `PG` groups.
 #[allow(clippy::too_many_arguments)]
-fn matmul_x4_by<D: X4Acc, P: X4Acc, C: X4Type>(q8_0_min: bool, w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
+fn matmul_x4_by<D: X4Acc, P: X4Acc, C: X4Type, const PG: usize>(q8_0_min: bool, w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
     let ty = C::TY;
     let grouped = total_rows / GROUP_ROWS * GROUP_ROWS;
     assert!(w.len() == total_rows * rb && rows.end <= total_rows, "{}: rows {rows:?} of a matrix of {total_rows} rows, {} bytes", ty.name(), w.len());
@@ -1288,16 +1298,16 @@ fn matmul_x4_by<D: X4Acc, P: X4Acc, C: X4Type>(q8_0_min: bool, w: &[u8], rb: usi
     };
     let full_tokens = if acts.len() > 1 { acts.len() / PREFILL_TOKENS * PREFILL_TOKENS } else { 0 };
     let mut packed = PromptActsX4::new();
-    // The prompt tiles' groups `PROMPT_GROUPS` at a time, a stride apart.
-    let prompt_stride = groups / PROMPT_GROUPS;
+    // The prompt tiles' groups `PG` at a time, a stride apart.
+    let prompt_stride = groups / PG;
     for t0 in (0..full_tokens).step_by(PREFILL_TOKENS) {
         packed.pack(core::array::from_fn(|i| &acts[t0 + i]), nb, C::BIAS);
         for g in first..first + prompt_stride {
-            let gs: [usize; PROMPT_GROUPS] = core::array::from_fn(|i| g + i * prompt_stride);
-            let o = unsafe { x4_prompt_tile::<P, C, PROMPT_GROUPS>(gs.map(group), &packed, nb) };
+            let gs: [usize; PG] = core::array::from_fn(|i| g + i * prompt_stride);
+            let o = unsafe { x4_prompt_tile::<P, C, PG>(gs.map(group), &packed, nb) };
             gs.iter().zip(o).for_each(|(&g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
         }
-        for g in first + prompt_stride * PROMPT_GROUPS..first + groups {
+        for g in first + prompt_stride * PG..first + groups {
             let o = unsafe { x4_prompt_tile::<P, C, 1>([group(g)], &packed, nb) };
             o[0].iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v));
         }
