@@ -78,7 +78,7 @@ pub fn q8_0_rare_codes(blocks: &[u8]) -> RareCodes {
 /// 16-byte compares ORed into one vector, tested once at the end (the first prefill of a model
 /// waits on this scan of its Q8_0 matrices).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn q8_0_has_min_code(blocks: &[u8]) -> bool {
+pub(crate) fn q8_0_has_min_code(blocks: &[u8]) -> bool {
     use core::arch::wasm32::*;
     let min = u8x16_splat(0x80);
     let seen = blocks.chunks_exact(34).fold(u8x16_splat(0), |seen, b| {
@@ -90,7 +90,7 @@ fn q8_0_has_min_code(blocks: &[u8]) -> bool {
 }
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn q8_0_has_min_code(blocks: &[u8]) -> bool {
+pub(crate) fn q8_0_has_min_code(blocks: &[u8]) -> bool {
     blocks.chunks_exact(34).any(|b| codes_hold_min(&b[2..]))
 }
 

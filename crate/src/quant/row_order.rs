@@ -184,7 +184,8 @@ pub fn x4_has_nonfinite_scale(ty: GgmlType, bytes: &[u8], rows: usize, cols: usi
 }
 
 /// Whether some code of an interleaved Q8_0 matrix is -128 (as the file order's scan,
-/// [`super::q8_0_rare_codes`]; the other types hold no such code).
+/// [`super::q8_0_rare_codes`], whose code scan takes the rows past the last group; the other
+/// types hold no such code).
 pub fn x4_has_q8_0_min(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> bool {
     check_interleaved(ty);
     if ty != GgmlType::Q8_0 {
@@ -194,7 +195,7 @@ pub fn x4_has_q8_0_min(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> 
     let grouped = rows / GROUP_ROWS * GROUP_ROWS * rb;
     let scales = 8 * (rb / ty.block_bytes());
     // A group's bytes past its scales are all codes (no fifth bits).
-    bytes[..grouped].chunks_exact(GROUP_ROWS * rb).any(|g| super::blocks::codes_hold_min(&g[scales..])) || super::q8_0_rare_codes(&bytes[grouped..]).q8_0_min
+    bytes[..grouped].chunks_exact(GROUP_ROWS * rb).any(|g| super::blocks::codes_hold_min(&g[scales..])) || super::blocks::q8_0_has_min_code(&bytes[grouped..])
 }
 
 #[cfg(test)]
