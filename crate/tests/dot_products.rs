@@ -135,6 +135,34 @@ fn the_mat_mat_equals_the_dot_of_each_row_and_token() {
 }
 
 #[test]
+fn a_prompt_over_several_chunks_of_rows_and_batches_of_tiles_equals_the_dot_of_each_row_and_token() {
+    // The prompt mat-mul runs chunks of about 256 KB of rows against batches of about 512 KB of
+    // prepared token tiles (the SIMD kernels' cache blocking): 140 rows × 4096 values (Q8_0:
+    // 609 KB, three chunks; Q4_0 two) × 70 tokens (17 tiles of four, two tokens left over; the
+    // Q8_0 activations packed 32 KB a tile, two batches), plain and interleaved.
+    let mut rng = fastrand::Rng::with_seed(31);
+    let (rows, n, tokens) = (140, 4096, 70);
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4K] {
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
+        let acts = random_acts(&mut rng, ActKind::for_weights(ty), n, tokens);
+        let plain = QMatrix::owned(ty, rows, n, bytes.clone());
+        let want: Vec<u32> = acts.iter().flat_map(|a| (0..rows).map(|r| vec_dot(ty, &plain.row(r), a).to_bits()).collect::<Vec<_>>()).collect();
+        let mut matrices = vec![("plain", plain)];
+        if let Some(order) = RowOrder::interleaved(ty) {
+            matrices.push(("interleaved", QMatrix::owned_in_order(ty, rows, n, bytes, order)));
+        }
+        for (order, w) in &matrices {
+            each_dot_add_kernel(|kernel| {
+                let mut out = vec![f32::NAN; rows * tokens];
+                matmul_prequantized(w, &acts, &mut out);
+                let bad = (0..rows * tokens).find(|&i| out[i].to_bits() != want[i]);
+                assert!(bad.is_none(), "{} {order} {kernel}: token {:?} row {:?}: {:?} vs the dot {:?}", ty.name(), bad.map(|i| i / rows), bad.map(|i| i % rows), bad.map(|i| out[i]), bad.map(|i| f32::from_bits(want[i])));
+            });
+        }
+    }
+}
+
+#[test]
 fn interleaved_tiles_of_several_groups_give_the_plain_rows_results_bit_for_bit() {
     // Enough groups for decode's tiles of several groups a stride apart (`DECODE_GROUPS`) and
     // the groups left over after them: 23 rows (5 groups + 3 rows) and 37 (9 + 1), × 9 tokens

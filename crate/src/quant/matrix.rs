@@ -63,20 +63,29 @@ impl QMatrix {
 
     /// From `bytes` in the file's order, reordered in place to `order` where `ty` has it.
     pub fn owned_in_order(ty: GgmlType, rows: usize, cols: usize, mut bytes: Vec<u8>, order: RowOrder) -> QMatrix {
-        let order = QMatrix::reorder(ty, rows, cols, &mut bytes, order);
+        let (order, rare) = QMatrix::reorder(ty, rows, cols, &mut bytes, order);
         let n = bytes.len();
-        QMatrix::in_order(ty, rows, cols, Arc::new(bytes), 0..n, order)
+        QMatrix::in_order(ty, rows, cols, Arc::new(bytes), 0..n, order).with_rare_codes(rare)
     }
 
     /// Reorders the file-ordered `bytes` of a `rows × cols` matrix of `ty` to `order` in place
-    /// when `ty` has that order (Q4_0, Q5_0 and Q8_0 are interleaved); returns the order they are in.
-    pub fn reorder(ty: GgmlType, rows: usize, cols: usize, bytes: &mut [u8], order: RowOrder) -> RowOrder {
+    /// when `ty` has that order (Q4_0, Q5_0 and Q8_0 are interleaved); returns the order they
+    /// are in and, when reordered, their [`RareCodes`] (found on the way).
+    pub fn reorder(ty: GgmlType, rows: usize, cols: usize, bytes: &mut [u8], order: RowOrder) -> (RowOrder, Option<RareCodes>) {
         if order != RowOrder::Plain && order.holds(ty) && rows >= GROUP_ROWS {
-            row_order::interleave(ty, bytes, rows, cols);
-            order
+            (order, Some(row_order::interleave(ty, bytes, rows, cols)))
         } else {
-            RowOrder::Plain
+            (RowOrder::Plain, None)
         }
+    }
+
+    /// This matrix with its [`RareCodes`] already known (`rare`, when some: as
+    /// [`QMatrix::reorder`] found them), so that [`QMatrix::rare_codes`] need not scan its bytes.
+    pub fn with_rare_codes(self, rare: Option<RareCodes>) -> QMatrix {
+        if let Some(rare) = rare {
+            let _ = self.rare.set(rare);
+        }
+        self
     }
 
     pub fn order(&self) -> RowOrder {

@@ -77,6 +77,24 @@ pub fn for_row_ranges(rows: usize, work: usize, align: usize, f: impl Fn(Range<u
     f(0..rows)
 }
 
+/// Calls `f(i, &mut items[i])` once for each item, the items split across the crew as
+/// [`for_row_ranges`] splits rows (`work`: the weights × tokens, or values, of them all). What
+/// a prompt pass does per token besides its mat-muls (quantizing a token's activations, its
+/// feed-forward's activation function) is else left to one thread while the others wait.
+pub fn for_each_mut<T: Send>(items: &mut [T], work: usize, f: impl Fn(usize, &mut T) + Sync) {
+    struct Items<T>(*mut T);
+    // SAFETY: each item is handed to one range only (the ranges are disjoint), and `T: Send`.
+    unsafe impl<T: Send> Sync for Items<T> {}
+    let (n, items) = (items.len(), Items(items.as_mut_ptr()));
+    let items = &items;
+    for_row_ranges(n, work, 1, |range| {
+        for i in range {
+            // SAFETY: `i < n`, and no other range holds item `i`.
+            f(i, unsafe { &mut *items.0.add(i) });
+        }
+    });
+}
+
 /// Runs `f` with a crew of the pool's threads spinning beside it when more than one thread is
 /// in use, so that the mat-vecs inside `f` split across them; else just runs `f`.
 pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
