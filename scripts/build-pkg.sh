@@ -15,6 +15,9 @@ while IFS=$'\t' read -r name target target_dir rustflags toolchain cargo_args; d
   CARGO_TARGET_DIR="$PWD/$target_dir" RUSTFLAGS="$rustflags" \
     ${run[@]+"${run[@]}"} wasm-pack --quiet build crate --release --target "$target" --out-dir "../pkg/wasm/$name" --out-name pocketlm --no-pack ${extra[@]+-- "${extra[@]}"}
   rm -f "pkg/wasm/$name/.gitignore"
+  # The function names (2.2 MB raw of the threaded module) stay only when asked, for profiling
+  # (tests/bench/profile.mjs): POCKETLM_KEEP_NAMES=1 scripts/build-pkg.sh.
+  [ "${POCKETLM_KEEP_NAMES:-0}" = 1 ] || python3 scripts/strip-wasm-names.py "pkg/wasm/$name/pocketlm_bg.wasm"
 done < /tmp/pocketlm-builds.txt
 cp crate/js/*.js crate/js/*.d.ts pkg/
 cp models/registry.json pkg/registry.json

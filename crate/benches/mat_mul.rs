@@ -14,6 +14,7 @@ mod random_blocks;
 
 use pocketlm::backend::cpu::acts::ActKind;
 use pocketlm::backend::cpu::{matmul_prequantized, row_order};
+use pocketlm::model::forward::CPU_PREFILL_CHUNK;
 use pocketlm::quant::{GgmlType, QMatrix, RowOrder};
 use random_blocks::{random_acts, random_row};
 
@@ -95,7 +96,11 @@ const LAYERS: usize = 8;
 /// the Zen 4 (2026-12-04): 16 tokens at a time (the forward's `CPU_PREFILL_CHUNK`) 0.042-0.046
 /// ns/weight/token, 32 0.042-0.045, 64 0.043-0.051, 120 0.043-0.046, single matrices
 /// 0.040-0.047 in the same minutes: the prompt mat-mul is bound by its instructions, not by
-/// reading the weights once per chunk.
+/// reading the weights once per chunk. The Xeon with AVX-VNNI (Chromium, relaxed-SIMD,
+/// 2026-12-07), whose fused tiles run twice as fast: Q8_0 interleaved 16 at a time 0.0241, 120
+/// 0.0194 (its 4-token tiles reading ~14 GB/s of weights, what a plain read of them reaches):
+/// there the prompt reads from memory bind, hence the kernels' cache blocking and the
+/// forward's 64-token chunks.
 fn run_layers(ty: GgmlType, note: &str, order: RowOrder) {
     let mut rng = fastrand::Rng::with_seed(7);
     // Each matrix its own buffer (a clone of a QMatrix shares its bytes).
@@ -138,7 +143,7 @@ fn run_layers(ty: GgmlType, note: &str, order: RowOrder) {
         read[0],
         bytes as f64 / (read[0] * 1e6)
     );
-    for tokens in [16, PROMPT_TOKENS] {
+    for tokens in [16, CPU_PREFILL_CHUNK, PROMPT_TOKENS] {
         let t = times(5, || {
             for t0 in (0..PROMPT_TOKENS).step_by(tokens) {
                 let t1 = (t0 + tokens).min(PROMPT_TOKENS);

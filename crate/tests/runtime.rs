@@ -3,6 +3,7 @@
 
 mod common;
 
+use pocketlm::model::forward::CPU_PREFILL_CHUNK;
 use pocketlm::sampling::SamplingParams;
 use pocketlm::{FinishReason, GenerateOptions, LoadOptions, Model, Session};
 
@@ -136,14 +137,16 @@ fn a_full_context_ends_generation_with_its_own_reason() {
 
 #[test]
 fn cpu_prefill_in_chunks_gives_the_logits_of_token_by_token_steps() {
-    // 45 prompt tokens: chunks of CPU_PREFILL_CHUNK (16) through the mat-mat tiles, a partial
-    // chunk at the end; each token's arithmetic is that of a lone step, so the logits are equal.
+    // Two whole chunks of CPU_PREFILL_CHUNK prompt tokens through the mat-mat tiles, a partial
+    // chunk of 13 at the end; each token's arithmetic is that of a lone step, so the logits are
+    // equal.
     let m = model();
-    let prompt: Vec<u32> = (0..45u32).map(|i| (i * 7919 + 13) % m.spec.vocab_size as u32).collect();
-    let mut chunked = Session::new(&m, 128).unwrap();
+    let n = 2 * CPU_PREFILL_CHUNK as u32 + 13;
+    let prompt: Vec<u32> = (0..n).map(|i| (i * 7919 + 13) % m.spec.vocab_size as u32).collect();
+    let mut chunked = Session::new(&m, prompt.len() + 16).unwrap();
     chunked.prefill(&prompt).unwrap();
     let a = chunked.step(5, true).unwrap().unwrap().to_vec();
-    let mut stepwise = Session::new(&m, 128).unwrap();
+    let mut stepwise = Session::new(&m, prompt.len() + 16).unwrap();
     for &t in &prompt {
         stepwise.step(t, false).unwrap();
     }

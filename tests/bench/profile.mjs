@@ -1,7 +1,7 @@
 // Where a generation's time goes in headless Chromium: V8's sampling profiler (through CDP)
 // around one completion of a package copy (target/ab/<variant>/, as ab.mjs), then the functions
-// by self time (wasm functions by name: the package keeps rustc's name section, as wasm-opt is
-// off in crate/Cargo.toml) and the top callers of the heaviest ones.
+// by self time (wasm functions by name: build the package copy with POCKETLM_KEEP_NAMES=1
+// scripts/build-pkg.sh, which else strips rustc's name section; wasm-opt is off in crate/Cargo.toml) and the top callers of the heaviest ones.
 //
 //   node tests/bench/profile.mjs --model qwen2.5-0.5b-Q4_K_M --gen 16 --threads 1 \
 //        [--wasm relaxed|threads|simd] [--prompt "..."] [--out /tmp/chrome.cpuprofile] [--top 25] base

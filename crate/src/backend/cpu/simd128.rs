@@ -878,6 +878,10 @@ struct PromptActsQ8(Vec<v128>);
 const Q8_PACKED_TOKEN: usize = 4;
 
 impl PromptActsQ8 {
+    fn new() -> PromptActsQ8 {
+        PromptActsQ8(Vec::new())
+    }
+
     /// Packs `nb` blocks of `acts` (checked by [`check_acts`]).
     fn pack(&mut self, acts: [&QuantizedActs; PREFILL_TOKENS], nb: usize) {
         self.0.clear();
@@ -1140,7 +1144,7 @@ pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[Quantiz
         let widen = |p: &mut PromptActsQ8, a| p.pack(a, nb);
         let tile = |p: &PromptActsQ8, r, a| unsafe { q8_0_prompt_tile::<Q8_0_PROMPT_ROWS>(r, a, p, nb) };
         let tile1 = |p: &PromptActsQ8, r, a| unsafe { q8_0_prompt_tile::<1>(r, a, p, nb) };
-        prompt_tiles(w, rb, acts, out, rows.clone(), 0..full_tokens, 16 * Q8_PACKED_TOKEN * PREFILL_TOKENS * nb, || PromptActsQ8(Vec::new()), widen, tile, tile1);
+        prompt_tiles(w, rb, acts, out, rows.clone(), 0..full_tokens, 16 * Q8_PACKED_TOKEN * PREFILL_TOKENS * nb, PromptActsQ8::new, widen, tile, tile1);
     } else {
         let tile = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, Q5_0_PROMPT_ROWS, Q5_0_PROMPT_TOKENS) };
         let tile1 = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, 1, Q5_0_PROMPT_TOKENS) };
@@ -1200,7 +1204,7 @@ const TILE_BATCH_BYTES: usize = 512 << 10;
 /// from `new`, `tile_bytes` each once prepared), a batch of about [`TILE_BATCH_BYTES`] at a
 /// time.
 #[allow(clippy::too_many_arguments)]
-fn cache_blocked<S>(units: Range<usize>, unit_bytes: usize, align: usize, tiles: usize, tile_bytes: usize, new: impl Fn() -> S, mut prepare: impl FnMut(&mut S, usize), mut run: impl FnMut(&S, usize, Range<usize>)) {
+fn cache_blocked<S>(units: Range<usize>, unit_bytes: usize, align: usize, tiles: usize, tile_bytes: usize, new: fn() -> S, prepare: &dyn Fn(&mut S, usize), run: &dyn Fn(&S, usize, Range<usize>)) {
     let chunk = (WEIGHT_CHUNK_BYTES / unit_bytes.max(1)).max(align) / align * align;
     let batch = (TILE_BATCH_BYTES / tile_bytes.max(1)).clamp(1, tiles.max(1));
     let mut states: Vec<S> = Vec::new();
@@ -1230,7 +1234,7 @@ fn prompt_tiles<'a, const R: usize, const T: usize, S>(
     rows: Range<usize>,
     tokens: Range<usize>,
     tile_bytes: usize,
-    new: impl Fn() -> S,
+    new: fn() -> S,
     prepare: impl Fn(&mut S, [&'a QuantizedActs; T]),
     tile: impl Fn(&S, [*const u8; R], [&'a QuantizedActs; T]) -> [[f32; T]; R],
     tile1: impl Fn(&S, [*const u8; 1], [&'a QuantizedActs; T]) -> [[f32; T]; 1],
@@ -1252,7 +1256,7 @@ fn prompt_tiles<'a, const R: usize, const T: usize, S>(
             tile1(state, [row(r)], a)[0].iter().enumerate().for_each(|(t, &v)| unsafe { out.set(t0 + t, r, v) });
         }
     };
-    cache_blocked(rows, rb, R, tokens.len() / T, tile_bytes, new, |s, i| prepare(s, quad(i)), run);
+    cache_blocked(rows, rb, R, tokens.len() / T, tile_bytes, new, &|s, i| prepare(s, quad(i)), &run);
 }
 
 /// Q8_0 rows per prompt tile ([`q8_0_prompt_tile`], × [`PREFILL_TOKENS`] tokens). Kernel
@@ -1349,7 +1353,7 @@ fn matmul_x4_by<D: X4Acc, P: X4Acc, C: X4Type, const PG: usize>(q8_0_min: bool, 
             o[0].iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v));
         }
     };
-    cache_blocked(first..first + groups, GROUP_ROWS * rb, PG, full_tokens / PREFILL_TOKENS, tile_bytes, PromptActsX4::new, pack, run);
+    cache_blocked(first..first + groups, GROUP_ROWS * rb, PG, full_tokens / PREFILL_TOKENS, tile_bytes, PromptActsX4::new, &pack, &run);
     // The groups `stride` apart, as [`matmul`]'s rows, so that each stream runs on.
     let stride = groups / DECODE_GROUPS;
     for (t, a) in acts.iter().enumerate().skip(full_tokens) {
