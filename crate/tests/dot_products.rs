@@ -101,6 +101,31 @@ fn the_mat_vec_equals_the_dot_of_each_row() {
     }
 }
 
+/// Asserts that the mat-mat of a random `rows × n` matrix of `ty` and `tokens` random tokens
+/// equals the lone dot product of each row and token, bit for bit: in the file's order and, for
+/// the interleaved types, interleaved, by every dot-add kernel.
+fn assert_mat_mat_equals_the_dots(rng: &mut fastrand::Rng, ty: GgmlType, rows: usize, n: usize, tokens: usize) {
+    let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(rng, ty, n)).collect();
+    let acts = random_acts(rng, ActKind::for_weights(ty), n, tokens);
+    let plain = QMatrix::owned(ty, rows, n, bytes.clone());
+    let want: Vec<Vec<f32>> = acts.iter().map(|a| (0..rows).map(|r| vec_dot(ty, &plain.row(r), a)).collect()).collect();
+    let mut matrices = vec![("plain", plain)];
+    if let Some(order) = RowOrder::interleaved(ty) {
+        matrices.push(("interleaved", QMatrix::owned_in_order(ty, rows, n, bytes, order)));
+    }
+    for (order, w) in &matrices {
+        each_dot_add_kernel(|kernel| {
+            let mut out = vec![f32::NAN; rows * tokens];
+            matmul_prequantized(w, &acts, &mut out);
+            for (t, want) in want.iter().enumerate() {
+                let got = &out[t * rows..(t + 1) * rows];
+                let bad = (0..rows).find(|&r| got[r].to_bits() != want[r].to_bits());
+                assert!(bad.is_none(), "{} {rows} rows, {order}, token {t} {kernel}: row {bad:?} mat-mat {:?} vs dot {:?}", ty.name(), bad.map(|r| got[r]), bad.map(|r| want[r]));
+            }
+        });
+    }
+}
+
 #[test]
 fn the_mat_mat_equals_the_dot_of_each_row_and_token() {
     // × 13 tokens: full tiles and a remainder of tokens (Q5_0: a tile of 8 tokens, one of 4 and
@@ -108,28 +133,9 @@ fn the_mat_mat_equals_the_dot_of_each_row_and_token() {
     // tiles a stride apart in each of their row streams, and rows left over. Plain and, for the
     // interleaved types, interleaved (groups of four, and the rows past the last in file order).
     let mut rng = fastrand::Rng::with_seed(9);
-    let tokens = 13;
     for (rows, n) in [(11, 512), (203, 2048)] {
         for ty in ALL_TYPES {
-            let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
-            let acts = random_acts(&mut rng, ActKind::for_weights(ty), n, tokens);
-            let plain = QMatrix::owned(ty, rows, n, bytes.clone());
-            let want: Vec<Vec<f32>> = acts.iter().map(|a| (0..rows).map(|r| vec_dot(ty, &plain.row(r), a)).collect()).collect();
-            let mut matrices = vec![("plain", plain)];
-            if let Some(order) = RowOrder::interleaved(ty) {
-                matrices.push(("interleaved", QMatrix::owned_in_order(ty, rows, n, bytes, order)));
-            }
-            for (order, w) in &matrices {
-                each_dot_add_kernel(|kernel| {
-                    let mut out = vec![f32::NAN; rows * tokens];
-                    matmul_prequantized(w, &acts, &mut out);
-                    for (t, want) in want.iter().enumerate() {
-                        let got = &out[t * rows..(t + 1) * rows];
-                        let bad = (0..rows).find(|&r| got[r].to_bits() != want[r].to_bits());
-                        assert!(bad.is_none(), "{} {rows} rows, {order}, token {t} {kernel}: row {bad:?} mat-mat {:?} vs dot {:?}", ty.name(), bad.map(|r| got[r]), bad.map(|r| want[r]));
-                    }
-                });
-            }
+            assert_mat_mat_equals_the_dots(&mut rng, ty, rows, n, 13);
         }
     }
 }
@@ -141,24 +147,8 @@ fn a_prompt_over_several_chunks_of_rows_and_batches_of_tiles_equals_the_dot_of_e
     // 609 KB, three chunks; Q4_0 two) × 70 tokens (17 tiles of four, two tokens left over; the
     // Q8_0 activations packed 32 KB a tile, two batches), plain and interleaved.
     let mut rng = fastrand::Rng::with_seed(31);
-    let (rows, n, tokens) = (140, 4096, 70);
     for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4K] {
-        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
-        let acts = random_acts(&mut rng, ActKind::for_weights(ty), n, tokens);
-        let plain = QMatrix::owned(ty, rows, n, bytes.clone());
-        let want: Vec<u32> = acts.iter().flat_map(|a| (0..rows).map(|r| vec_dot(ty, &plain.row(r), a).to_bits()).collect::<Vec<_>>()).collect();
-        let mut matrices = vec![("plain", plain)];
-        if let Some(order) = RowOrder::interleaved(ty) {
-            matrices.push(("interleaved", QMatrix::owned_in_order(ty, rows, n, bytes, order)));
-        }
-        for (order, w) in &matrices {
-            each_dot_add_kernel(|kernel| {
-                let mut out = vec![f32::NAN; rows * tokens];
-                matmul_prequantized(w, &acts, &mut out);
-                let bad = (0..rows * tokens).find(|&i| out[i].to_bits() != want[i]);
-                assert!(bad.is_none(), "{} {order} {kernel}: token {:?} row {:?}: {:?} vs the dot {:?}", ty.name(), bad.map(|i| i / rows), bad.map(|i| i % rows), bad.map(|i| out[i]), bad.map(|i| f32::from_bits(want[i])));
-            });
-        }
+        assert_mat_mat_equals_the_dots(&mut rng, ty, 140, 4096, 70);
     }
 }
 

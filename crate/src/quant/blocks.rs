@@ -68,6 +68,17 @@ pub fn has_nonfinite_block_scale(ty: GgmlType, blocks: &[u8]) -> bool {
     blocks.chunks_exact(bb).fold(false, |seen, b| seen | (b[1] & 0x7C == 0x7C))
 }
 
+/// The [`RareCodes`] of whole blocks of `ty` in the file's order: Q8_0's by
+/// [`q8_0_rare_codes`], the other types' by their scales alone (only Q8_0 has a code the SIMD
+/// kernels leave out).
+pub fn block_rare_codes(ty: GgmlType, blocks: &[u8]) -> RareCodes {
+    if ty == GgmlType::Q8_0 {
+        q8_0_rare_codes(blocks)
+    } else {
+        RareCodes { q8_0_min: false, nonfinite_scale: has_nonfinite_block_scale(ty, blocks) }
+    }
+}
+
 /// The [`RareCodes`] of whole Q8_0 blocks, in one pass: a code of -128, a scale not finite.
 pub fn q8_0_rare_codes(blocks: &[u8]) -> RareCodes {
     let blocks = &blocks[..blocks.len() / 34 * 34];

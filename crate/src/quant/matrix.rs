@@ -20,6 +20,13 @@ pub struct RareCodes {
     pub nonfinite_scale: bool,
 }
 
+impl RareCodes {
+    /// What either holds (the codes of two parts of one matrix).
+    pub fn or(self, other: RareCodes) -> RareCodes {
+        RareCodes { q8_0_min: self.q8_0_min || other.q8_0_min, nonfinite_scale: self.nonfinite_scale || other.nonfinite_scale }
+    }
+}
+
 /// `rows × cols` values of type `ty`, each row `ty.row_bytes(cols)` bytes, row after row or
 /// interleaved ([`RowOrder`]). The bytes are a range of a shared buffer (a file read once) or a
 /// buffer of their own.
@@ -114,8 +121,7 @@ impl QMatrix {
     /// The matrix's [`RareCodes`], its bytes scanned once, when first asked.
     pub fn rare_codes(&self) -> RareCodes {
         *self.rare.get_or_init(|| match self.order {
-            RowOrder::Plain if self.ty == GgmlType::Q8_0 => super::q8_0_rare_codes(self.bytes()),
-            RowOrder::Plain => RareCodes { q8_0_min: false, nonfinite_scale: super::has_nonfinite_block_scale(self.ty, self.bytes()) },
+            RowOrder::Plain => super::block_rare_codes(self.ty, self.bytes()),
             RowOrder::Q4_0x4 | RowOrder::Q5_0x4 | RowOrder::Q8_0x4 => RareCodes {
                 q8_0_min: row_order::x4_has_q8_0_min(self.ty, self.bytes(), self.rows, self.cols),
                 nonfinite_scale: row_order::x4_has_nonfinite_scale(self.ty, self.bytes(), self.rows, self.cols),

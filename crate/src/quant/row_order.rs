@@ -102,16 +102,12 @@ pub fn interleave(ty: GgmlType, bytes: &mut [u8], rows: usize, cols: usize) -> R
     let (rb, bb, xb, cb) = (ty.row_bytes(cols), ty.block_bytes(), x4_block_bytes(ty), code_bytes(ty));
     assert_eq!(bytes.len(), rows * rb, "{} matrix of {rows}x{cols}", ty.name());
     let nb = rb / bb;
-    let scan = |blocks: &[u8], rare: RareCodes| RareCodes {
-        q8_0_min: rare.q8_0_min || (ty == GgmlType::Q8_0 && super::blocks::q8_0_has_min_code(blocks)),
-        nonfinite_scale: rare.nonfinite_scale || super::has_nonfinite_block_scale(ty, blocks),
-    };
     let grouped = rows / GROUP_ROWS * GROUP_ROWS * rb;
-    let mut rare = scan(&bytes[grouped..], RareCodes::default());
+    let mut rare = super::block_rare_codes(ty, &bytes[grouped..]);
     let mut plain = vec![0u8; GROUP_ROWS * rb];
     for group in bytes.chunks_exact_mut(GROUP_ROWS * rb) {
         plain.copy_from_slice(group);
-        rare = scan(&plain, rare);
+        rare = rare.or(super::block_rare_codes(ty, &plain));
         let (scales, codes) = group.split_at_mut(8 * nb);
         for (b, (sc, x)) in scales.chunks_exact_mut(8).zip(codes.chunks_exact_mut(xb)).enumerate() {
             let (fifth, vectors) = x.split_at_mut(xb - 4 * cb);
