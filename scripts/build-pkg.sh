@@ -18,6 +18,11 @@ while IFS=$'\t' read -r name target target_dir rustflags toolchain cargo_args; d
   # The function names (2.2 MB raw of the threaded module) stay only when asked, for profiling
   # (tests/bench/profile.mjs): POCKETLM_KEEP_NAMES=1 scripts/build-pkg.sh.
   [ "${POCKETLM_KEEP_NAMES:-0}" = 1 ] || python3 scripts/strip-wasm-names.py "pkg/wasm/$name/pocketlm_bg.wasm"
+  # The threaded build's pool workers get the 1 MB stack of the module's first thread (which runs
+  # the whole forward pass in the other builds) instead of wasm-bindgen's 2 MB default.
+  for helper in pkg/wasm/"$name"/snippets/wasm-bindgen-rayon-*/src/workerHelpers*.js; do
+    [ -e "$helper" ] && python3 scripts/set-worker-stack.py "$helper" 1048576
+  done
 done < /tmp/pocketlm-builds.txt
 cp crate/js/*.js crate/js/*.d.ts pkg/
 cp models/registry.json pkg/registry.json

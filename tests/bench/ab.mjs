@@ -4,7 +4,7 @@
 // machine's speed falls on all of them alike (on these VMs it moves by ±30 % within minutes:
 // only such pairs compare), in an order that turns round each repetition (A B, B A, ...: the
 // second page of a pair measured 10-20 % slower, decode and prefill, with identical builds).
-// Prints each run and the medians.
+// Prints each run and the medians (load peak: wasm memory once the model is built).
 //
 //   node tests/bench/ab.mjs --model smollm2-135m-Q4_0 --gen 64 --reps 6 --threads 2 before after
 //
@@ -31,13 +31,13 @@ for (let i = 0; i < reps; i++) {
     const page = await variantPage(browser, srv, v);
     const r = await pocketlmBrowser(page, `${srv.url}/tests/bench/models/${model}.gguf`, BENCH_PROMPT, gen, "cpu", threads);
     runs[v].push(r);
-    console.log(`${v} run ${i + 1}: decode ${r.decode_tok_s.toFixed(2)} tok/s, prefill ${r.prefill_tok_s.toFixed(1)} tok/s, warm load ${r.warm_load_ms.toFixed(0)} ms`);
+    console.log(`${v} run ${i + 1}: decode ${r.decode_tok_s.toFixed(2)} tok/s, prefill ${r.prefill_tok_s.toFixed(1)} tok/s, warm load ${r.warm_load_ms.toFixed(0)} ms, load peak ${(r.load_peak_bytes / 1e6).toFixed(1)} MB`);
     await page.close();
   }
 }
 await browser.close();
 await srv.close();
 for (const v of variants) {
-  const f = (k, d) => `${median(runs[v].map((r) => r[k])).toFixed(d)} [${runs[v].map((r) => r[k].toFixed(d)).join(" ")}]`;
-  console.log(`${v}: decode ${f("decode_tok_s", 1)}, prefill ${f("prefill_tok_s", 1)}, warm load ms ${f("warm_load_ms", 0)}`);
+  const f = (k, d, scale = 1) => `${(median(runs[v].map((r) => r[k])) / scale).toFixed(d)} [${runs[v].map((r) => (r[k] / scale).toFixed(d)).join(" ")}]`;
+  console.log(`${v}: decode ${f("decode_tok_s", 1)}, prefill ${f("prefill_tok_s", 1)}, warm load ms ${f("warm_load_ms", 0)}, load peak MB ${f("load_peak_bytes", 1, 1e6)}`);
 }
