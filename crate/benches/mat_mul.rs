@@ -12,11 +12,11 @@ use wasm_bindgen_test::{console_log as say, wasm_bindgen_bench as bench, Instant
 #[path = "../tests/random_blocks/mod.rs"]
 mod random_blocks;
 
-use pocketlm::backend::cpu::acts::ActKind;
+use pocketlm::backend::cpu::acts::{ActKind, QuantizedActs};
 use pocketlm::backend::cpu::{matmul_prequantized, row_order};
 use pocketlm::model::forward::CPU_PREFILL_CHUNK;
 use pocketlm::quant::{GgmlType, QMatrix, RowOrder};
-use random_blocks::{random_acts, random_row};
+use random_blocks::{random_acts, random_row, set_block_scales};
 
 /// Qwen2.5-0.5B's mat-vec shapes (rows × columns) and how many of each a layer has: the
 /// attention's query and output, its key and value, the MLP's gate and up, its down.
@@ -62,10 +62,8 @@ fn run(ty: GgmlType, note: &str, order: RowOrder) {
         let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, cols)).collect();
         let w = QMatrix::owned_in_order(ty, rows, cols, bytes, order);
         let acts = random_acts(&mut rng, ActKind::for_weights(ty), cols, PROMPT_TOKENS);
-        let mut out = vec![0f32; rows * PROMPT_TOKENS];
         let per = |ms: f64, tokens: usize| ms * 1e6 / (rows * cols * tokens) as f64;
-        let decode = times(15, || matmul_prequantized(&w, &acts[..1], &mut out[..rows]));
-        let prompt = times(7, || matmul_prequantized(&w, &acts, &mut out));
+        let (decode, prompt) = decode_and_prompt_times(&w, &acts);
         say!(
             "{}{note} {name} {rows}x{cols}: decode {:.4} ns/weight (median {:.4}), prompt of {PROMPT_TOKENS} {:.4} ns/weight/token (median {:.4})",
             ty.name(),
@@ -84,6 +82,39 @@ fn run(ty: GgmlType, note: &str, order: RowOrder) {
         decode_ns / weights as f64,
         prompt_ns / (weights * PROMPT_TOKENS) as f64
     );
+}
+
+/// The sorted times (ms) of `w` against the first token of `acts` (decode) and all of them.
+fn decode_and_prompt_times(w: &QMatrix, acts: &[QuantizedActs]) -> (Vec<f64>, Vec<f64>) {
+    let mut out = vec![0f32; w.rows * acts.len()];
+    let decode = times(15, || matmul_prequantized(w, &acts[..1], &mut out[..w.rows]));
+    let prompt = times(7, || matmul_prequantized(w, acts, &mut out));
+    (decode, prompt)
+}
+
+/// Qwen2.5-0.5B's FFN down shape in `ty` (the loader's row order) with every block's f16 scales
+/// sane (0.001-0.051), then all 2.4e-5, an f16 subnormal as real files' Q6_K scales are (`d`: a
+/// block's largest sub-block scale / 128, for weights of ~0.1; Q8_0's for blocks of weights
+/// below 0.0078). x86 takes a microcode assist for each instruction with an f32 subnormal
+/// operand, which the kernels' f16 conversion never makes. Chromium, the Xeon, 2026-12-07,
+/// before it (the subnormal bit pattern scaled by 2^112), ns per weight, decode / prompt, sane →
+/// subnormal: Q6_K 0.072 / 0.042 → 0.198 / 0.075, Q4_K 0.050 / 0.026 → 0.309 / 0.090, Q8_0
+/// 0.036 / 0.019 → 0.323 / 0.093, Q4_0 0.029 / 0.017 → 0.319 / 0.081; after it, the same.
+fn run_scales(ty: GgmlType) {
+    let mut rng = fastrand::Rng::with_seed(9);
+    let (rows, cols) = (896, 4864);
+    let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, cols)).collect();
+    let acts = random_acts(&mut rng, ActKind::for_weights(ty), cols, PROMPT_TOKENS);
+    let per = |ms: f64, tokens: usize| ms * 1e6 / (rows * cols * tokens) as f64;
+    for (note, scale) in [("sane scales", None), ("subnormal f16 scales", Some(half::f16::from_f32(2.4e-5)))] {
+        let mut bytes = bytes.clone();
+        if let Some(scale) = scale {
+            set_block_scales(ty, &mut bytes, scale);
+        }
+        let w = QMatrix::owned_in_order(ty, rows, cols, bytes, row_order(ty));
+        let (decode, prompt) = decode_and_prompt_times(&w, &acts);
+        say!("{} down {rows}x{cols}, {note}: decode {:.4} ns/weight, prompt of {PROMPT_TOKENS} {:.4} ns/weight/token", ty.name(), per(decode[0], 1), per(prompt[0], PROMPT_TOKENS));
+    }
 }
 
 /// Layers of the model-sized run ([`run_layers`]): their weights (Q4_0: 8 × 8.4 MB) well past
@@ -209,4 +240,13 @@ fn q5_0(_: &mut Criterion) {
 fn q6_k(_: &mut Criterion) {
     run(GgmlType::Q6K, "", RowOrder::Plain);
     run_layers(GgmlType::Q6K, "", RowOrder::Plain);
+}
+
+#[bench]
+fn subnormal_scales(_: &mut Criterion) {
+    // Q6_K's as in real files; Q8_0's for blocks of weights below 0.0078 (the scale amax / 127);
+    // Q4_0's (interleaved) for blocks below 0.0005.
+    for ty in [GgmlType::Q6K, GgmlType::Q4K, GgmlType::Q8_0, GgmlType::Q4_0] {
+        run_scales(ty);
+    }
 }

@@ -340,6 +340,15 @@ fn q8_0_rare_codes_find_one_rare_code_wherever_it_lies() {
 }
 
 #[test]
+fn the_scalar_f16_conversion_of_block_scales_equals_half_for_every_f16() {
+    // wasm's own conversion (natively it is half's): subnormals, zeros, signs, infinities, NaNs.
+    for h in 0..=u16::MAX {
+        let (got, want) = (pocketlm::quant::f16_bits_to_f32(h), f16::from_bits(h).to_f32());
+        assert!(got.is_nan() && want.is_nan() || got.to_bits() == want.to_bits(), "f16 {h:#06x}: {got} vs {want}");
+    }
+}
+
+#[test]
 fn f16_attention_helpers_convert_every_f16_exactly_and_sum_within_rounding() {
     // Every f16 bit pattern, as the SIMD conversion reads it, equals half's (the tail of 7 past
     // the last 8 by the scalar code).

@@ -30,6 +30,16 @@ fn f16_fields(ty: GgmlType) -> &'static [usize] {
     }
 }
 
+/// Sets every f16 scale of the whole blocks of `ty` in `blocks` to `scale`.
+#[allow(dead_code)] // not every user of this module reads it
+pub fn set_block_scales(ty: GgmlType, blocks: &mut [u8], scale: f16) {
+    for block in blocks.chunks_exact_mut(ty.block_bytes()) {
+        for &at in f16_fields(ty) {
+            block[at..at + 2].copy_from_slice(&scale.to_le_bytes());
+        }
+    }
+}
+
 /// A random row of `n` values in `ty`: real quantization where pocketlm has a quantizer,
 /// random blocks with sane f16 scales otherwise.
 pub fn random_row(rng: &mut fastrand::Rng, ty: GgmlType, n: usize) -> Vec<u8> {

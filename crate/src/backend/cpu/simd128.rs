@@ -143,30 +143,44 @@ fn row_sums<const R: usize>(s: [v128; R]) -> v128 {
     i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(u0, u1), i32x4_shuffle::<2, 3, 6, 7>(u0, u1))
 }
 
-/// f16 values in the low halves of four u32 lanes as f32x4, exactly (the scalar
-/// `f16_bits_to_f32`'s method, lane-wise: subnormals by the power-of-two scaling, infinities and
-/// NaNs by their exponent).
+/// f16 magnitudes shifted to an f32's place (`(h & 0x7FFF) << 13` in u32 lanes, below
+/// infinity) as f32x4, exactly, with no f32 subnormal operand (on which x86 takes a microcode
+/// assist per instruction: the scaling of these bits by 2^112 it replaced made a matrix with
+/// subnormal f16 scales, as real Q6_K files' are and Q8_0 blocks of weights below 0.0078,
+/// 2-11× slower). `a`, the exponent rebiased in the bits, is the value of a normal f16; `b`,
+/// the subnormal's `m·2^-24` as the normal `2^-14·(1 + m/1024)` less `2^-14`. A subnormal's `a`
+/// is `2^-15 + m·2^-25` ≥ its `b`; a normal's `b` is `2v - 2^-14` ≥ its `a = v`: the lesser is
+/// the value either way (the scalar `f16_bits_to_f32` picks by a branch).
+#[inline(always)]
+fn f16_magnitudes_to_f32(magnitude: v128) -> v128 {
+    const TWO_POW_MINUS_14: i32 = 0x3880_0000;
+    let a = i32x4_add(magnitude, i32x4_splat(0x3800_0000));
+    let b = f32x4_sub(i32x4_add(magnitude, i32x4_splat(TWO_POW_MINUS_14)), i32x4_splat(TWO_POW_MINUS_14));
+    f32x4_pmin(a, b)
+}
+
+/// f16 values in the low halves of four u32 lanes as f32x4, exactly
+/// ([`f16_magnitudes_to_f32`], infinities and NaNs by their exponent).
 #[inline(always)]
 fn f16_lanes_to_f32(h: v128) -> v128 {
     let magnitude = i32x4_shl(v128_and(h, i32x4_splat(0x7FFF)), 13);
-    let finite = f32x4_mul(magnitude, f32x4_splat(f32::from_bits(0x7780_0000)));
+    let finite = f16_magnitudes_to_f32(magnitude);
     let special = i32x4_eq(v128_and(h, i32x4_splat(0x7C00)), i32x4_splat(0x7C00));
     let value = v128_bitselect(v128_or(magnitude, i32x4_splat(0x7F80_0000)), finite, special);
     v128_or(value, i32x4_shl(v128_and(h, i32x4_splat(0x8000)), 16))
 }
 
-/// Finite f16 values in the low halves of four u32 lanes as f32x4, exactly (normals and
-/// subnormals by the power-of-two scaling, the sign moved to bit 31); infinities and NaNs come
-/// out finite. Half the instructions of [`f16_lanes_to_f32`], for block scales, which a matrix
-/// holds as finite values ([`crate::quant::RareCodes::nonfinite_scale`] sends the others to the
-/// scalar code).
+/// Finite f16 values in the low halves of four u32 lanes as f32x4, exactly
+/// ([`f16_magnitudes_to_f32`], the sign moved to bit 31); infinities and NaNs come out finite.
+/// Fewer instructions than [`f16_lanes_to_f32`], for block scales, which a matrix holds as
+/// finite values ([`crate::quant::RareCodes::nonfinite_scale`] sends the others to the scalar
+/// code).
 #[inline(always)]
 fn finite_f16_lanes_to_f32(h: v128) -> v128 {
     // Bits 0..15 of each lane: the shift left by 17 drops the sign, the shift right puts the
     // exponent and mantissa 13 bits above their f16 places.
     let magnitude = u32x4_shr(i32x4_shl(h, 17), 4);
-    let value = f32x4_mul(magnitude, f32x4_splat(f32::from_bits(0x7780_0000)));
-    v128_or(value, v128_and(i32x4_shl(h, 16), i32x4_splat(i32::MIN)))
+    v128_or(f16_magnitudes_to_f32(magnitude), v128_and(i32x4_shl(h, 16), i32x4_splat(i32::MIN)))
 }
 
 /// The finite f16 at each of `R` addresses, as lanes `0..R` of an f32x4 (the rest zero).
