@@ -184,15 +184,23 @@ fn interleaved_tiles_of_several_groups_give_the_plain_rows_results_bit_for_bit()
 fn interleaved_rows_give_the_plain_rows_results_bit_for_bit() {
     // 11 rows (two groups of four and three rows left in the file's order) × 1 and 5 tokens
     // (a prompt tile of four and one left over): the interleaved kernel against the plain one,
-    // and the rows read back in the file's order.
+    // and the rows read back in the file's order. Then with small scales, half of them
+    // subnormal f16s, which the interleaved order holds multiplied by a power of two.
     let mut rng = fastrand::Rng::with_seed(13);
     let (rows, n, tokens) = (11, 320, 5);
-    for ty in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0] {
+    for (ty, small_scales) in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0].into_iter().flat_map(|ty| [(ty, false), (ty, true)]) {
         let order = RowOrder::interleaved(ty).unwrap();
-        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
+        let mut bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
+        if small_scales {
+            for (i, block) in bytes.chunks_exact_mut(ty.block_bytes()).enumerate() {
+                let h = if i % 2 == 0 { rng.u16(1..0x400) } else { rng.u16(0x400..0x2000) };
+                block[..2].copy_from_slice(&(h | if rng.bool() { 0x8000 } else { 0 }).to_le_bytes());
+            }
+        }
         let plain = QMatrix::owned(ty, rows, n, bytes.clone());
         let x4 = QMatrix::owned_in_order(ty, rows, n, bytes.clone(), order);
         assert_eq!(x4.order(), order);
+        assert_eq!(x4.scale_shift() > 0, small_scales, "{}: scales shifted", ty.name());
         assert_ne!(x4.bytes(), plain.bytes(), "the rows were interleaved");
         assert_eq!(*x4.plain_rows(0, rows), bytes[..]);
         let acts = random_acts(&mut rng, ActKind::Q8_0, n, tokens);
@@ -226,6 +234,28 @@ fn interleaved_rows_give_the_plain_rows_results_bit_for_bit() {
                 assert_eq!(bits(&out[t * len..(t + 1) * len]), bits(&want[t * rows + start..t * rows + start + len]), "{} rows {start}+{len}, token {t}", ty.name());
             }
         }
+    }
+}
+
+#[test]
+fn activations_of_the_largest_scales_give_the_plain_rows_results_in_the_interleaved_order() {
+    // Activations of up to ±8e6: block scales near f16's largest (65504), which the interleaved
+    // decode tiles multiply by 2^112 (by 2^(112 - k) where the matrix's scales were shifted),
+    // below f32's largest: finite, the plain kernels' bits.
+    let mut rng = fastrand::Rng::with_seed(17);
+    let (rows, n) = (8, 64);
+    for ty in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0] {
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
+        let plain = QMatrix::owned(ty, rows, n, bytes.clone());
+        let x4 = QMatrix::owned_in_order(ty, rows, n, bytes, RowOrder::interleaved(ty).unwrap());
+        let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 1.6e7).collect();
+        let mut acts = QuantizedActs::default();
+        acts.quantize(ActKind::Q8_0, &x);
+        let (mut want, mut got) = (vec![0f32; rows], vec![0f32; rows]);
+        matvec_prequantized(&plain, &acts, &mut want);
+        matvec_prequantized(&x4, &acts, &mut got);
+        assert!(want.iter().all(|v| v.is_finite()), "{}: {want:?}", ty.name());
+        assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{}: {got:?} vs {want:?}", ty.name());
     }
 }
 

@@ -10,7 +10,7 @@ use crate::format::hf::gguf_name;
 use crate::format::safetensors::{SafetensorsFile, StTensor};
 use crate::backend::cpu;
 use crate::format::TensorInfo;
-use crate::quant::{dequantize, quantize, GgmlType, QMatrix, RareCodes, RowOrder};
+use crate::quant::{dequantize, quantize, GgmlType, QMatrix, Reordered, RowOrder};
 
 /// A place tensors come from, addressed by GGUF names.
 pub trait TensorSource {
@@ -57,9 +57,9 @@ pub trait TensorSource {
 pub struct GgufSource<'a> {
     pub gguf: &'a GgufFile,
     buf: Arc<Vec<u8>>,
-    /// The order each tensor's bytes were put in (a matrix's: [`cpu::row_order`]), and the
-    /// rare codes found on the way where they were reordered.
-    orders: Vec<(RowOrder, Option<RareCodes>)>,
+    /// How each tensor's bytes were left: the order they were put in (a matrix's:
+    /// [`cpu::row_order`]), the rare codes found on the way, the scales' shift.
+    orders: Vec<Reordered>,
 }
 
 impl<'a> GgufSource<'a> {
@@ -78,7 +78,7 @@ impl<'a> GgufSource<'a> {
         GgufSource { gguf, buf: Arc::new(bytes), orders }
     }
 
-    fn tensor(&self, name: &str) -> Result<(&TensorInfo, (RowOrder, Option<RareCodes>))> {
+    fn tensor(&self, name: &str) -> Result<(&TensorInfo, Reordered)> {
         let i = self.gguf.tensors.iter().position(|t| t.name == name).ok_or_else(|| self.missing(name))?;
         Ok((&self.gguf.tensors[i], self.orders[i]))
     }
@@ -95,10 +95,10 @@ impl TensorSource for GgufSource<'_> {
         self.gguf.tensor(name).map(|t| t.dims.clone())
     }
     fn matrix(&self, name: &str) -> Result<QMatrix> {
-        let (t, (order, rare)) = self.tensor(name)?;
+        let (t, how) = self.tensor(name)?;
         let cols = t.dims[0];
         let rows = t.n_elements() / cols;
-        Ok(QMatrix::in_order(t.ty, rows, cols, self.buf.clone(), t.offset..t.offset + t.size, order).with_rare_codes(rare))
+        Ok(QMatrix::reordered(t.ty, rows, cols, self.buf.clone(), t.offset..t.offset + t.size, how))
     }
     fn vector(&self, name: &str) -> Result<Vec<f32>> {
         let m = self.matrix(name)?;

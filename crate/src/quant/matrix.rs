@@ -38,8 +38,20 @@ pub struct QMatrix {
     buf: Arc<Vec<u8>>,
     range: Range<usize>,
     order: RowOrder,
+    /// The power of two an interleaved matrix's scales were multiplied by
+    /// ([`row_order::x4_normalize_scales`]); 0 in the file's order.
+    scale_shift: u8,
     /// [`QMatrix::rare_codes`], scanned when first asked.
     rare: OnceLock<RareCodes>,
+}
+
+/// How [`QMatrix::reorder`] left a matrix's bytes: their order, the [`RareCodes`] found on the
+/// way (when reordered) and the power of two its scales were multiplied by.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reordered {
+    pub order: RowOrder,
+    pub rare: Option<RareCodes>,
+    pub scale_shift: u8,
 }
 
 impl std::fmt::Debug for QMatrix {
@@ -60,7 +72,17 @@ impl QMatrix {
     pub fn in_order(ty: GgmlType, rows: usize, cols: usize, buf: Arc<Vec<u8>>, range: Range<usize>, order: RowOrder) -> QMatrix {
         debug_assert_eq!(range.len(), rows * ty.row_bytes(cols));
         debug_assert!(order.holds(ty), "{} in {order:?}", ty.name());
-        QMatrix { ty, rows, cols, buf, range, order, rare: OnceLock::new() }
+        QMatrix { ty, rows, cols, buf, range, order, scale_shift: 0, rare: OnceLock::new() }
+    }
+
+    /// As [`QMatrix::new`], the bytes as [`QMatrix::reorder`] left them (`how`).
+    pub fn reordered(ty: GgmlType, rows: usize, cols: usize, buf: Arc<Vec<u8>>, range: Range<usize>, how: Reordered) -> QMatrix {
+        let mut m = QMatrix::in_order(ty, rows, cols, buf, range, how.order);
+        m.scale_shift = how.scale_shift;
+        if let Some(rare) = how.rare {
+            let _ = m.rare.set(rare);
+        }
+        m
     }
 
     /// From `bytes` in the file's order.
@@ -70,33 +92,32 @@ impl QMatrix {
 
     /// From `bytes` in the file's order, reordered in place to `order` where `ty` has it.
     pub fn owned_in_order(ty: GgmlType, rows: usize, cols: usize, mut bytes: Vec<u8>, order: RowOrder) -> QMatrix {
-        let (order, rare) = QMatrix::reorder(ty, rows, cols, &mut bytes, order);
+        let how = QMatrix::reorder(ty, rows, cols, &mut bytes, order);
         let n = bytes.len();
-        QMatrix::in_order(ty, rows, cols, Arc::new(bytes), 0..n, order).with_rare_codes(rare)
+        QMatrix::reordered(ty, rows, cols, Arc::new(bytes), 0..n, how)
     }
 
     /// Reorders the file-ordered `bytes` of a `rows × cols` matrix of `ty` to `order` in place
-    /// when `ty` has that order (Q4_0, Q5_0 and Q8_0 are interleaved); returns the order they
-    /// are in and, when reordered, their [`RareCodes`] (found on the way).
-    pub fn reorder(ty: GgmlType, rows: usize, cols: usize, bytes: &mut [u8], order: RowOrder) -> (RowOrder, Option<RareCodes>) {
+    /// when `ty` has that order (Q4_0, Q5_0 and Q8_0 are interleaved), its scales made normal
+    /// f16s where they can be ([`row_order::x4_normalize_scales`]); says how it left them.
+    pub fn reorder(ty: GgmlType, rows: usize, cols: usize, bytes: &mut [u8], order: RowOrder) -> Reordered {
         if order != RowOrder::Plain && order.holds(ty) && rows >= GROUP_ROWS {
-            (order, Some(row_order::interleave(ty, bytes, rows, cols)))
+            let rare = row_order::interleave(ty, bytes, rows, cols);
+            let scale_shift = if rare.nonfinite_scale { 0 } else { row_order::x4_normalize_scales(ty, bytes, rows, cols) };
+            Reordered { order, rare: Some(rare), scale_shift }
         } else {
-            (RowOrder::Plain, None)
+            Reordered::default()
         }
-    }
-
-    /// This matrix with its [`RareCodes`] already known (`rare`, when some: as
-    /// [`QMatrix::reorder`] found them), so that [`QMatrix::rare_codes`] need not scan its bytes.
-    pub fn with_rare_codes(self, rare: Option<RareCodes>) -> QMatrix {
-        if let Some(rare) = rare {
-            let _ = self.rare.set(rare);
-        }
-        self
     }
 
     pub fn order(&self) -> RowOrder {
         self.order
+    }
+
+    /// The power of two this matrix's scales were multiplied by (an interleaved matrix's,
+    /// [`row_order::x4_normalize_scales`]): its kernels take it back.
+    pub fn scale_shift(&self) -> u8 {
+        self.scale_shift
     }
 
     /// The bytes as they lie, in [`QMatrix::order`].
@@ -115,7 +136,7 @@ impl QMatrix {
 
     /// Rows `first..first + n` in the file's order (borrowed when they lie so).
     pub fn plain_rows(&self, first: usize, n: usize) -> Cow<'_, [u8]> {
-        row_order::plain_rows(self.order, self.ty, self.bytes(), self.rows, self.cols, first, n)
+        row_order::plain_rows(self.order, self.ty, self.bytes(), self.rows, self.cols, self.scale_shift, first, n)
     }
 
     /// The matrix's [`RareCodes`], its bytes scanned once, when first asked.
@@ -149,6 +170,8 @@ impl QMatrix {
             return QMatrix::owned(self.ty, n, self.cols, self.plain_rows(start, n).into_owned());
         }
         let s = self.range.start + start * rb;
-        QMatrix::in_order(self.ty, n, self.cols, self.buf.clone(), s..s + n * rb, self.order)
+        let mut view = QMatrix::in_order(self.ty, n, self.cols, self.buf.clone(), s..s + n * rb, self.order);
+        view.scale_shift = self.scale_shift;
+        view
     }
 }

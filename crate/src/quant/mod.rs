@@ -5,7 +5,7 @@
 mod blocks;
 mod matrix;
 pub mod row_order;
-pub use matrix::{QMatrix, RareCodes};
+pub use matrix::{QMatrix, RareCodes, Reordered};
 pub use row_order::RowOrder;
 pub use blocks::*;
 

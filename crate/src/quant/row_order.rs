@@ -131,8 +131,8 @@ pub fn interleave(ty: GgmlType, bytes: &mut [u8], rows: usize, cols: usize) -> R
 }
 
 /// Row `r` of an interleaved matrix of `ty` of `rows × cols` in the file's order, into `out`
-/// (one row's bytes).
-pub fn x4_row(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize, r: usize, out: &mut [u8]) {
+/// (one row's bytes), its scales as the file's (`scale_shift`: [`x4_normalize_scales`]'s).
+pub fn x4_row(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize, scale_shift: u8, r: usize, out: &mut [u8]) {
     check_interleaved(ty);
     let (rb, bb, xb, cb) = (ty.row_bytes(cols), ty.block_bytes(), x4_block_bytes(ty), code_bytes(ty));
     assert!(r < rows && out.len() == rb && bytes.len() == rows * rb);
@@ -142,7 +142,8 @@ pub fn x4_row(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize, r: usize, ou
     let nb = rb / bb;
     let (group, k) = (&bytes[r / GROUP_ROWS * GROUP_ROWS * rb..][..GROUP_ROWS * rb], r % GROUP_ROWS);
     for (b, block) in out.chunks_exact_mut(bb).enumerate() {
-        block[..2].copy_from_slice(&group[8 * b + 2 * k..][..2]);
+        let scale = u16::from_le_bytes([group[8 * b + 2 * k], group[8 * b + 2 * k + 1]]);
+        block[..2].copy_from_slice(&unshifted_scale(scale, scale_shift).to_le_bytes());
         let x = &group[8 * nb + xb * b..][..xb];
         let (fifth, vectors) = x.split_at(xb - 4 * cb);
         for c in 0..cb / 4 {
@@ -154,8 +155,10 @@ pub fn x4_row(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize, r: usize, ou
     }
 }
 
-/// Rows `first..first + n` of a matrix in `order` in the file's order: borrowed when they lie so.
-pub fn plain_rows(order: RowOrder, ty: GgmlType, bytes: &[u8], rows: usize, cols: usize, first: usize, n: usize) -> Cow<'_, [u8]> {
+/// Rows `first..first + n` of a matrix in `order` in the file's order: borrowed when they lie so
+/// (`scale_shift`: an interleaved matrix's, [`x4_normalize_scales`]).
+#[allow(clippy::too_many_arguments)]
+pub fn plain_rows(order: RowOrder, ty: GgmlType, bytes: &[u8], rows: usize, cols: usize, scale_shift: u8, first: usize, n: usize) -> Cow<'_, [u8]> {
     let rb = ty.row_bytes(cols);
     assert!(first + n <= rows, "rows {first}..{} of {rows}", first + n);
     match order {
@@ -163,11 +166,76 @@ pub fn plain_rows(order: RowOrder, ty: GgmlType, bytes: &[u8], rows: usize, cols
         RowOrder::Q4_0x4 | RowOrder::Q5_0x4 | RowOrder::Q8_0x4 => {
             let mut out = vec![0u8; n * rb];
             for (i, row) in out.chunks_exact_mut(rb).enumerate() {
-                x4_row(ty, bytes, rows, cols, first + i, row);
+                x4_row(ty, bytes, rows, cols, scale_shift, first + i, row);
             }
             Cow::Owned(out)
         }
     }
+}
+
+/// Makes every nonzero scale of the groups of an interleaved matrix a normal f16 where one
+/// power of two can: the scales times `2^k`, exactly, for the least `k` that lifts the smallest
+/// subnormal one to 2^-14, unless that would take the largest past f16's range (or the matrix
+/// holds an infinite or NaN scale); returns `k` (0: the scales as they were). The SIMD kernels
+/// convert a group's four scales by scaling their bits by `2^(112 - k)`, one multiply, which
+/// on x86 takes a microcode assist where those bits are an f32 subnormal (a subnormal f16:
+/// Q8_0's scale of a block of weights below 0.0078): 10× slower decode for such a matrix.
+/// [`x4_row`] gives the file's scales back. The rows past the last group keep theirs.
+pub fn x4_normalize_scales(ty: GgmlType, bytes: &mut [u8], rows: usize, cols: usize) -> u8 {
+    check_interleaved(ty);
+    let rb = ty.row_bytes(cols);
+    let (nb, grouped) = (rb / ty.block_bytes(), rows / GROUP_ROWS * GROUP_ROWS * rb);
+    let scale_bytes = 8 * nb;
+    // The shift the smallest subnormal needs (10 - ⌊log2 m⌋ for its mantissa m), and the
+    // largest exponent.
+    let (mut need, mut top) = (0u16, 0u16);
+    for group in bytes[..grouped].chunks_exact(GROUP_ROWS * rb) {
+        for h in group[..scale_bytes].chunks_exact(2).map(|h| u16::from_le_bytes([h[0], h[1]]) & 0x7FFF) {
+            match h >> 10 {
+                0 if h != 0 => need = need.max(10 - (15 - h.leading_zeros() as u16)),
+                e => top = top.max(e),
+            }
+        }
+    }
+    if need == 0 || top + need > 30 {
+        return 0;
+    }
+    for group in bytes[..grouped].chunks_exact_mut(GROUP_ROWS * rb) {
+        for h in group[..scale_bytes].chunks_exact_mut(2) {
+            let shifted = shifted_scale(u16::from_le_bytes([h[0], h[1]]), need as u8);
+            h.copy_from_slice(&shifted.to_le_bytes());
+        }
+    }
+    need as u8
+}
+
+/// The f16 `h` times `2^k` (exact: no result past f16's normals, as [`x4_normalize_scales`]
+/// picks `k`), a subnormal one renormalized.
+fn shifted_scale(h: u16, k: u8) -> u16 {
+    let (sign, magnitude, k) = (h & 0x8000, h & 0x7FFF, k as u16);
+    if magnitude == 0 || k == 0 {
+        return h;
+    }
+    if magnitude >> 10 != 0 {
+        return sign | (magnitude + (k << 10));
+    }
+    // m·2^-24 with m's top bit at p: 2^(p - 24 + k)·(m / 2^p), exponent field p - 9 + k ≥ 1.
+    let p = 15 - magnitude.leading_zeros() as u16;
+    sign | ((p + k - 9) << 10) | ((magnitude << (10 - p)) & 0x3FF)
+}
+
+/// The inverse of [`shifted_scale`]: `h` (so shifted by `k`) divided by `2^k`.
+fn unshifted_scale(h: u16, k: u8) -> u16 {
+    let (sign, magnitude, k) = (h & 0x8000, h & 0x7FFF, k as u16);
+    if magnitude == 0 || k == 0 {
+        return h;
+    }
+    let e = magnitude >> 10;
+    if e > k {
+        return sign | (magnitude - (k << 10));
+    }
+    // Back to a subnormal: the mantissa with its leading one, shifted right by 1 + k - e.
+    sign | ((0x400 | (magnitude & 0x3FF)) >> (1 + k - e))
 }
 
 /// Whether some block scale of an interleaved matrix of `ty` is infinite or NaN (as
@@ -239,9 +307,67 @@ mod tests {
             // The rows past the last group stay where they were.
             assert_eq!(x4[8 * rb..], plain[8 * rb..]);
             for r in 0..rows {
-                assert_eq!(*plain_rows(order, ty, &x4, rows, cols, r, 1), plain[r * rb..(r + 1) * rb], "{} row {r}", ty.name());
+                assert_eq!(*plain_rows(order, ty, &x4, rows, cols, 0, r, 1), plain[r * rb..(r + 1) * rb], "{} row {r}", ty.name());
             }
-            assert_eq!(*plain_rows(order, ty, &x4, rows, cols, 2, 9), plain[2 * rb..]);
+            assert_eq!(*plain_rows(order, ty, &x4, rows, cols, 0, 2, 9), plain[2 * rb..]);
+        }
+    }
+
+    #[test]
+    fn normalized_scales_are_normal_f16s_a_power_of_two_apart_and_give_the_file_back() {
+        let mut rng = fastrand::Rng::with_seed(8);
+        let (rows, cols) = (10, 64);
+        let scale = |b: &mut [u8], h: u16| b[..2].copy_from_slice(&h.to_le_bytes());
+        for ty in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0] {
+            let (rb, bb) = (ty.row_bytes(cols), ty.block_bytes());
+            let order = RowOrder::interleaved(ty).unwrap();
+            // Scales from the least subnormal (±1) to 2^5, zeros among them: k = 10 (for
+            // the subnormal 1), the largest exponent 20 + 10 within range.
+            let mut plain: Vec<u8> = (0..rows * rb).map(|_| rng.u8(..)).collect();
+            for (i, b) in plain.chunks_exact_mut(bb).enumerate() {
+                let h = match i % 5 {
+                    0 => 1,
+                    1 => rng.u16(1..0x400),
+                    2 => 0,
+                    3 => rng.u16(0x400..0x5000),
+                    _ => 0x5000,
+                };
+                scale(b, h | if rng.bool() { 0x8000 } else { 0 });
+            }
+            let mut x4 = plain.clone();
+            interleave(ty, &mut x4, rows, cols);
+            let before = x4.clone();
+            assert_eq!(x4_normalize_scales(ty, &mut x4, rows, cols), 10, "{}", ty.name());
+            let nb = rb / bb;
+            for (g, (x, b)) in x4[..8 * rb].chunks_exact(4 * rb).zip(before.chunks_exact(4 * rb)).enumerate() {
+                for (i, (h, h0)) in x[..8 * nb].chunks_exact(2).zip(b[..8 * nb].chunks_exact(2)).enumerate() {
+                    let (h, h0) = (u16::from_le_bytes([h[0], h[1]]), u16::from_le_bytes([h0[0], h0[1]]));
+                    let (v, v0) = (half::f16::from_bits(h).to_f32(), half::f16::from_bits(h0).to_f32());
+                    assert_eq!(v, v0 * 1024.0, "{} group {g} scale {i}: {h:#06x} from {h0:#06x}", ty.name());
+                    assert!(h & 0x7FFF == 0 || h & 0x7C00 != 0, "{} group {g} scale {i}: {h:#06x} is subnormal", ty.name());
+                }
+            }
+            // The codes and the rows past the groups as they were.
+            for g in 0..2 {
+                assert_eq!(x4[g * 4 * rb + 8 * nb..(g + 1) * 4 * rb], before[g * 4 * rb + 8 * nb..(g + 1) * 4 * rb]);
+            }
+            assert_eq!(x4[8 * rb..], plain[8 * rb..]);
+            assert_eq!(*plain_rows(order, ty, &x4, rows, cols, 10, 0, rows), plain[..], "{}", ty.name());
+            // A scale of 2^6 (exponent 21) would pass f16's range shifted by 10: left as it is;
+            // as is a matrix without subnormal scales.
+            for extra in [0x5400u16, 0x3C00] {
+                let mut p = plain.clone();
+                if extra == 0x3C00 {
+                    p.chunks_exact_mut(bb).for_each(|b| scale(b, 0x3C00));
+                } else {
+                    scale(&mut p[bb..], extra);
+                }
+                let mut x4 = p.clone();
+                interleave(ty, &mut x4, rows, cols);
+                let before = x4.clone();
+                assert_eq!(x4_normalize_scales(ty, &mut x4, rows, cols), 0, "{} with {extra:#06x}", ty.name());
+                assert_eq!(x4, before);
+            }
         }
     }
 

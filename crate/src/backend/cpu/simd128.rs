@@ -159,22 +159,26 @@ fn f16_magnitudes_to_f32(magnitude: v128) -> v128 {
     f32x4_pmin(a, b)
 }
 
-/// f16 values in the low halves of four u32 lanes as f32x4, exactly
-/// ([`f16_magnitudes_to_f32`], infinities and NaNs by their exponent).
+/// f16 values in the low halves of four u32 lanes as f32x4, exactly (the magnitude's bits
+/// scaled by 2^112, infinities and NaNs by their exponent): the KV cache's values. A
+/// subnormal f16 among them (|x| below 6.1e-5, rare among activations) takes x86's microcode
+/// assist on that multiply, where [`f16_magnitudes_to_f32`] would cost three more instructions
+/// for every four values (SmolLM2-135M's decode, whose attention converts 1.7 M values a token
+/// at 150 positions, measured 3 % slower with it).
 #[inline(always)]
 fn f16_lanes_to_f32(h: v128) -> v128 {
     let magnitude = i32x4_shl(v128_and(h, i32x4_splat(0x7FFF)), 13);
-    let finite = f16_magnitudes_to_f32(magnitude);
+    let finite = f32x4_mul(magnitude, f32x4_splat(f32::from_bits(0x7780_0000)));
     let special = i32x4_eq(v128_and(h, i32x4_splat(0x7C00)), i32x4_splat(0x7C00));
     let value = v128_bitselect(v128_or(magnitude, i32x4_splat(0x7F80_0000)), finite, special);
     v128_or(value, i32x4_shl(v128_and(h, i32x4_splat(0x8000)), 16))
 }
 
 /// Finite f16 values in the low halves of four u32 lanes as f32x4, exactly
-/// ([`f16_magnitudes_to_f32`], the sign moved to bit 31); infinities and NaNs come out finite.
-/// Fewer instructions than [`f16_lanes_to_f32`], for block scales, which a matrix holds as
-/// finite values ([`crate::quant::RareCodes::nonfinite_scale`] sends the others to the scalar
-/// code).
+/// ([`f16_magnitudes_to_f32`], the sign moved to bit 31); infinities and NaNs come out finite:
+/// the block scales of matrices in the file's order, which a matrix holds as finite values
+/// ([`crate::quant::RareCodes::nonfinite_scale`] sends the others to the scalar code). The
+/// interleaved order's take one multiply ([`x4_scales`]).
 #[inline(always)]
 fn finite_f16_lanes_to_f32(h: v128) -> v128 {
     // Bits 0..15 of each lane: the shift left by 17 drops the sign, the shift right puts the
@@ -621,7 +625,7 @@ impl X4Type for X4Bytes {
 /// Each group's bytes must be readable (`nb` blocks of four rows); `acts` checked by
 /// [`check_acts`].
 #[inline(always)]
-unsafe fn x4_tile<A: X4Acc, C: X4Type, const G: usize>(groups: [*const u8; G], acts: &QuantizedActs, nb: usize) -> [v128; G] {
+unsafe fn x4_tile<A: X4Acc, C: X4Type, const G: usize>(groups: [*const u8; G], acts: &QuantizedActs, nb: usize, pow: v128) -> [v128; G] {
     let codes = C::new();
     let mut acc = [f32x4_splat(0.0); G];
     for b in 0..nb {
@@ -641,29 +645,48 @@ unsafe fn x4_tile<A: X4Acc, C: X4Type, const G: usize>(groups: [*const u8; G], a
             }
         }
         let offset = i32x4_splat(-C::BIAS * *acts.bsums.get_unchecked(b));
-        let dy = f32x4_splat(*acts.d.get_unchecked(b));
+        // dw·dy as the scales' bits times dy·pow, one multiply a group and block fewer: dy·pow
+        // is exact (dy an f16 value, as the activations round their scales: at most 65504·2^112,
+        // below f32's largest), so the bits of (bits·pow)·dy.
+        let dy_pow = f32x4_mul(f32x4_splat(*acts.d.get_unchecked(b)), pow);
         for g in 0..G {
-            acc[g] = x4_add_block(acc[g], s[g], offset, x4_scales(groups[g], b), dy);
+            acc[g] = x4_add_block(acc[g], s[g], offset, x4_scales(groups[g], b, dy_pow));
         }
     }
     acc
 }
 
-/// The four f16 scales of block `b` of the interleaved group at `group`, as f32 lanes.
+/// The four f16 scales of block `b` of the interleaved group at `group` times `factor`, as f32
+/// lanes: their bits scaled by `factor`, for the scales themselves `2^(112 - k)` in a matrix
+/// whose scales are `2^k` times the file's ([`x4_scale_pow`]), which leaves them normal f16s:
+/// one multiply, the scaling of an f32 subnormal taking x86 a microcode assist
+/// ([`f16_magnitudes_to_f32`]). Times a token's scale as well, the product dw·dy bit for bit
+/// (a power of two times dy is exact).
 ///
 /// # Safety
 /// `group + 8·b..group + 8·b + 8` must be readable.
 #[inline(always)]
-unsafe fn x4_scales(group: *const u8, b: usize) -> v128 {
-    finite_f16_lanes_to_f32(u32x4_extend_low_u16x8(v128_load64_zero(group.add(8 * b) as *const u64)))
+unsafe fn x4_scales(group: *const u8, b: usize, factor: v128) -> v128 {
+    let h = u32x4_extend_low_u16x8(v128_load64_zero(group.add(8 * b) as *const u64));
+    // Bits 0..15: the shift left by 17 drops the sign, the shift right puts the exponent and
+    // mantissa 13 bits above their f16 places.
+    let magnitude = u32x4_shr(i32x4_shl(h, 17), 4);
+    v128_or(f32x4_mul(magnitude, factor), v128_and(i32x4_shl(h, 16), i32x4_splat(i32::MIN)))
+}
+
+/// `2^(112 - k)` in four lanes: [`x4_scales`]'s factor for a matrix whose scales were
+/// multiplied by `2^k` ([`crate::quant::row_order::x4_normalize_scales`]).
+fn x4_scale_pow(scale_shift: u8) -> v128 {
+    f32x4_splat(f32::from_bits((127 + 112 - scale_shift as u32) << 23))
 }
 
 /// One block of an interleaved group and token added to its accumulator: `acc +
-/// convert(rows + offset) · (dw · dy)` (lanes are rows; `offset` and `dy` the token's, splat).
+/// convert(rows + offset) · dwdy` (lanes are rows; `offset` the token's, splat; `dwdy` the
+/// rows' scales times the token's).
 #[inline(always)]
-fn x4_add_block(acc: v128, s: impl X4Acc, offset: v128, dw: v128, dy: v128) -> v128 {
+fn x4_add_block(acc: v128, s: impl X4Acc, offset: v128, dwdy: v128) -> v128 {
     let sums = f32x4_convert_i32x4(i32x4_add(s.rows(), offset));
-    f32x4_add(acc, f32x4_mul(sums, f32x4_mul(dw, dy)))
+    f32x4_add(acc, f32x4_mul(sums, dwdy))
 }
 
 /// [`PREFILL_TOKENS`] tokens' Q8_0 activations packed block by block for the interleaved
@@ -706,7 +729,7 @@ impl PromptActsX4 {
 /// # Safety
 /// Each group's bytes must be readable (`nb` blocks of four rows); `acts` holds `nb` blocks.
 #[inline(always)]
-unsafe fn x4_prompt_tile<A: X4Acc, C: X4Type, const G: usize>(groups: [*const u8; G], acts: &PromptActsX4, nb: usize) -> [[v128; PREFILL_TOKENS]; G] {
+unsafe fn x4_prompt_tile<A: X4Acc, C: X4Type, const G: usize>(groups: [*const u8; G], acts: &PromptActsX4, nb: usize, pow: v128) -> [[v128; PREFILL_TOKENS]; G] {
     const T: usize = PREFILL_TOKENS;
     debug_assert!(acts.0.len() >= PACKED_BLOCK * nb);
     let codes = C::new();
@@ -732,9 +755,9 @@ unsafe fn x4_prompt_tile<A: X4Acc, C: X4Type, const G: usize>(groups: [*const u8
             }
         }
         for g in 0..G {
-            let dw = x4_scales(groups[g], b);
+            let dw = x4_scales(groups[g], b, pow);
             for t in 0..T {
-                acc[g][t] = x4_add_block(acc[g][t], s[g][t], *p.add(8 + t), dw, *p.add(12 + t));
+                acc[g][t] = x4_add_block(acc[g][t], s[g][t], *p.add(8 + t), f32x4_mul(dw, *p.add(12 + t)));
             }
         }
     }
@@ -1307,15 +1330,16 @@ const Q4_0_FUSED_PROMPT_GROUPS: usize = 3;
 /// rows past the last whole group, which lie in the file's order, by [`matmul`] (`q8_0_min`:
 /// they may hold Q8_0's -128). `rows` starts on a group and ends on one or at the last row.
 /// The blocks' integer sums by [`X4Dots`] where the engine fuses its dot-add, else
-/// [`X4Pairs`] (Q8_0: [`X4Wide`]).
+/// [`X4Pairs`] (Q8_0: [`X4Wide`]). `scale_shift`: the matrix's scales are `2^scale_shift` times
+/// the file's ([`crate::quant::row_order::x4_normalize_scales`]).
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_x4(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
+pub fn matmul_x4(ty: GgmlType, q8_0_min: bool, scale_shift: u8, w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
     macro_rules! by {
         ($d:ty, $p:ty, $c:ty) => {
             by!($d, $p, $c, PROMPT_GROUPS)
         };
         ($d:ty, $p:ty, $c:ty, $g:expr) => {
-            matmul_x4_by::<$d, $p, $c, $g>(q8_0_min, w, rb, total_rows, acts, out, rows)
+            matmul_x4_by::<$d, $p, $c, $g>(q8_0_min, x4_scale_pow(scale_shift), w, rb, total_rows, acts, out, rows)
         };
     }
     match (ty, fused_dot_add()) {
@@ -1335,7 +1359,7 @@ pub fn matmul_x4(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, total_rows: 
 /// [`matmul_x4`] of `C`'s type with the block sums of `D` in decode's tiles and `P` in the
 /// prompts', whose tiles take `PG` groups.
 #[allow(clippy::too_many_arguments)]
-fn matmul_x4_by<D: X4Acc, P: X4Acc, C: X4Type, const PG: usize>(q8_0_min: bool, w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
+fn matmul_x4_by<D: X4Acc, P: X4Acc, C: X4Type, const PG: usize>(q8_0_min: bool, pow: v128, w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
     let ty = C::TY;
     let grouped = total_rows / GROUP_ROWS * GROUP_ROWS;
     assert!(w.len() == total_rows * rb && rows.end <= total_rows, "{}: rows {rows:?} of a matrix of {total_rows} rows, {} bytes", ty.name(), w.len());
@@ -1359,11 +1383,11 @@ fn matmul_x4_by<D: X4Acc, P: X4Acc, C: X4Type, const PG: usize>(q8_0_min: bool, 
         let stride = chunk.len() / PG;
         for g in chunk.start..chunk.start + stride {
             let gs: [usize; PG] = core::array::from_fn(|i| g + i * stride);
-            let o = unsafe { x4_prompt_tile::<P, C, PG>(gs.map(group), packed, nb) };
+            let o = unsafe { x4_prompt_tile::<P, C, PG>(gs.map(group), packed, nb, pow) };
             gs.iter().zip(o).for_each(|(&g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
         }
         for g in chunk.start + stride * PG..chunk.end {
-            let o = unsafe { x4_prompt_tile::<P, C, 1>([group(g)], packed, nb) };
+            let o = unsafe { x4_prompt_tile::<P, C, 1>([group(g)], packed, nb, pow) };
             o[0].iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v));
         }
     };
@@ -1373,11 +1397,11 @@ fn matmul_x4_by<D: X4Acc, P: X4Acc, C: X4Type, const PG: usize>(q8_0_min: bool, 
     for (t, a) in acts.iter().enumerate().skip(full_tokens) {
         for g in first..first + stride {
             let gs: [usize; DECODE_GROUPS] = core::array::from_fn(|i| g + i * stride);
-            let o = unsafe { x4_tile::<D, C, DECODE_GROUPS>(gs.map(group), a, nb) };
+            let o = unsafe { x4_tile::<D, C, DECODE_GROUPS>(gs.map(group), a, nb, pow) };
             gs.iter().zip(o).for_each(|(&g, o)| store(t, g, o));
         }
         for g in first + stride * DECODE_GROUPS..first + groups {
-            store(t, g, unsafe { x4_tile::<D, C, 1>([group(g)], a, nb) }[0]);
+            store(t, g, unsafe { x4_tile::<D, C, 1>([group(g)], a, nb, pow) }[0]);
         }
     }
     if rows.end > grouped {
