@@ -103,7 +103,7 @@ impl QMatrix {
     pub fn reorder(ty: GgmlType, rows: usize, cols: usize, bytes: &mut [u8], order: RowOrder) -> Reordered {
         if order != RowOrder::Plain && order.holds(ty) && rows >= GROUP_ROWS {
             let rare = row_order::interleave(ty, bytes, rows, cols);
-            let scale_shift = if rare.nonfinite_scale { 0 } else { row_order::x4_normalize_scales(ty, bytes, rows, cols) };
+            let scale_shift = row_order::x4_normalize_scales(ty, bytes, rows, cols);
             Reordered { order, rare: Some(rare), scale_shift }
         } else {
             Reordered::default()

@@ -181,10 +181,16 @@ fn f16_lanes_to_f32(h: v128) -> v128 {
 /// interleaved order's take one multiply ([`x4_scales`]).
 #[inline(always)]
 fn finite_f16_lanes_to_f32(h: v128) -> v128 {
-    // Bits 0..15 of each lane: the shift left by 17 drops the sign, the shift right puts the
-    // exponent and mantissa 13 bits above their f16 places.
-    let magnitude = u32x4_shr(i32x4_shl(h, 17), 4);
-    v128_or(f16_magnitudes_to_f32(magnitude), v128_and(i32x4_shl(h, 16), i32x4_splat(i32::MIN)))
+    let (magnitude, sign) = f16_lane_parts(h);
+    v128_or(f16_magnitudes_to_f32(magnitude), sign)
+}
+
+/// The f16s in the low halves of u32 lanes split for a conversion: the magnitude's bits 13
+/// above their f16 places (the shift left by 17 drops the sign and whatever lies above bit
+/// 15), and the sign at bit 31.
+#[inline(always)]
+fn f16_lane_parts(h: v128) -> (v128, v128) {
+    (u32x4_shr(i32x4_shl(h, 17), 4), v128_and(i32x4_shl(h, 16), i32x4_splat(i32::MIN)))
 }
 
 /// The finite f16 at each of `R` addresses, as lanes `0..R` of an f32x4 (the rest zero).
@@ -667,11 +673,8 @@ unsafe fn x4_tile<A: X4Acc, C: X4Type, const G: usize>(groups: [*const u8; G], a
 /// `group + 8·b..group + 8·b + 8` must be readable.
 #[inline(always)]
 unsafe fn x4_scales(group: *const u8, b: usize, factor: v128) -> v128 {
-    let h = u32x4_extend_low_u16x8(v128_load64_zero(group.add(8 * b) as *const u64));
-    // Bits 0..15: the shift left by 17 drops the sign, the shift right puts the exponent and
-    // mantissa 13 bits above their f16 places.
-    let magnitude = u32x4_shr(i32x4_shl(h, 17), 4);
-    v128_or(f32x4_mul(magnitude, factor), v128_and(i32x4_shl(h, 16), i32x4_splat(i32::MIN)))
+    let (magnitude, sign) = f16_lane_parts(u32x4_extend_low_u16x8(v128_load64_zero(group.add(8 * b) as *const u64)));
+    v128_or(f32x4_mul(magnitude, factor), sign)
 }
 
 /// `2^(112 - k)` in four lanes: [`x4_scales`]'s factor for a matrix whose scales were
