@@ -20,12 +20,7 @@ use random_blocks::{random_acts, random_row, set_block_scales};
 
 /// Qwen2.5-0.5B's mat-vec shapes (rows × columns) and how many of each a layer has: the
 /// attention's query and output, its key and value, the MLP's gate and up, its down.
-const SHAPES: [(&str, usize, usize, usize); 4] = [
-    ("q/o", 896, 896, 2),
-    ("k/v", 128, 896, 2),
-    ("gate/up", 4864, 896, 2),
-    ("down", 896, 4864, 1),
-];
+const SHAPES: [(&str, usize, usize, usize); 4] = [("q/o", 896, 896, 2), ("k/v", 128, 896, 2), ("gate/up", 4864, 896, 2), ("down", 896, 4864, 1)];
 /// The benchmark's prompt (`tests/bench/`: 120 tokens, a multiple of the prompt tiles' 4).
 const PROMPT_TOKENS: usize = 120;
 
@@ -38,9 +33,7 @@ fn times(reps: usize, mut f: impl FnMut()) -> Vec<f64> {
         f();
         calls += 1;
     }
-    let batch = (0.01 / (start.elapsed().as_secs_f64() / calls as f64))
-        .ceil()
-        .max(1.0) as usize;
+    let batch = (0.01 / (start.elapsed().as_secs_f64() / calls as f64)).ceil().max(1.0) as usize;
     let mut t: Vec<f64> = (0..reps)
         .map(|_| {
             let start = Instant::now();
@@ -58,15 +51,7 @@ fn run(ty: GgmlType, note: &str, order: RowOrder) {
     let (mut decode_ns, mut prompt_ns, mut weights) = (0.0, 0.0, 0usize);
     // V8 runs a function's first calls in its baseline compiler: warm every kernel up first.
     let (rows, cols) = (256, 896);
-    let w = QMatrix::owned_in_order(
-        ty,
-        rows,
-        cols,
-        (0..rows)
-            .flat_map(|_| random_row(&mut rng, ty, cols))
-            .collect(),
-        order,
-    );
+    let w = QMatrix::owned_in_order(ty, rows, cols, (0..rows).flat_map(|_| random_row(&mut rng, ty, cols)).collect(), order);
     let acts = random_acts(&mut rng, ActKind::for_weights(ty), cols, PROMPT_TOKENS);
     let mut out = vec![0f32; rows * PROMPT_TOKENS];
     times(20, || {
@@ -74,9 +59,7 @@ fn run(ty: GgmlType, note: &str, order: RowOrder) {
         matmul_prequantized(&w, &acts, &mut out);
     });
     for (name, rows, cols, count) in SHAPES {
-        let bytes: Vec<u8> = (0..rows)
-            .flat_map(|_| random_row(&mut rng, ty, cols))
-            .collect();
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, cols)).collect();
         let w = QMatrix::owned_in_order(ty, rows, cols, bytes, order);
         let acts = random_acts(&mut rng, ActKind::for_weights(ty), cols, PROMPT_TOKENS);
         let per = |ms: f64, tokens: usize| ms * 1e6 / (rows * cols * tokens) as f64;
@@ -104,9 +87,7 @@ fn run(ty: GgmlType, note: &str, order: RowOrder) {
 /// The sorted times (ms) of `w` against the first token of `acts` (decode) and all of them.
 fn decode_and_prompt_times(w: &QMatrix, acts: &[QuantizedActs]) -> (Vec<f64>, Vec<f64>) {
     let mut out = vec![0f32; w.rows * acts.len()];
-    let decode = times(15, || {
-        matmul_prequantized(w, &acts[..1], &mut out[..w.rows])
-    });
+    let decode = times(15, || matmul_prequantized(w, &acts[..1], &mut out[..w.rows]));
     let prompt = times(7, || matmul_prequantized(w, acts, &mut out));
     (decode, prompt)
 }
@@ -122,15 +103,10 @@ fn decode_and_prompt_times(w: &QMatrix, acts: &[QuantizedActs]) -> (Vec<f64>, Ve
 fn run_scales(ty: GgmlType) {
     let mut rng = fastrand::Rng::with_seed(9);
     let (rows, cols) = (896, 4864);
-    let bytes: Vec<u8> = (0..rows)
-        .flat_map(|_| random_row(&mut rng, ty, cols))
-        .collect();
+    let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, cols)).collect();
     let acts = random_acts(&mut rng, ActKind::for_weights(ty), cols, PROMPT_TOKENS);
     let per = |ms: f64, tokens: usize| ms * 1e6 / (rows * cols * tokens) as f64;
-    for (note, scale) in [
-        ("sane scales", None),
-        ("subnormal f16 scales", Some(half::f16::from_f32(2.4e-5))),
-    ] {
+    for (note, scale) in [("sane scales", None), ("subnormal f16 scales", Some(half::f16::from_f32(2.4e-5)))] {
         let mut bytes = bytes.clone();
         if let Some(scale) = scale {
             set_block_scales(ty, &mut bytes, scale);
@@ -162,40 +138,18 @@ fn run_layers(ty: GgmlType, note: &str, order: RowOrder) {
     let layer: Vec<(usize, usize, Vec<u8>)> = SHAPES
         .iter()
         .flat_map(|&(_, rows, cols, count)| {
-            let bytes: Vec<u8> = (0..rows)
-                .flat_map(|_| random_row(&mut rng, ty, cols))
-                .collect();
+            let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, cols)).collect();
             (0..count).map(move |_| (rows, cols, bytes.clone()))
         })
         .collect();
-    let model: Vec<QMatrix> = (0..LAYERS)
-        .flat_map(|_| {
-            layer.iter().map(|(rows, cols, bytes)| {
-                QMatrix::owned_in_order(ty, *rows, *cols, bytes.clone(), order)
-            })
-        })
-        .collect();
+    let model: Vec<QMatrix> = (0..LAYERS).flat_map(|_| layer.iter().map(|(rows, cols, bytes)| QMatrix::owned_in_order(ty, *rows, *cols, bytes.clone(), order))).collect();
     let weights: usize = model.iter().map(|w| w.rows * w.cols).sum();
     // The prompt's activations for each width of the shapes.
     let mut widths: Vec<usize> = SHAPES.iter().map(|&(_, _, cols, _)| cols).collect();
     widths.sort_unstable();
     widths.dedup();
-    let acts: Vec<(usize, Vec<_>)> = widths
-        .into_iter()
-        .map(|cols| {
-            (
-                cols,
-                random_acts(&mut rng, ActKind::for_weights(ty), cols, PROMPT_TOKENS),
-            )
-        })
-        .collect();
-    let acts_for = |cols: usize| {
-        &acts
-            .iter()
-            .find(|(c, _)| *c == cols)
-            .expect("a width of SHAPES")
-            .1
-    };
+    let acts: Vec<(usize, Vec<_>)> = widths.into_iter().map(|cols| (cols, random_acts(&mut rng, ActKind::for_weights(ty), cols, PROMPT_TOKENS))).collect();
+    let acts_for = |cols: usize| &acts.iter().find(|(c, _)| *c == cols).expect("a width of SHAPES").1;
     let mut out = vec![0f32; model.iter().map(|w| w.rows).max().unwrap_or(0) * PROMPT_TOKENS];
     // Decode: one token through every matrix, as a forward pass reads them (each from memory);
     // beside it, the same bytes only read (16-byte loads and adds): the machine's bound.
@@ -205,19 +159,11 @@ fn run_layers(ty: GgmlType, note: &str, order: RowOrder) {
         let mut acc = [i8x16_splat(0); 4];
         for c in model.iter().flat_map(|w| w.bytes().chunks_exact(64)) {
             // SAFETY: each chunk holds 64 bytes; unaligned v128 loads are allowed.
-            (0..4).for_each(|k| {
-                acc[k] = i8x16_add(acc[k], unsafe {
-                    v128_load(c.as_ptr().add(16 * k) as *const v128)
-                })
-            });
+            (0..4).for_each(|k| acc[k] = i8x16_add(acc[k], unsafe { v128_load(c.as_ptr().add(16 * k) as *const v128) }));
         }
         core::hint::black_box(acc);
     });
-    let t = times(9, || {
-        model
-            .iter()
-            .for_each(|w| matmul_prequantized(w, &acts_for(w.cols)[..1], &mut out[..w.rows]))
-    });
+    let t = times(9, || model.iter().for_each(|w| matmul_prequantized(w, &acts_for(w.cols)[..1], &mut out[..w.rows])));
     say!(
         "{}{note} {LAYERS} layers of Qwen2.5-0.5B, decode: {:.4} ns/weight (median {:.4}; {:.2} ms, {:.1} GB/s of weights; only reading them: {:.2} ms, {:.1} GB/s)",
         ty.name(),
@@ -233,11 +179,7 @@ fn run_layers(ty: GgmlType, note: &str, order: RowOrder) {
             for t0 in (0..PROMPT_TOKENS).step_by(tokens) {
                 let t1 = (t0 + tokens).min(PROMPT_TOKENS);
                 for w in &model {
-                    matmul_prequantized(
-                        w,
-                        &acts_for(w.cols)[t0..t1],
-                        &mut out[..(t1 - t0) * w.rows],
-                    );
+                    matmul_prequantized(w, &acts_for(w.cols)[t0..t1], &mut out[..(t1 - t0) * w.rows]);
                 }
             }
         });
@@ -257,15 +199,7 @@ fn run_each_dot_add(ty: GgmlType) {
             run(ty, note, row_order(ty));
         }
         force_fused_dot_add(None);
-        say!(
-            "{}: this engine's probe picks the {}",
-            ty.name(),
-            if fused_dot_add() {
-                "fused dot-add"
-            } else {
-                "16-bit pairs"
-            }
-        );
+        say!("{}: this engine's probe picks the {}", ty.name(), if fused_dot_add() { "fused dot-add" } else { "16-bit pairs" });
     }
     #[cfg(not(target_feature = "relaxed-simd"))]
     run(ty, "", row_order(ty));
@@ -284,11 +218,7 @@ fn q8_0(_: &mut Criterion) {
     let mut orders = vec![RowOrder::Plain];
     orders.extend(Some(row_order(ty)).filter(|&o| o != RowOrder::Plain));
     for order in orders {
-        let note = if order == RowOrder::Plain {
-            " (file order)"
-        } else {
-            " (interleaved)"
-        };
+        let note = if order == RowOrder::Plain { " (file order)" } else { " (interleaved)" };
         run(ty, note, order);
         run_layers(ty, note, order);
     }

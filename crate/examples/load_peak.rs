@@ -42,33 +42,17 @@ static COUNTING: Counting = Counting;
 fn stage(name: &str, base: usize) -> usize {
     let peak = PEAK.load(Relaxed).saturating_sub(base);
     let mb = |x: usize| x as f64 / 1e6;
-    let ms = STAGE_START
-        .with(|t| t.replace(std::time::Instant::now()))
-        .elapsed()
-        .as_secs_f64()
-        * 1e3;
-    println!(
-        "{name:>16}: held {:7.1} MB, peak {:7.1} MB, {ms:6.0} ms",
-        mb(HELD.load(Relaxed).saturating_sub(base)),
-        mb(peak)
-    );
+    let ms = STAGE_START.with(|t| t.replace(std::time::Instant::now())).elapsed().as_secs_f64() * 1e3;
+    println!("{name:>16}: held {:7.1} MB, peak {:7.1} MB, {ms:6.0} ms", mb(HELD.load(Relaxed).saturating_sub(base)), mb(peak));
     PEAK.store(HELD.load(Relaxed), Relaxed);
     peak
 }
 
 fn main() -> pocketlm::Result<()> {
-    let path = std::env::args()
-        .nth(1)
-        .expect("usage: load_peak MODEL.gguf");
-    let bytes = std::fs::read(&path).map_err(|e| pocketlm::Error::Io {
-        path: path.clone(),
-        source: e,
-    })?;
+    let path = std::env::args().nth(1).expect("usage: load_peak MODEL.gguf");
+    let bytes = std::fs::read(&path).map_err(|e| pocketlm::Error::Io { path: path.clone(), source: e })?;
     let file = bytes.len();
-    println!(
-        "{path}: {:.1} MB; beyond the file's bytes:",
-        file as f64 / 1e6
-    );
+    println!("{path}: {:.1} MB; beyond the file's bytes:", file as f64 / 1e6);
     let base = HELD.load(Relaxed);
     PEAK.store(base, Relaxed);
     STAGE_START.with(|t| t.set(std::time::Instant::now()));
@@ -80,10 +64,7 @@ fn main() -> pocketlm::Result<()> {
     drop(tokenizer);
     let model = pocketlm::Model::from_gguf(&path, bytes)?;
     let peak = stage("whole model", base);
-    println!(
-        "load peak / file: {:.3}× (native heap)",
-        (file + peak) as f64 / file as f64
-    );
+    println!("load peak / file: {:.3}× (native heap)", (file + peak) as f64 / file as f64);
     drop(model);
     Ok(())
 }

@@ -15,11 +15,7 @@ pub enum Error {
     UnknownArchitecture { file: String, arch: String },
     /// A tensor is stored in a type pocketlm cannot read.
     #[error("{file}: tensor '{tensor}' has unsupported type {ty}")]
-    UnsupportedTensorType {
-        file: String,
-        tensor: String,
-        ty: String,
-    },
+    UnsupportedTensorType { file: String, tensor: String, ty: String },
     /// The tokenizer (tokenizer.json or a GGUF vocabulary) could not be built.
     #[error("{file}: tokenizer: {msg}")]
     Tokenizer { file: String, msg: String },
@@ -31,10 +27,7 @@ pub enum Error {
     ContextFull { needed: usize, capacity: usize },
     /// A file could not be read.
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     /// A caller passed an invalid option.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -66,9 +59,7 @@ impl Error {
     /// A stable code for programs (and, later, for JS `Error.code`).
     pub fn code(&self) -> &'static str {
         match self {
-            Error::Format { .. }
-            | Error::UnknownArchitecture { .. }
-            | Error::UnsupportedTensorType { .. } => "MODEL_FORMAT",
+            Error::Format { .. } | Error::UnknownArchitecture { .. } | Error::UnsupportedTensorType { .. } => "MODEL_FORMAT",
             Error::Tokenizer { .. } => "TOKENIZER",
             Error::Template(_) => "CHAT_TEMPLATE",
             Error::ContextFull { .. } => "CONTEXT_FULL",
@@ -86,17 +77,11 @@ impl Error {
     }
 
     pub(crate) fn gpu(failure: GpuFailure, msg: impl fmt::Display) -> Error {
-        Error::Gpu {
-            failure,
-            msg: msg.to_string(),
-        }
+        Error::Gpu { failure, msg: msg.to_string() }
     }
 
     pub(crate) fn format(file: &str, msg: impl fmt::Display) -> Error {
-        Error::Format {
-            file: file.to_string(),
-            msg: msg.to_string(),
-        }
+        Error::Format { file: file.to_string(), msg: msg.to_string() }
     }
 }
 

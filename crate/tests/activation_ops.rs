@@ -7,8 +7,8 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use half::f16;
 use pocketlm::backend::cpu::acts::{ActKind, QuantizedActs};
+use half::f16;
 use pocketlm::backend::cpu::{attention, silu_mul, softmax};
 use pocketlm::quant::q8_0_block;
 
@@ -24,25 +24,7 @@ fn close(got: f32, want: f64, ulps: f64, abs: f64) -> bool {
 /// Inputs of every magnitude an activation takes, the exponential's clamping bounds and the
 /// values past them, zeros and NaN; 1031 values, so that the SIMD code's tail runs too.
 fn inputs(rng: &mut fastrand::Rng) -> Vec<f32> {
-    let mut x = vec![
-        0.0,
-        -0.0,
-        1e-30,
-        -1e-30,
-        87.0,
-        -87.0,
-        87.5,
-        -87.5,
-        88.0,
-        -88.0,
-        88.5,
-        -88.5,
-        100.0,
-        -100.0,
-        1e4,
-        -1e4,
-        f32::NAN,
-    ];
+    let mut x = vec![0.0, -0.0, 1e-30, -1e-30, 87.0, -87.0, 87.5, -87.5, 88.0, -88.0, 88.5, -88.5, 100.0, -100.0, 1e4, -1e4, f32::NAN];
     x.extend((0..1014).map(|i| match i % 3 {
         0 => (rng.f32() - 0.5) * 8.0,
         1 => (rng.f32() - 0.5) * 200.0,
@@ -62,10 +44,7 @@ fn silu_times_up_is_within_a_few_ulp_of_f64() {
         let want = g as f64 / (1.0 + (-g as f64).exp()) * u as f64;
         // Under -88, e^-x overflows (to +∞ in the SIMD code from -88): silu(x) there is -0,
         // within 1e-35 of the exact value.
-        assert!(
-            close(o, want, 6.0, 1e-35),
-            "silu({g}) · {u} at {i}: {o} vs {want}"
-        );
+        assert!(close(o, want, 6.0, 1e-35), "silu({g}) · {u} at {i}: {o} vs {want}");
     }
 }
 
@@ -84,26 +63,16 @@ fn softmax_is_within_a_few_ulp_of_f64_and_sums_to_one() {
             softmax(&mut got);
             for (i, (&o, &e)) in got.iter().zip(&e).enumerate() {
                 // Scores more than 87 under the maximum come out as e^-87 / Σ (≈ 1e-38).
-                assert!(
-                    close(o, e / sum, 8.0, 2e-38),
-                    "softmax of {n} (spread {spread}) at {i}: {o} vs {}",
-                    e / sum
-                );
+                assert!(close(o, e / sum, 8.0, 2e-38), "softmax of {n} (spread {spread}) at {i}: {o} vs {}", e / sum);
             }
             let total: f64 = got.iter().map(|&v| v as f64).sum();
-            assert!(
-                (total - 1.0).abs() <= 1e-5,
-                "softmax of {n} sums to {total}"
-            );
+            assert!((total - 1.0).abs() <= 1e-5, "softmax of {n} sums to {total}");
         }
     }
     let mut with_nan = vec![1.0, f32::NAN, 2.0, 0.5, 3.0];
     softmax(&mut with_nan);
     // The scalar code's sum is then NaN, so every weight is.
-    assert!(
-        with_nan.iter().all(|v| v.is_nan()),
-        "a NaN score makes every weight NaN: {with_nan:?}"
-    );
+    assert!(with_nan.iter().all(|v| v.is_nan()), "a NaN score makes every weight NaN: {with_nan:?}");
 }
 
 #[test]
@@ -127,16 +96,8 @@ fn q8_0_activations_have_the_scalar_quantizers_bits() {
         for (b, block) in x.chunks_exact(32).enumerate() {
             let (d, q) = q8_0_block(block);
             assert_eq!(a.q[32 * b..32 * (b + 1)], q, "{kind:?} block {b}: codes");
-            assert_eq!(
-                a.d[b].to_bits(),
-                f16::from_f32(d).to_f32().to_bits(),
-                "{kind:?} block {b}: scale"
-            );
-            assert_eq!(
-                a.bsums[b],
-                q.iter().map(|&v| v as i32).sum::<i32>(),
-                "{kind:?} block {b}: sum"
-            );
+            assert_eq!(a.d[b].to_bits(), f16::from_f32(d).to_f32().to_bits(), "{kind:?} block {b}: scale");
+            assert_eq!(a.bsums[b], q.iter().map(|&v| v as i32).sum::<i32>(), "{kind:?} block {b}: sum");
         }
     }
 }
@@ -148,68 +109,26 @@ fn attention_of_grouped_heads_matches_an_f64_reference() {
     // soft cap; head widths of 64 and 12 (the SIMD helpers and the scalar tail); one position
     // and prompts of several, each token over the positions up to its own.
     let mut rng = fastrand::Rng::with_seed(41);
-    let cases = [
-        (14, 2, 64, 30..37, None, None),
-        (9, 3, 64, 12..21, Some(16), Some(30.0f32)),
-        (4, 4, 12, 0..9, None, None),
-        (14, 2, 64, 0..1, None, None),
-        (9, 3, 64, 20..21, Some(16), None),
-    ];
+    let cases = [(14, 2, 64, 30..37, None, None), (9, 3, 64, 12..21, Some(16), Some(30.0f32)), (4, 4, 12, 0..9, None, None), (14, 2, 64, 0..1, None, None), (9, 3, 64, 20..21, Some(16), None)];
     for (nh, nkv, hd, positions, window, cap) in cases {
         let (kv_dim, n_ctx, n) = (nkv * hd, positions.end, positions.len());
         let q: Vec<f32> = (0..n * nh * hd).map(|_| rng.f32() * 2.0 - 1.0).collect();
-        let kc: Vec<f16> = (0..n_ctx * kv_dim)
-            .map(|_| f16::from_f32(rng.f32() * 4.0 - 2.0))
-            .collect();
-        let vc: Vec<f16> = (0..n_ctx * kv_dim)
-            .map(|_| f16::from_f32(rng.f32() * 2.0 - 1.0))
-            .collect();
+        let kc: Vec<f16> = (0..n_ctx * kv_dim).map(|_| f16::from_f32(rng.f32() * 4.0 - 2.0)).collect();
+        let vc: Vec<f16> = (0..n_ctx * kv_dim).map(|_| f16::from_f32(rng.f32() * 2.0 - 1.0)).collect();
         let scale = 1.0 / (hd as f32).sqrt();
         let mut got = vec![f32::NAN; n * nh * hd];
-        attention(
-            &q,
-            &kc,
-            &vc,
-            nh,
-            nkv,
-            hd,
-            positions.clone(),
-            window,
-            scale,
-            cap,
-            &mut got,
-        );
+        attention(&q, &kc, &vc, nh, nkv, hd, positions.clone(), window, scale, cap, &mut got);
         for (t, pos) in positions.clone().enumerate() {
             // The token alone gives the same bits.
             let mut alone = vec![f32::NAN; nh * hd];
-            attention(
-                &q[t * nh * hd..(t + 1) * nh * hd],
-                &kc,
-                &vc,
-                nh,
-                nkv,
-                hd,
-                pos..pos + 1,
-                window,
-                scale,
-                cap,
-                &mut alone,
-            );
+            attention(&q[t * nh * hd..(t + 1) * nh * hd], &kc, &vc, nh, nkv, hd, pos..pos + 1, window, scale, cap, &mut alone);
             let got = &got[t * nh * hd..(t + 1) * nh * hd];
-            assert!(
-                got.iter()
-                    .zip(&alone)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "{nh}/{nkv} heads, token {t}: in the prompt vs alone"
-            );
+            assert!(got.iter().zip(&alone).all(|(a, b)| a.to_bits() == b.to_bits()), "{nh}/{nkv} heads, token {t}: in the prompt vs alone");
             let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
             for h in 0..nh {
                 let kvh = h / (nh / nkv);
                 let at = |c: &[f16], p: usize, i: usize| c[p * kv_dim + kvh * hd + i].to_f64();
-                let qh: Vec<f64> = q[(t * nh + h) * hd..(t * nh + h + 1) * hd]
-                    .iter()
-                    .map(|&x| f16::from_f32(x).to_f64())
-                    .collect();
+                let qh: Vec<f64> = q[(t * nh + h) * hd..(t * nh + h + 1) * hd].iter().map(|&x| f16::from_f32(x).to_f64()).collect();
                 let scores: Vec<f64> = (first..=pos)
                     .map(|p| {
                         let s = (0..hd).map(|i| qh[i] * at(&kc, p, i)).sum::<f64>() * scale as f64;
@@ -220,16 +139,9 @@ fn attention_of_grouped_heads_matches_an_f64_reference() {
                 let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
                 let sum: f64 = e.iter().sum();
                 for i in 0..hd {
-                    let want: f64 = (first..=pos)
-                        .zip(&e)
-                        .map(|(p, w)| w / sum * at(&vc, p, i))
-                        .sum();
+                    let want: f64 = (first..=pos).zip(&e).map(|(p, w)| w / sum * at(&vc, p, i)).sum();
                     // The weights are rounded to f16 (ggml's f16 mat-mul): 1e-3 of the values' scale.
-                    assert!(
-                        (got[h * hd + i] as f64 - want).abs() <= 2e-3,
-                        "{nh}/{nkv} heads, token {t}, head {h} value {i}: {} vs {want}",
-                        got[h * hd + i]
-                    );
+                    assert!((got[h * hd + i] as f64 - want).abs() <= 2e-3, "{nh}/{nkv} heads, token {t}, head {h} value {i}: {} vs {want}", got[h * hd + i]);
                 }
             }
         }

@@ -17,12 +17,7 @@ struct Gguf {
 
 impl Gguf {
     fn new() -> Gguf {
-        Gguf {
-            kv: Vec::new(),
-            n_kv: 0,
-            tensors: Vec::new(),
-            n_tensors: 0,
-        }
+        Gguf { kv: Vec::new(), n_kv: 0, tensors: Vec::new(), n_tensors: 0 }
     }
     fn str(buf: &mut Vec<u8>, s: &str) {
         buf.extend((s.len() as u64).to_le_bytes());
@@ -58,8 +53,7 @@ impl Gguf {
     fn tensor(mut self, name: &str, dims: &[u64], ty: u32, offset: u64) -> Gguf {
         Gguf::str(&mut self.tensors, name);
         self.tensors.extend((dims.len() as u32).to_le_bytes());
-        dims.iter()
-            .for_each(|d| self.tensors.extend(d.to_le_bytes()));
+        dims.iter().for_each(|d| self.tensors.extend(d.to_le_bytes()));
         self.tensors.extend(ty.to_le_bytes());
         self.tensors.extend(offset.to_le_bytes());
         self.n_tensors += 1;
@@ -118,30 +112,15 @@ fn wrong_magic_and_version() {
 fn string_arrays_keep_every_string_and_a_short_one_is_an_error() {
     use pocketlm::format::gguf::GgufFile;
     let strings: [&[u8]; 5] = [b"a", b"", "\u{2581}the".as_bytes(), b"x\xffy", b"last one"];
-    let b = Gguf::new()
-        .kv_strs("tokenizer.ggml.tokens", &strings)
-        .kv_u32("general.alignment", 32)
-        .bytes(0);
+    let b = Gguf::new().kv_strs("tokenizer.ggml.tokens", &strings).kv_u32("general.alignment", 32).bytes(0);
     let g = GgufFile::parse(NAME, &b, b.len()).unwrap();
-    let a = g
-        .get("tokenizer.ggml.tokens")
-        .and_then(|v| v.as_strings())
-        .expect("an array of strings");
+    let a = g.get("tokenizer.ggml.tokens").and_then(|v| v.as_strings()).expect("an array of strings");
     let got: Vec<&str> = a.iter().collect();
     assert_eq!(got, ["a", "", "\u{2581}the", "x\u{fffd}y", "last one"]);
-    assert_eq!(
-        (a.len(), a.get(2), a.get(5)),
-        (5, Some("\u{2581}the"), None)
-    );
-    assert_eq!(
-        g.get("general.alignment").and_then(|v| v.as_u64()),
-        Some(32),
-        "the value after the array parses"
-    );
+    assert_eq!((a.len(), a.get(2), a.get(5)), (5, Some("\u{2581}the"), None));
+    assert_eq!(g.get("general.alignment").and_then(|v| v.as_u64()), Some(32), "the value after the array parses");
     // The last string claims more bytes than the file has left: an error naming the key.
-    let mut b = Gguf::new()
-        .kv_strs("tokenizer.ggml.tokens", &strings)
-        .bytes(0);
+    let mut b = Gguf::new().kv_strs("tokenizer.ggml.tokens", &strings).bytes(0);
     let at = b.windows(8).position(|w| w == b"last one").unwrap() - 8;
     b[at..at + 8].copy_from_slice(&(1u64 << 20).to_le_bytes());
     b.truncate(at + 16);
@@ -175,41 +154,20 @@ fn absurd_counts_are_refused_before_allocating() {
 #[test]
 fn tensor_offsets_dims_and_types_are_checked() {
     let base = || Gguf::new().kv_str("general.architecture", "llama");
-    assert_format(
-        &load_err(base().tensor("w", &[32, 4], 0, 1 << 40).bytes(64)),
-        "ends past the end of the file",
-    );
-    assert_format(
-        &load_err(base().tensor("w", &[32, 4], 0, 7).bytes(1024)),
-        "not aligned",
-    );
-    assert_format(
-        &load_err(base().tensor("w", &[0, 4], 0, 0).bytes(64)),
-        "dimension 0",
-    );
-    assert_format(
-        &load_err(base().tensor("w", &[1 << 39, 1 << 39], 0, 0).bytes(64)),
-        "overflows",
-    );
-    assert_format(
-        &load_err(base().tensor("w", &[30, 4], 2, 0).bytes(1024)),
-        "not a multiple",
-    );
+    assert_format(&load_err(base().tensor("w", &[32, 4], 0, 1 << 40).bytes(64)), "ends past the end of the file");
+    assert_format(&load_err(base().tensor("w", &[32, 4], 0, 7).bytes(1024)), "not aligned");
+    assert_format(&load_err(base().tensor("w", &[0, 4], 0, 0).bytes(64)), "dimension 0");
+    assert_format(&load_err(base().tensor("w", &[1 << 39, 1 << 39], 0, 0).bytes(64)), "overflows");
+    assert_format(&load_err(base().tensor("w", &[30, 4], 2, 0).bytes(1024)), "not a multiple");
     let e = load_err(base().tensor("w", &[256, 4], 10, 0).bytes(4096));
     assert!(matches!(e, Error::UnsupportedTensorType { .. }), "{e}");
-    assert!(
-        e.to_string().contains("Q2_K") && e.to_string().contains("'w'"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("Q2_K") && e.to_string().contains("'w'"), "{e}");
 }
 
 #[test]
 fn unknown_architecture_and_missing_tensors() {
     let e = load_err(Gguf::new().kv_str("general.architecture", "mamba").bytes(0));
-    assert!(
-        matches!(&e, Error::UnknownArchitecture { arch, .. } if arch == "mamba"),
-        "{e}"
-    );
+    assert!(matches!(&e, Error::UnknownArchitecture { arch, .. } if arch == "mamba"), "{e}");
     assert_eq!(e.code(), "MODEL_FORMAT");
     assert_format(&load_err(Gguf::new().bytes(0)), "general.architecture");
     let g = Gguf::new()
@@ -232,87 +190,32 @@ fn broken_hugging_face_files_name_the_file() {
     let tok = std::fs::read(dir.join("tokenizer.json")).unwrap();
     let st = std::fs::read(dir.join("model.safetensors")).unwrap();
     let opts = LoadOptions::default();
-    let e = Model::from_hf("m", &cfg, b"{ not json", None, st.clone(), &opts)
-        .err()
-        .unwrap();
+    let e = Model::from_hf("m", &cfg, b"{ not json", None, st.clone(), &opts).err().unwrap();
     assert_eq!(e.code(), "TOKENIZER");
     assert!(e.to_string().starts_with("m/tokenizer.json"), "{e}");
-    let e = Model::from_hf(
-        "m",
-        br#"{"model_type": "mamba"}"#,
-        &tok,
-        None,
-        st.clone(),
-        &opts,
-    )
-    .err()
-    .unwrap();
-    assert!(
-        matches!(e, Error::UnknownArchitecture { .. }) && e.to_string().contains("m/config.json"),
-        "{e}"
-    );
-    let e = Model::from_hf("m", b"[1,", &tok, None, st.clone(), &opts)
-        .err()
-        .unwrap();
-    assert!(
-        e.to_string().contains("config.json") && e.to_string().contains("not valid JSON"),
-        "{e}"
-    );
-    let e = Model::from_hf("m", &cfg, &tok, None, st[..st.len() / 2].to_vec(), &opts)
-        .err()
-        .unwrap();
+    let e = Model::from_hf("m", br#"{"model_type": "mamba"}"#, &tok, None, st.clone(), &opts).err().unwrap();
+    assert!(matches!(e, Error::UnknownArchitecture { .. }) && e.to_string().contains("m/config.json"), "{e}");
+    let e = Model::from_hf("m", b"[1,", &tok, None, st.clone(), &opts).err().unwrap();
+    assert!(e.to_string().contains("config.json") && e.to_string().contains("not valid JSON"), "{e}");
+    let e = Model::from_hf("m", &cfg, &tok, None, st[..st.len() / 2].to_vec(), &opts).err().unwrap();
     assert!(e.to_string().starts_with("m/model.safetensors"), "{e}");
-    let e = Model::open(std::path::Path::new("/nonexistent/model.gguf"), &opts)
-        .err()
-        .unwrap();
+    let e = Model::open(std::path::Path::new("/nonexistent/model.gguf"), &opts).err().unwrap();
     assert_eq!(e.code(), "IO");
     assert!(e.to_string().contains("/nonexistent/model.gguf"), "{e}");
 }
 
 #[test]
 fn context_overflow_is_an_error_not_a_crash() {
-    let model = Model::open(
-        &common::shared_models().join("stories260k/stories260K.gguf"),
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let model = Model::open(&common::shared_models().join("stories260k/stories260K.gguf"), &LoadOptions::default()).unwrap();
     let mut s = pocketlm::Session::new(&model, 8).unwrap();
     let prompt: Vec<u32> = (1..20).collect();
-    let e = s
-        .generate(&prompt, &Default::default(), |_| true)
-        .err()
-        .unwrap();
-    assert!(
-        matches!(
-            e,
-            Error::ContextFull {
-                needed: 19,
-                capacity: 8
-            }
-        ),
-        "{e}"
-    );
-    let g = s
-        .generate(
-            &[1, 403, 407],
-            &pocketlm::GenerateOptions {
-                max_tokens: 100,
-                ..Default::default()
-            },
-            |_| true,
-        )
-        .unwrap();
+    let e = s.generate(&prompt, &Default::default(), |_| true).err().unwrap();
+    assert!(matches!(e, Error::ContextFull { needed: 19, capacity: 8 }), "{e}");
+    let g = s.generate(&[1, 403, 407], &pocketlm::GenerateOptions { max_tokens: 100, ..Default::default() }, |_| true).unwrap();
     assert_eq!(g.finish_reason, pocketlm::FinishReason::ContextFull);
-    assert_eq!(
-        g.ids.len(),
-        8 - 3 + 1,
-        "fills the cache, plus the token sampled from its last logits"
-    );
+    assert_eq!(g.ids.len(), 8 - 3 + 1, "fills the cache, plus the token sampled from its last logits");
     assert!(s.step(5, true).is_err());
-    let e = s
-        .generate(&[1, 9999], &Default::default(), |_| true)
-        .err()
-        .unwrap();
+    let e = s.generate(&[1, 9999], &Default::default(), |_| true).err().unwrap();
     assert_eq!(e.code(), "INVALID_ARGUMENT", "{e}");
 }
 
@@ -322,10 +225,7 @@ fn context_overflow_is_an_error_not_a_crash() {
 #[test]
 fn a_header_read_from_the_first_bytes_gives_the_same_model() {
     use pocketlm::model::GgufHeader;
-    let full = std::fs::read(
-        common::shared_models().join("tinystories-656k-q8_0/TinyStories-656K-Q8_0.gguf"),
-    )
-    .unwrap();
+    let full = std::fs::read(common::shared_models().join("tinystories-656k-q8_0/TinyStories-656K-Q8_0.gguf")).unwrap();
     let whole = Model::from_gguf(NAME, full.clone()).unwrap();
     // The shortest prefix that holds the header (by bisection); one byte less is an error.
     let parses = |n: usize| GgufHeader::parse(NAME, &full[..n], full.len()).is_ok();
@@ -339,41 +239,17 @@ fn a_header_read_from_the_first_bytes_gives_the_same_model() {
         }
     }
     let header_end = enough;
-    assert!(
-        header_end < full.len() / 2,
-        "the header is {header_end} of {} bytes",
-        full.len()
-    );
-    let e = GgufHeader::parse(NAME, &full[..header_end - 1], full.len())
-        .err()
-        .unwrap();
+    assert!(header_end < full.len() / 2, "the header is {header_end} of {} bytes", full.len());
+    let e = GgufHeader::parse(NAME, &full[..header_end - 1], full.len()).err().unwrap();
     assert_format(&e, "truncated");
-    let early = Model::from_gguf_header(
-        GgufHeader::parse(NAME, &full[..header_end], full.len()).unwrap(),
-        full.clone(),
-    )
-    .unwrap();
+    let early = Model::from_gguf_header(GgufHeader::parse(NAME, &full[..header_end], full.len()).unwrap(), full.clone()).unwrap();
     let prompt = "Once upon a time, there was a little dog";
     let ids = whole.tokenizer.encode(prompt, true).unwrap();
     assert_eq!(early.tokenizer.encode(prompt, true).unwrap(), ids);
-    let run = |m: &Model| {
-        common::session(m, "cpu", 256)
-            .generate(
-                &ids,
-                &pocketlm::GenerateOptions {
-                    max_tokens: 24,
-                    ..Default::default()
-                },
-                |_| true,
-            )
-            .unwrap()
-            .ids
-    };
+    let run = |m: &Model| common::session(m, "cpu", 256).generate(&ids, &pocketlm::GenerateOptions { max_tokens: 24, ..Default::default() }, |_| true).unwrap().ids;
     assert_eq!(run(&early), run(&whole));
     // A header of this file with the bytes of a shorter one.
     let header = GgufHeader::parse(NAME, &full[..header_end], full.len()).unwrap();
-    let e = Model::from_gguf_header(header, full[..full.len() - 1].to_vec())
-        .err()
-        .unwrap();
+    let e = Model::from_gguf_header(header, full[..full.len() - 1].to_vec()).err().unwrap();
     assert_format(&e, "header was read from a file of");
 }

@@ -12,25 +12,18 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 mod random_blocks;
 
-use half::f16;
+use random_blocks::{random_acts, random_row, ALL_TYPES};
 use pocketlm::backend::cpu::acts::{ActKind, QuantizedActs};
 use pocketlm::backend::cpu::dot::{vec_dot, vec_dot_scalar};
-use pocketlm::backend::cpu::{
-    dot_f32, f16_to_f32, f32_to_f16, matmul_prequantized, matvec_prequantized, round_to_f16,
-    weighted_rows_sum,
-};
+use pocketlm::backend::cpu::{dot_f32, f16_to_f32, f32_to_f16, matmul_prequantized, matvec_prequantized, round_to_f16, weighted_rows_sum};
+use half::f16;
 use pocketlm::quant::{dequantize, q8_0_rare_codes, GgmlType, QMatrix, RareCodes, RowOrder};
-use random_blocks::{random_acts, random_row, ALL_TYPES};
 
 /// The activations as the dot product sees them, dequantized.
 fn dequantized_acts(a: &QuantizedActs, n: usize) -> Vec<f64> {
     match a.kind.unwrap() {
-        ActKind::Q8_0 | ActKind::Q8_1 => {
-            (0..n).map(|i| a.q[i] as f64 * a.d[i / 32] as f64).collect()
-        }
-        ActKind::Q8K => (0..n)
-            .map(|i| a.q[i] as f64 * a.d[i / 256] as f64)
-            .collect(),
+        ActKind::Q8_0 | ActKind::Q8_1 => (0..n).map(|i| a.q[i] as f64 * a.d[i / 32] as f64).collect(),
+        ActKind::Q8K => (0..n).map(|i| a.q[i] as f64 * a.d[i / 256] as f64).collect(),
         ActKind::F16 | ActKind::F32 => a.f.iter().map(|&v| v as f64).collect(),
     }
 }
@@ -56,22 +49,10 @@ fn every_weight_type_matches_an_f64_reference_and_simd_agrees_with_scalar() {
 
             let scalar = vec_dot_scalar(ty, &row, &acts);
             let got = vec_dot(ty, &row, &acts);
-            assert!(
-                ((scalar as f64) - want).abs() <= 1e-5 * scale + 1e-6,
-                "{} row {r}: scalar {scalar} vs f64 {want} (Σ|w·x| {scale})",
-                ty.name()
-            );
-            assert!(
-                ((got as f64) - want).abs() <= 1e-5 * scale + 1e-6,
-                "{} row {r}: dispatched {got} vs f64 {want} (Σ|w·x| {scale})",
-                ty.name()
-            );
+            assert!(((scalar as f64) - want).abs() <= 1e-5 * scale + 1e-6, "{} row {r}: scalar {scalar} vs f64 {want} (Σ|w·x| {scale})", ty.name());
+            assert!(((got as f64) - want).abs() <= 1e-5 * scale + 1e-6, "{} row {r}: dispatched {got} vs f64 {want} (Σ|w·x| {scale})", ty.name());
             // The same block sums in another f32 order: a few ulps of the row's magnitude.
-            assert!(
-                ((got - scalar) as f64).abs() <= 4.0 * f32::EPSILON as f64 * scale,
-                "{} row {r}: dispatched {got} vs scalar {scalar}",
-                ty.name()
-            );
+            assert!(((got - scalar) as f64).abs() <= 4.0 * f32::EPSILON as f64 * scale, "{} row {r}: dispatched {got} vs scalar {scalar}", ty.name());
         }
     }
 }
@@ -86,11 +67,7 @@ fn each_dot_add_kernel(mut f: impl FnMut(&str)) {
     {
         use pocketlm::backend::cpu::simd128::{force_fused_dot_add, fused_dot_add};
         force_fused_dot_add(None);
-        let kernels: &[(bool, &str)] = if fused_dot_add() {
-            &[(true, "fused dot-add"), (false, "16-bit pairs")]
-        } else {
-            &[(false, "16-bit pairs")]
-        };
+        let kernels: &[(bool, &str)] = if fused_dot_add() { &[(true, "fused dot-add"), (false, "16-bit pairs")] } else { &[(false, "16-bit pairs")] };
         for &(fused, name) in kernels {
             force_fused_dot_add(Some(fused));
             f(name);
@@ -107,9 +84,7 @@ fn the_mat_vec_equals_the_dot_of_each_row() {
     let mut rng = fastrand::Rng::with_seed(7);
     let (rows, n) = (11, 512);
     for ty in ALL_TYPES {
-        let bytes: Vec<u8> = (0..rows)
-            .flat_map(|_| random_row(&mut rng, ty, n))
-            .collect();
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
         let w = QMatrix::owned(ty, rows, n, bytes);
         let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();
         let mut acts = QuantizedActs::default();
@@ -120,12 +95,7 @@ fn the_mat_vec_equals_the_dot_of_each_row() {
             matvec_prequantized(&w, &acts, &mut out);
             for (r, &o) in out.iter().enumerate() {
                 let want = vec_dot(ty, &w.row(r), &acts);
-                assert_eq!(
-                    o.to_bits(),
-                    want.to_bits(),
-                    "{} row {r} {kernel}: mat-vec {o} vs dot {want}",
-                    ty.name()
-                );
+                assert_eq!(o.to_bits(), want.to_bits(), "{} row {r} {kernel}: mat-vec {o} vs dot {want}", ty.name());
             }
         });
     }
@@ -134,26 +104,14 @@ fn the_mat_vec_equals_the_dot_of_each_row() {
 /// Asserts that the mat-mat of a random `rows × n` matrix of `ty` and `tokens` random tokens
 /// equals the lone dot product of each row and token, bit for bit: in the file's order and, for
 /// the interleaved types, interleaved, by every dot-add kernel.
-fn assert_mat_mat_equals_the_dots(
-    rng: &mut fastrand::Rng,
-    ty: GgmlType,
-    rows: usize,
-    n: usize,
-    tokens: usize,
-) {
+fn assert_mat_mat_equals_the_dots(rng: &mut fastrand::Rng, ty: GgmlType, rows: usize, n: usize, tokens: usize) {
     let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(rng, ty, n)).collect();
     let acts = random_acts(rng, ActKind::for_weights(ty), n, tokens);
     let plain = QMatrix::owned(ty, rows, n, bytes.clone());
-    let want: Vec<Vec<f32>> = acts
-        .iter()
-        .map(|a| (0..rows).map(|r| vec_dot(ty, &plain.row(r), a)).collect())
-        .collect();
+    let want: Vec<Vec<f32>> = acts.iter().map(|a| (0..rows).map(|r| vec_dot(ty, &plain.row(r), a)).collect()).collect();
     let mut matrices = vec![("plain", plain)];
     if let Some(order) = RowOrder::interleaved(ty) {
-        matrices.push((
-            "interleaved",
-            QMatrix::owned_in_order(ty, rows, n, bytes, order),
-        ));
+        matrices.push(("interleaved", QMatrix::owned_in_order(ty, rows, n, bytes, order)));
     }
     for (order, w) in &matrices {
         each_dot_add_kernel(|kernel| {
@@ -183,20 +141,14 @@ fn the_mat_mat_equals_the_dot_of_each_row_and_token() {
 }
 
 #[test]
-fn a_prompt_over_several_chunks_of_rows_and_batches_of_tiles_equals_the_dot_of_each_row_and_token()
-{
+fn a_prompt_over_several_chunks_of_rows_and_batches_of_tiles_equals_the_dot_of_each_row_and_token() {
     // The prompt mat-mul runs chunks of about 256 KB of rows against batches of about 512 KB of
     // prepared token tiles (the SIMD kernels' cache blocking): 140 rows × 4096 values (Q8_0:
     // 609 KB, three chunks; Q4_0 two) × 70 tokens (17 tiles of four, two tokens left over; the
     // Q8_0 activations packed 32 KB a tile, two batches; Q5_0 interleaved: eight tiles of
     // eight, one of four, two left over), plain and interleaved.
     let mut rng = fastrand::Rng::with_seed(31);
-    for ty in [
-        GgmlType::Q8_0,
-        GgmlType::Q4_0,
-        GgmlType::Q5_0,
-        GgmlType::Q4K,
-    ] {
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4K] {
         assert_mat_mat_equals_the_dots(&mut rng, ty, 140, 4096, 70);
     }
 }
@@ -208,13 +160,8 @@ fn interleaved_tiles_of_several_groups_give_the_plain_rows_results_bit_for_bit()
     // (two prompt tiles and one token left over) and × 1.
     let mut rng = fastrand::Rng::with_seed(29);
     let (n, tokens) = (256, 9);
-    for (ty, rows) in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0]
-        .into_iter()
-        .flat_map(|ty| [(ty, 23), (ty, 37)])
-    {
-        let bytes: Vec<u8> = (0..rows)
-            .flat_map(|_| random_row(&mut rng, ty, n))
-            .collect();
+    for (ty, rows) in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0].into_iter().flat_map(|ty| [(ty, 23), (ty, 37)]) {
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
         let plain = QMatrix::owned(ty, rows, n, bytes.clone());
         let x4 = QMatrix::owned_in_order(ty, rows, n, bytes, RowOrder::interleaved(ty).unwrap());
         assert_ne!(x4.order(), RowOrder::Plain);
@@ -226,25 +173,10 @@ fn interleaved_tiles_of_several_groups_give_the_plain_rows_results_bit_for_bit()
         each_dot_add_kernel(|kernel| {
             let (mut got, mut got1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
             matmul_prequantized(&x4, &acts, &mut got);
-            assert_eq!(
-                bits(&got),
-                bits(&want),
-                "{} {rows} rows, mat-mat {kernel}",
-                ty.name()
-            );
+            assert_eq!(bits(&got), bits(&want), "{} {rows} rows, mat-mat {kernel}", ty.name());
             matvec_prequantized(&x4, &acts[3], &mut got1);
-            assert_eq!(
-                bits(&got1),
-                bits(&want1),
-                "{} {rows} rows, mat-vec {kernel}",
-                ty.name()
-            );
-            assert_eq!(
-                bits(&got1),
-                bits(&want[3 * rows..4 * rows]),
-                "{} {rows} rows: the mat-vec's token vs the prompt's",
-                ty.name()
-            );
+            assert_eq!(bits(&got1), bits(&want1), "{} {rows} rows, mat-vec {kernel}", ty.name());
+            assert_eq!(bits(&got1), bits(&want[3 * rows..4 * rows]), "{} {rows} rows: the mat-vec's token vs the prompt's", ty.name());
         });
     }
 }
@@ -257,34 +189,19 @@ fn interleaved_rows_give_the_plain_rows_results_bit_for_bit() {
     // subnormal f16s, which the interleaved order holds multiplied by a power of two.
     let mut rng = fastrand::Rng::with_seed(13);
     let (rows, n, tokens) = (11, 320, 5);
-    for (ty, small_scales) in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0]
-        .into_iter()
-        .flat_map(|ty| [(ty, false), (ty, true)])
-    {
+    for (ty, small_scales) in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0].into_iter().flat_map(|ty| [(ty, false), (ty, true)]) {
         let order = RowOrder::interleaved(ty).unwrap();
-        let mut bytes: Vec<u8> = (0..rows)
-            .flat_map(|_| random_row(&mut rng, ty, n))
-            .collect();
+        let mut bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
         if small_scales {
             for (i, block) in bytes.chunks_exact_mut(ty.block_bytes()).enumerate() {
-                let h = if i % 2 == 0 {
-                    rng.u16(1..0x400)
-                } else {
-                    rng.u16(0x400..0x2000)
-                };
-                block[..2]
-                    .copy_from_slice(&(h | if rng.bool() { 0x8000 } else { 0 }).to_le_bytes());
+                let h = if i % 2 == 0 { rng.u16(1..0x400) } else { rng.u16(0x400..0x2000) };
+                block[..2].copy_from_slice(&(h | if rng.bool() { 0x8000 } else { 0 }).to_le_bytes());
             }
         }
         let plain = QMatrix::owned(ty, rows, n, bytes.clone());
         let x4 = QMatrix::owned_in_order(ty, rows, n, bytes.clone(), order);
         assert_eq!(x4.order(), order);
-        assert_eq!(
-            x4.scale_shift() > 0,
-            small_scales,
-            "{}: scales shifted",
-            ty.name()
-        );
+        assert_eq!(x4.scale_shift() > 0, small_scales, "{}: scales shifted", ty.name());
         assert_ne!(x4.bytes(), plain.bytes(), "the rows were interleaved");
         assert_eq!(*x4.plain_rows(0, rows), bytes[..]);
         let acts = random_acts(&mut rng, ActKind::Q8_0, n, tokens);
@@ -295,57 +212,27 @@ fn interleaved_rows_give_the_plain_rows_results_bit_for_bit() {
         each_dot_add_kernel(|kernel| {
             let (mut got, mut got1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
             matmul_prequantized(&x4, &acts, &mut got);
-            assert_eq!(
-                bits(&got),
-                bits(&want),
-                "{} mat-mat {kernel}: interleaved {got:?} vs plain {want:?}",
-                ty.name()
-            );
+            assert_eq!(bits(&got), bits(&want), "{} mat-mat {kernel}: interleaved {got:?} vs plain {want:?}", ty.name());
             matvec_prequantized(&x4, &acts[4], &mut got1);
-            assert_eq!(
-                bits(&got1),
-                bits(&want1),
-                "{} mat-vec {kernel}: interleaved {got1:?} vs plain {want1:?}",
-                ty.name()
-            );
-            assert_eq!(
-                bits(&got1),
-                bits(&want[4 * rows..]),
-                "{} the lone token of the mat-vec vs the prompt's",
-                ty.name()
-            );
+            assert_eq!(bits(&got1), bits(&want1), "{} mat-vec {kernel}: interleaved {got1:?} vs plain {want1:?}", ty.name());
+            assert_eq!(bits(&got1), bits(&want[4 * rows..]), "{} the lone token of the mat-vec vs the prompt's", ty.name());
         });
         for r in 0..rows {
             let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
             x4.dequantize_row(r, &mut a);
             plain.dequantize_row(r, &mut b);
             assert_eq!(bits(&a), bits(&b), "{} row {r} dequantized", ty.name());
-            assert_eq!(
-                vec_dot(ty, &x4.row(r), &acts[0]).to_bits(),
-                want[r].to_bits(),
-                "{} row {r}: dot of the row read back",
-                ty.name()
-            );
+            assert_eq!(vec_dot(ty, &x4.row(r), &acts[0]).to_bits(), want[r].to_bits(), "{} row {r}: dot of the row read back", ty.name());
         }
         // Fused tensors split by rows: on group bounds a view in the same order, else a copy in the
         // file's order; the same results either way.
         for (start, len) in [(0, 8), (4, 7), (2, 5), (8, 3)] {
             let part = x4.rows_range(start, len);
-            assert_eq!(
-                *part.plain_rows(0, len),
-                bytes[start * plain.row_bytes()..(start + len) * plain.row_bytes()],
-                "{} rows {start}+{len}",
-                ty.name()
-            );
+            assert_eq!(*part.plain_rows(0, len), bytes[start * plain.row_bytes()..(start + len) * plain.row_bytes()], "{} rows {start}+{len}", ty.name());
             let mut out = vec![0f32; len * tokens];
             matmul_prequantized(&part, &acts, &mut out);
             for t in 0..tokens {
-                assert_eq!(
-                    bits(&out[t * len..(t + 1) * len]),
-                    bits(&want[t * rows + start..t * rows + start + len]),
-                    "{} rows {start}+{len}, token {t}",
-                    ty.name()
-                );
+                assert_eq!(bits(&out[t * len..(t + 1) * len]), bits(&want[t * rows + start..t * rows + start + len]), "{} rows {start}+{len}, token {t}", ty.name());
             }
         }
     }
@@ -359,9 +246,7 @@ fn activations_of_the_largest_scales_give_the_plain_rows_results_in_the_interlea
     let mut rng = fastrand::Rng::with_seed(17);
     let (rows, n) = (8, 64);
     for ty in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0] {
-        let bytes: Vec<u8> = (0..rows)
-            .flat_map(|_| random_row(&mut rng, ty, n))
-            .collect();
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
         let plain = QMatrix::owned(ty, rows, n, bytes.clone());
         let x4 = QMatrix::owned_in_order(ty, rows, n, bytes, RowOrder::interleaved(ty).unwrap());
         let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 1.6e7).collect();
@@ -370,17 +255,8 @@ fn activations_of_the_largest_scales_give_the_plain_rows_results_in_the_interlea
         let (mut want, mut got) = (vec![0f32; rows], vec![0f32; rows]);
         matvec_prequantized(&plain, &acts, &mut want);
         matvec_prequantized(&x4, &acts, &mut got);
-        assert!(
-            want.iter().all(|v| v.is_finite()),
-            "{}: {want:?}",
-            ty.name()
-        );
-        assert_eq!(
-            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            "{}: {got:?} vs {want:?}",
-            ty.name()
-        );
+        assert!(want.iter().all(|v| v.is_finite()), "{}: {want:?}", ty.name());
+        assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{}: {got:?} vs {want:?}", ty.name());
     }
 }
 
@@ -409,10 +285,7 @@ fn the_largest_five_bit_codes_against_the_largest_activations_sum_exactly() {
         matmul_prequantized(&w, &acts, &mut out);
         for (t, o) in out.chunks_exact(rows).enumerate() {
             let want = 15.0 * n as f32 * if t % 2 == 0 { 127.0 } else { -127.0 };
-            assert!(
-                o.iter().all(|&v| v == want),
-                "token {t} {kernel}: {o:?}, want {want}"
-            );
+            assert!(o.iter().all(|&v| v == want), "token {t} {kernel}: {o:?}, want {want}");
         }
     });
 }
@@ -429,19 +302,13 @@ fn q8_0_weights_of_minus_128_are_exact_in_every_kernel() {
         block[2 + i % 32] = 0x80; // -128 in every block
     }
     // In the file's order and interleaved (two groups, and a row left in the file's order).
-    for w in [
-        QMatrix::owned(GgmlType::Q8_0, rows, n, bytes.clone()),
-        QMatrix::owned_in_order(GgmlType::Q8_0, rows, n, bytes.clone(), RowOrder::Q8_0x4),
-    ] {
+    for w in [QMatrix::owned(GgmlType::Q8_0, rows, n, bytes.clone()), QMatrix::owned_in_order(GgmlType::Q8_0, rows, n, bytes.clone(), RowOrder::Q8_0x4)] {
         let order = w.order();
         assert!(w.has_q8_0_min(), "{order:?}");
         let x: Vec<f32> = (0..n).map(|_| rng.f32() - 0.5).collect();
         let mut acts = QuantizedActs::default();
         acts.quantize(ActKind::Q8_0, &x);
-        assert!(
-            acts.q[..n].iter().filter(|&&q| q < 0).count() > n / 4,
-            "the activations have negative values"
-        );
+        assert!(acts.q[..n].iter().filter(|&&q| q < 0).count() > n / 4, "the activations have negative values");
         let y = dequantized_acts(&acts, n);
         each_dot_add_kernel(|kernel| {
             let mut out = vec![0f32; rows];
@@ -451,16 +318,8 @@ fn q8_0_weights_of_minus_128_are_exact_in_every_kernel() {
                 dequantize(w.ty, &w.row(r), &mut wr);
                 let want: f64 = wr.iter().zip(&y).map(|(&a, &b)| a as f64 * b).sum();
                 let scale: f64 = wr.iter().zip(&y).map(|(&a, &b)| (a as f64 * b).abs()).sum();
-                assert!(
-                    (out[r] as f64 - want).abs() <= 1e-5 * scale,
-                    "{order:?} {kernel} row {r}: mat-vec {} vs f64 {want}",
-                    out[r]
-                );
-                assert_eq!(
-                    out[r].to_bits(),
-                    vec_dot(w.ty, &w.row(r), &acts).to_bits(),
-                    "{order:?} {kernel} row {r}: mat-vec vs dot"
-                );
+                assert!((out[r] as f64 - want).abs() <= 1e-5 * scale, "{order:?} {kernel} row {r}: mat-vec {} vs f64 {want}", out[r]);
+                assert_eq!(out[r].to_bits(), vec_dot(w.ty, &w.row(r), &acts).to_bits(), "{order:?} {kernel} row {r}: mat-vec vs dot");
             }
             // A prompt (two tiles of four tokens and one left over) through the same rows: each
             // token's result the bits of the dot.
@@ -470,32 +329,18 @@ fn q8_0_weights_of_minus_128_are_exact_in_every_kernel() {
             matmul_prequantized(&w, &prompt, &mut out);
             for (t, a) in prompt.iter().enumerate() {
                 for r in 0..rows {
-                    assert_eq!(
-                        out[t * rows + r].to_bits(),
-                        vec_dot(w.ty, &w.row(r), a).to_bits(),
-                        "{order:?} {kernel} token {t} row {r}: mat-mat vs dot"
-                    );
+                    assert_eq!(out[t * rows + r].to_bits(), vec_dot(w.ty, &w.row(r), a).to_bits(), "{order:?} {kernel} token {t} row {r}: mat-mat vs dot");
                 }
             }
         });
     }
     // Interleaved, a -128 found in a group's codes alone, and in the rows past the groups alone.
-    let no_min: Vec<u8> = bytes
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| if i % 34 >= 2 && b == 0x80 { 0x7F } else { b })
-        .collect();
-    assert!(
-        !QMatrix::owned_in_order(GgmlType::Q8_0, rows, n, no_min.clone(), RowOrder::Q8_0x4)
-            .has_q8_0_min()
-    );
+    let no_min: Vec<u8> = bytes.iter().enumerate().map(|(i, &b)| if i % 34 >= 2 && b == 0x80 { 0x7F } else { b }).collect();
+    assert!(!QMatrix::owned_in_order(GgmlType::Q8_0, rows, n, no_min.clone(), RowOrder::Q8_0x4).has_q8_0_min());
     for at in [5 * 8 * 34 + 2 + 31, 8 * 8 * 34 + 7 * 34 + 2] {
         let mut one = no_min.clone();
         one[at] = 0x80;
-        assert!(
-            QMatrix::owned_in_order(GgmlType::Q8_0, rows, n, one, RowOrder::Q8_0x4).has_q8_0_min(),
-            "a -128 at byte {at}"
-        );
+        assert!(QMatrix::owned_in_order(GgmlType::Q8_0, rows, n, one, RowOrder::Q8_0x4).has_q8_0_min(), "a -128 at byte {at}");
     }
     let x: Vec<f32> = (0..n).map(|_| rng.f32() - 0.5).collect();
     // A matrix of quantized values holds no -128.
@@ -510,35 +355,18 @@ fn q8_0_rare_codes_find_one_rare_code_wherever_it_lies() {
     let mut blocks: Vec<u8> = (0..600 * 34).map(|_| rng.u8(..)).collect();
     for b in blocks.chunks_exact_mut(34) {
         b[1] &= !0x40; // finite scales
-        b[2..]
-            .iter_mut()
-            .filter(|q| **q == 0x80)
-            .for_each(|q| *q = 0x7F);
+        b[2..].iter_mut().filter(|q| **q == 0x80).for_each(|q| *q = 0x7F);
     }
     assert_eq!(q8_0_rare_codes(&blocks), RareCodes::default());
     for block in [0, 255, 256, 511, 599] {
         for byte in [2, 17, 33] {
             let mut b = blocks.clone();
             b[block * 34 + byte] = 0x80;
-            assert_eq!(
-                q8_0_rare_codes(&b),
-                RareCodes {
-                    q8_0_min: true,
-                    nonfinite_scale: false
-                },
-                "-128 at block {block} byte {byte}"
-            );
+            assert_eq!(q8_0_rare_codes(&b), RareCodes { q8_0_min: true, nonfinite_scale: false }, "-128 at block {block} byte {byte}");
         }
         let mut b = blocks.clone();
         b[block * 34 + 1] |= 0x7C; // exponent all ones: an infinity or a NaN
-        assert_eq!(
-            q8_0_rare_codes(&b),
-            RareCodes {
-                q8_0_min: false,
-                nonfinite_scale: true
-            },
-            "scale of block {block}"
-        );
+        assert_eq!(q8_0_rare_codes(&b), RareCodes { q8_0_min: false, nonfinite_scale: true }, "scale of block {block}");
     }
 }
 
@@ -546,14 +374,8 @@ fn q8_0_rare_codes_find_one_rare_code_wherever_it_lies() {
 fn the_scalar_f16_conversion_of_block_scales_equals_half_for_every_f16() {
     // wasm's own conversion (natively it is half's): subnormals, zeros, signs, infinities, NaNs.
     for h in 0..=u16::MAX {
-        let (got, want) = (
-            pocketlm::quant::f16_bits_to_f32(h),
-            f16::from_bits(h).to_f32(),
-        );
-        assert!(
-            got.is_nan() && want.is_nan() || got.to_bits() == want.to_bits(),
-            "f16 {h:#06x}: {got} vs {want}"
-        );
+        let (got, want) = (pocketlm::quant::f16_bits_to_f32(h), f16::from_bits(h).to_f32());
+        assert!(got.is_nan() && want.is_nan() || got.to_bits() == want.to_bits(), "f16 {h:#06x}: {got} vs {want}");
     }
 }
 
@@ -561,35 +383,21 @@ fn the_scalar_f16_conversion_of_block_scales_equals_half_for_every_f16() {
 fn f16_attention_helpers_convert_every_f16_exactly_and_sum_within_rounding() {
     // Every f16 bit pattern, as the SIMD conversion reads it, equals half's (the tail of 7 past
     // the last 8 by the scalar code).
-    let all: Vec<f16> = (0..=u16::MAX)
-        .chain(0x7C00..0x7C07)
-        .map(f16::from_bits)
-        .collect();
+    let all: Vec<f16> = (0..=u16::MAX).chain(0x7C00..0x7C07).map(f16::from_bits).collect();
     let mut out = vec![0f32; all.len()];
     f16_to_f32(&all, &mut out);
     for (h, o) in all.iter().zip(&out) {
         let want = h.to_f32();
-        assert!(
-            o.is_nan() && want.is_nan() || o.to_bits() == want.to_bits(),
-            "f16 {:#06x}: {o} vs {want}",
-            h.to_bits()
-        );
+        assert!(o.is_nan() && want.is_nan() || o.to_bits() == want.to_bits(), "f16 {:#06x}: {o} vs {want}", h.to_bits());
     }
     let mut rng = fastrand::Rng::with_seed(3);
     for n in [8, 64, 128, 20] {
         let a: Vec<f32> = (0..n).map(|_| rng.f32() - 0.5).collect();
         let b: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 8.0).collect();
         let want: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
-        let scale: f64 = a
-            .iter()
-            .zip(&b)
-            .map(|(&x, &y)| (x as f64 * y as f64).abs())
-            .sum();
+        let scale: f64 = a.iter().zip(&b).map(|(&x, &y)| (x as f64 * y as f64).abs()).sum();
         let got = dot_f32(&a, &b);
-        assert!(
-            (got as f64 - want).abs() <= 1e-6 * scale + 1e-7,
-            "dot_f32 of {n}: {got} vs {want}"
-        );
+        assert!((got as f64 - want).abs() <= 1e-6 * scale + 1e-7, "dot_f32 of {n}: {got} vs {want}");
     }
     // The weighted sum of rows (attention's values): each value summed in row order from zero,
     // bit for bit, for widths of whole 32-value blocks, of 4-value ones past them, and a tail.
@@ -601,11 +409,7 @@ fn f16_attention_helpers_convert_every_f16_exactly_and_sum_within_rounding() {
         for (d, &o) in out.iter().enumerate() {
             let mut want = 0.0f32;
             (0..n_rows).for_each(|i| want += w[i] * rows[i * width + d]);
-            assert_eq!(
-                o.to_bits(),
-                want.to_bits(),
-                "weighted_rows_sum, width {width}, value {d}"
-            );
+            assert_eq!(o.to_bits(), want.to_bits(), "weighted_rows_sum, width {width}, value {d}");
         }
     }
 }
@@ -615,23 +419,9 @@ fn rounding_and_converting_to_f16_give_the_bits_of_half() {
     // Every 61st f32 bit pattern (both signs, subnormals, the overflow to infinity at 65520,
     // NaNs), plus the edges of f16's ranges and their neighbours, as the SIMD rounding (four at
     // a time, the tail by the scalar code) makes them.
-    let edges = [
-        0x3880_0000u32,
-        0x3380_0000,
-        0x477F_E000,
-        0x477F_F000,
-        0x477F_EFFF,
-        0x7F80_0000,
-        0x3300_0000,
-        0x3F80_1000,
-        0x3F80_3000,
-    ];
+    let edges = [0x3880_0000u32, 0x3380_0000, 0x477F_E000, 0x477F_F000, 0x477F_EFFF, 0x7F80_0000, 0x3300_0000, 0x3F80_1000, 0x3F80_3000];
     let mut bits: Vec<u32> = (0..=u32::MAX / 61).map(|i| i * 61).collect();
-    bits.extend(
-        edges
-            .iter()
-            .flat_map(|&e| (e - 2..=e + 2).flat_map(|b| [b, b | 0x8000_0000])),
-    );
+    bits.extend(edges.iter().flat_map(|&e| (e - 2..=e + 2).flat_map(|b| [b, b | 0x8000_0000])));
     bits.push(7);
     let mut x: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
     // The conversion to f16 (the KV cache's), NaNs' bits included.
@@ -639,19 +429,12 @@ fn rounding_and_converting_to_f16_give_the_bits_of_half() {
     f32_to_f16(&x, &mut h);
     for (&b, &got) in bits.iter().zip(&h) {
         let want = f16::from_f32(f32::from_bits(b));
-        assert_eq!(
-            got.to_bits(),
-            want.to_bits(),
-            "f32 {b:#010x} to f16: {got} vs half's {want}"
-        );
+        assert_eq!(got.to_bits(), want.to_bits(), "f32 {b:#010x} to f16: {got} vs half's {want}");
     }
     round_to_f16(&mut x);
     for (&b, &got) in bits.iter().zip(&x) {
         let want = f16::from_f32(f32::from_bits(b)).to_f32();
-        assert!(
-            got.to_bits() == want.to_bits() || got.is_nan() && want.is_nan(),
-            "f32 {b:#010x}: {got:e} vs half's {want:e}"
-        );
+        assert!(got.to_bits() == want.to_bits() || got.is_nan() && want.is_nan(), "f32 {b:#010x}: {got:e} vs half's {want:e}");
     }
 }
 
@@ -660,16 +443,9 @@ fn the_dispatched_dot_takes_the_simd_path_in_simd_builds() {
     // Sanity of the harness itself: in a wasm build with simd128 the SIMD code must be compiled
     // in; natively the scalar path is the only one.
     let simd = cfg!(all(target_arch = "wasm32", target_feature = "simd128"));
-    assert_eq!(
-        simd,
-        cfg!(target_arch = "wasm32"),
-        "wasm tests must be built with +simd128 (scripts/test-wasm.sh)"
-    );
+    assert_eq!(simd, cfg!(target_arch = "wasm32"), "wasm tests must be built with +simd128 (scripts/test-wasm.sh)");
     if option_env!("POCKETLM_EXPECT_RELAXED_SIMD").is_some() {
-        assert!(
-            cfg!(target_feature = "relaxed-simd"),
-            "this build was meant to have relaxed-SIMD"
-        );
+        assert!(cfg!(target_feature = "relaxed-simd"), "this build was meant to have relaxed-SIMD");
     }
 }
 
@@ -694,15 +470,11 @@ fn every_f16_block_scale_gives_the_scalar_result_and_non_finite_ones_take_the_sc
             b[..2].copy_from_slice(&h.to_le_bytes());
             if ty == GgmlType::Q8_0 {
                 // No code -128, so that relaxed-SIMD builds take their fast Q8_0 kernel.
-                b[2..]
-                    .iter_mut()
-                    .filter(|q| **q == 0x80)
-                    .for_each(|q| *q = 0x81);
+                b[2..].iter_mut().filter(|q| **q == 0x80).for_each(|q| *q = 0x81);
             }
             b
         };
-        let (finite, special): (Vec<u16>, Vec<u16>) =
-            (0..=u16::MAX).partition(|&h| f16::from_bits(h).is_finite());
+        let (finite, special): (Vec<u16>, Vec<u16>) = (0..=u16::MAX).partition(|&h| f16::from_bits(h).is_finite());
         for (scales, nonfinite) in [(finite, false), (special, true)] {
             let bytes: Vec<u8> = scales.iter().flat_map(|&h| block(h, &mut rng)).collect();
             // Q4_0 and Q5_0 also interleaved, as the wasm loaders keep them.
@@ -716,11 +488,7 @@ fn every_f16_block_scale_gives_the_scalar_result_and_non_finite_ones_take_the_sc
                 let want = vec_dot_scalar(ty, &w.row(r), &acts);
                 let dot = vec_dot(ty, &w.row(r), &acts);
                 let same = |a: f32| a.to_bits() == want.to_bits() || a.is_nan() && want.is_nan();
-                assert!(
-                    same(o) && same(dot),
-                    "{} scale {h:#06x}: mat-vec {o}, dot {dot}, scalar {want}",
-                    ty.name()
-                );
+                assert!(same(o) && same(dot), "{} scale {h:#06x}: mat-vec {o}, dot {dot}, scalar {want}", ty.name());
             }
         }
     }

@@ -28,8 +28,7 @@ use pocketlm::sampling::{Sampler, SamplingParams};
 use random_blocks::{random_row, ALL_TYPES};
 
 fn runner(opts: GpuOptions) -> OpRunner {
-    let ctx = block_on(GpuContext::new(&opts))
-        .expect("a GPU adapter (Mesa's lavapipe is installed by scripts/setup.sh)");
+    let ctx = block_on(GpuContext::new(&opts)).expect("a GPU adapter (Mesa's lavapipe is installed by scripts/setup.sh)");
     eprintln!("adapter: {:?}", ctx.summary);
     OpRunner::new(ctx).unwrap()
 }
@@ -37,15 +36,7 @@ fn runner(opts: GpuOptions) -> OpRunner {
 fn runners() -> Vec<(&'static str, OpRunner)> {
     vec![
         ("default", runner(GpuOptions::default())),
-        (
-            "no subgroups, weights split in 4 KiB buffers",
-            runner(GpuOptions {
-                subgroups: false,
-                f16: false,
-                max_weight_binding: Some(4096),
-                ..Default::default()
-            }),
-        ),
+        ("no subgroups, weights split in 4 KiB buffers", runner(GpuOptions { subgroups: false, f16: false, max_weight_binding: Some(4096), ..Default::default() })),
     ]
 }
 
@@ -74,23 +65,14 @@ fn random_vec(rng: &mut fastrand::Rng, n: usize, scale: f32) -> Vec<f32> {
 
 /// (value, Σ|terms|) of each row of `w · x` in f64.
 fn reference(w: &[f64], cols: usize, x: &[f64]) -> Vec<(f64, f64)> {
-    w.chunks_exact(cols)
-        .map(|row| {
-            row.iter()
-                .zip(x)
-                .fold((0.0, 0.0), |(s, a), (w, x)| (s + w * x, a + (w * x).abs()))
-        })
-        .collect()
+    w.chunks_exact(cols).map(|row| row.iter().zip(x).fold((0.0, 0.0), |(s, a), (w, x)| (s + w * x, a + (w * x).abs()))).collect()
 }
 
 fn assert_close(what: &str, got: &[f32], want: &[(f64, f64)]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, (v, mag))) in got.iter().zip(want).enumerate() {
         let tol = 1e-4 * mag + 1e-6;
-        assert!(
-            (*g as f64 - v).abs() <= tol,
-            "{what}: row {i}: gpu {g}, reference {v} (tolerance {tol})"
-        );
+        assert!((*g as f64 - v).abs() <= tol, "{what}: row {i}: gpu {g}, reference {v} (tolerance {tol})");
     }
 }
 
@@ -103,33 +85,11 @@ fn matvec_of_every_weight_type_matches_an_f64_reference() {
                 let m = random_matrix(&mut rng, ty, rows, cols);
                 let x = random_vec(&mut rng, cols, 2.0);
                 let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-                let got = block_on(r.matvec(
-                    &[&m],
-                    false,
-                    &x,
-                    None,
-                    None,
-                    MatVecOut::Store,
-                    &vec![0.0; rows],
-                ))
-                .unwrap();
-                assert_close(
-                    &format!("{name} {} {rows}x{cols}", ty.name()),
-                    &got,
-                    &reference(&dequantized(&m), cols, &xd),
-                );
+                let got = block_on(r.matvec(&[&m], false, &x, None, None, MatVecOut::Store, &vec![0.0; rows])).unwrap();
+                assert_close(&format!("{name} {} {rows}x{cols}", ty.name()), &got, &reference(&dequantized(&m), cols, &xd));
                 if let Some(order) = RowOrder::interleaved(ty) {
                     let x4 = reordered(&m, order);
-                    let got4 = block_on(r.matvec(
-                        &[&x4],
-                        false,
-                        &x,
-                        None,
-                        None,
-                        MatVecOut::Store,
-                        &vec![0.0; rows],
-                    ))
-                    .unwrap();
+                    let got4 = block_on(r.matvec(&[&x4], false, &x, None, None, MatVecOut::Store, &vec![0.0; rows])).unwrap();
                     assert_eq!(got4, got, "{name} {} {rows}x{cols}: rows interleaved for the CPU vs in the file's order", ty.name());
                 }
             }
@@ -143,87 +103,37 @@ fn fused_matvec_variants_match_their_unfused_reference() {
     for (name, r) in runners() {
         for ty in [GgmlType::Q4_0, GgmlType::Q4K, GgmlType::Q6K] {
             let (rows, cols) = (48, 512);
-            let (a, b) = (
-                random_matrix(&mut rng, ty, rows, cols),
-                random_matrix(&mut rng, ty, 16, cols),
-            );
+            let (a, b) = (random_matrix(&mut rng, ty, rows, cols), random_matrix(&mut rng, ty, 16, cols));
             let x = random_vec(&mut rng, cols, 3.0);
             let norm_w = random_vec(&mut rng, cols, 1.5);
             let bias = random_vec(&mut rng, rows + 16, 1.0);
             let eps = 1e-5f32;
             // RMSNorm folded in, in f64.
             let ms = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / cols as f64;
-            let xn: Vec<f64> = x
-                .iter()
-                .zip(&norm_w)
-                .map(|(&v, &w)| v as f64 / (ms + eps as f64).sqrt() * w as f64)
-                .collect();
+            let xn: Vec<f64> = x.iter().zip(&norm_w).map(|(&v, &w)| v as f64 / (ms + eps as f64).sqrt() * w as f64).collect();
             // Two matrices stacked (Q and K in one pass), with a bias.
             let mut w = dequantized(&a);
             w.extend(dequantized(&b));
-            let want: Vec<(f64, f64)> = reference(&w, cols, &xn)
-                .into_iter()
-                .zip(&bias)
-                .map(|((v, m), &b)| (v + b as f64, m + (b as f64).abs()))
-                .collect();
-            let got = block_on(r.matvec(
-                &[&a, &b],
-                false,
-                &x,
-                Some((&norm_w, eps)),
-                Some(&bias),
-                MatVecOut::Store,
-                &vec![0.0; rows + 16],
-            ))
-            .unwrap();
-            assert_close(
-                &format!("{name} {} norm+bias+stacked", ty.name()),
-                &got,
-                &want,
-            );
+            let want: Vec<(f64, f64)> = reference(&w, cols, &xn).into_iter().zip(&bias).map(|((v, m), &b)| (v + b as f64, m + (b as f64).abs())).collect();
+            let got = block_on(r.matvec(&[&a, &b], false, &x, Some((&norm_w, eps)), Some(&bias), MatVecOut::Store, &vec![0.0; rows + 16])).unwrap();
+            assert_close(&format!("{name} {} norm+bias+stacked", ty.name()), &got, &want);
             // Accumulating into the residual.
             let init = random_vec(&mut rng, rows, 5.0);
             let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-            let want: Vec<(f64, f64)> = reference(&dequantized(&a), cols, &xd)
-                .into_iter()
-                .zip(&init)
-                .map(|((v, m), &i)| (v + i as f64, m + (i as f64).abs()))
-                .collect();
-            let got =
-                block_on(r.matvec(&[&a], false, &x, None, None, MatVecOut::Add, &init)).unwrap();
+            let want: Vec<(f64, f64)> = reference(&dequantized(&a), cols, &xd).into_iter().zip(&init).map(|((v, m), &i)| (v + i as f64, m + (i as f64).abs())).collect();
+            let got = block_on(r.matvec(&[&a], false, &x, None, None, MatVecOut::Add, &init)).unwrap();
             assert_close(&format!("{name} {} add", ty.name()), &got, &want);
             // Gate and up in one pass, SiLU and GELU.
             let up = random_matrix(&mut rng, ty, rows, cols);
-            let (g, u) = (
-                reference(&dequantized(&a), cols, &xn),
-                reference(&dequantized(&up), cols, &xn),
-            );
+            let (g, u) = (reference(&dequantized(&a), cols, &xn), reference(&dequantized(&up), cols, &xn));
             for (op, act) in [(MatVecOut::GatedSilu, false), (MatVecOut::GatedGelu, true)] {
-                let got = block_on(r.matvec(
-                    &[&a, &up],
-                    true,
-                    &x,
-                    Some((&norm_w, eps)),
-                    None,
-                    op,
-                    &vec![0.0; rows],
-                ))
-                .unwrap();
+                let got = block_on(r.matvec(&[&a, &up], true, &x, Some((&norm_w, eps)), None, op, &vec![0.0; rows])).unwrap();
                 for i in 0..rows {
                     let (gv, uv) = (g[i].0, u[i].0);
-                    let act_v = if act {
-                        0.5 * gv * (1.0 + (0.7978845608 * (gv + 0.044715 * gv.powi(3))).tanh())
-                    } else {
-                        gv / (1.0 + (-gv).exp())
-                    };
+                    let act_v = if act { 0.5 * gv * (1.0 + (0.7978845608 * (gv + 0.044715 * gv.powi(3))).tanh()) } else { gv / (1.0 + (-gv).exp()) };
                     let want = act_v * uv;
                     let tol = 1e-4 * (g[i].1 * u[i].1.max(1.0) + u[i].1 * g[i].1.max(1.0)) + 1e-5;
-                    assert!(
-                        (got[i] as f64 - want).abs() <= tol,
-                        "{name} {} {op:?} row {i}: gpu {}, reference {want}",
-                        ty.name(),
-                        got[i]
-                    );
+                    assert!((got[i] as f64 - want).abs() <= tol, "{name} {} {op:?} row {i}: gpu {}, reference {want}", ty.name(), got[i]);
                 }
             }
         }
@@ -252,32 +162,14 @@ fn embedding_rows_are_exact_for_every_type() {
 fn rope_norms_and_kv_write_match_the_cpu() {
     let mut rng = fastrand::Rng::with_seed(10);
     for (name, r) in runners() {
-        for (nh, nkv, hd, rot, interleaved, norms) in [
-            (4, 2, 64, 64, false, false),
-            (3, 1, 128, 64, true, false),
-            (2, 2, 64, 64, false, true),
-        ] {
+        for (nh, nkv, hd, rot, interleaved, norms) in [(4, 2, 64, 64, false, false), (3, 1, 128, 64, true, false), (2, 2, 64, 64, false, true)] {
             let (q_dim, kv_dim) = (nh * hd, nkv * hd);
             let qkv = random_vec(&mut rng, q_dim + 2 * kv_dim, 2.0);
             let pos = 37;
-            let inv_freq: Vec<f32> = (0..rot / 2)
-                .map(|i| 10000f32.powf(-2.0 * i as f32 / rot as f32))
-                .collect();
+            let inv_freq: Vec<f32> = (0..rot / 2).map(|i| 10000f32.powf(-2.0 * i as f32 / rot as f32)).collect();
             let (qn, kn) = (random_vec(&mut rng, hd, 1.5), random_vec(&mut rng, hd, 1.5));
             let eps = 1e-6;
-            let (q, k, v) = block_on(r.rope_kv(
-                &qkv,
-                nh,
-                nkv,
-                hd,
-                rot,
-                interleaved,
-                pos,
-                &inv_freq,
-                1.0,
-                norms.then_some((&qn[..], &kn[..], eps)),
-            ))
-            .unwrap();
+            let (q, k, v) = block_on(r.rope_kv(&qkv, nh, nkv, hd, rot, interleaved, pos, &inv_freq, 1.0, norms.then_some((&qn[..], &kn[..], eps)))).unwrap();
             let (mut cq, mut ck) = (qkv[..q_dim].to_vec(), qkv[q_dim..q_dim + kv_dim].to_vec());
             if norms {
                 cpu::rms_norm_heads(&mut cq, &qn, eps, hd);
@@ -286,22 +178,13 @@ fn rope_norms_and_kv_write_match_the_cpu() {
             cpu::rope(&mut cq, hd, rot, pos, &inv_freq, 1.0, interleaved);
             cpu::rope(&mut ck, hd, rot, pos, &inv_freq, 1.0, interleaved);
             for (i, (g, c)) in q.iter().zip(&cq).enumerate() {
-                assert!(
-                    (g - c).abs() <= 1e-4 * (1.0 + c.abs()),
-                    "{name}: q[{i}] gpu {g} cpu {c}"
-                );
+                assert!((g - c).abs() <= 1e-4 * (1.0 + c.abs()), "{name}: q[{i}] gpu {g} cpu {c}");
             }
             for (i, (g, c)) in k.iter().zip(&ck).enumerate() {
                 let want = f16::from_f32(*c).to_f32();
-                assert!(
-                    (g - want).abs() <= 2e-3 * (1.0 + want.abs()),
-                    "{name}: k[{i}] gpu {g} cpu {want}"
-                );
+                assert!((g - want).abs() <= 2e-3 * (1.0 + want.abs()), "{name}: k[{i}] gpu {g} cpu {want}");
             }
-            let want_v: Vec<f32> = qkv[q_dim + kv_dim..]
-                .iter()
-                .map(|&x| f16::from_f32(x).to_f32())
-                .collect();
+            let want_v: Vec<f32> = qkv[q_dim + kv_dim..].iter().map(|&x| f16::from_f32(x).to_f32()).collect();
             assert_eq!(v, want_v, "{name}: v is the f16 of the input");
         }
     }
@@ -311,45 +194,17 @@ fn rope_norms_and_kv_write_match_the_cpu() {
 fn split_kv_attention_matches_the_cpu() {
     let mut rng = fastrand::Rng::with_seed(11);
     for (name, r) in runners() {
-        for (nh, nkv, hd, n_ctx, window, cap) in [
-            (4, 2, 64, 1, 0, None),
-            (4, 4, 64, 70, 0, None),
-            (6, 2, 128, 200, 0, None),
-            (4, 2, 64, 150, 100, Some(50.0)),
-            (2, 1, 256, 65, 0, None),
-        ] {
+        for (nh, nkv, hd, n_ctx, window, cap) in [(4, 2, 64, 1, 0, None), (4, 4, 64, 70, 0, None), (6, 2, 128, 200, 0, None), (4, 2, 64, 150, 100, Some(50.0)), (2, 1, 256, 65, 0, None)] {
             let kv_dim = nkv * hd;
             let q = random_vec(&mut rng, nh * hd, 1.0);
-            let kc: Vec<f16> = random_vec(&mut rng, n_ctx * kv_dim, 1.0)
-                .into_iter()
-                .map(f16::from_f32)
-                .collect();
-            let vc: Vec<f16> = random_vec(&mut rng, n_ctx * kv_dim, 1.0)
-                .into_iter()
-                .map(f16::from_f32)
-                .collect();
+            let kc: Vec<f16> = random_vec(&mut rng, n_ctx * kv_dim, 1.0).into_iter().map(f16::from_f32).collect();
+            let vc: Vec<f16> = random_vec(&mut rng, n_ctx * kv_dim, 1.0).into_iter().map(f16::from_f32).collect();
             let scale = 1.0 / (hd as f32).sqrt() * 4.0;
-            let got = block_on(r.attention(&q, &kc, &vc, nh, nkv, hd, window, n_ctx, scale, cap))
-                .unwrap();
+            let got = block_on(r.attention(&q, &kc, &vc, nh, nkv, hd, window, n_ctx, scale, cap)).unwrap();
             let mut want = vec![0.0; nh * hd];
-            cpu::attention(
-                &q,
-                &kc,
-                &vc,
-                nh,
-                nkv,
-                hd,
-                n_ctx - 1..n_ctx,
-                Some(window).filter(|&w| w > 0),
-                scale,
-                cap,
-                &mut want,
-            );
+            cpu::attention(&q, &kc, &vc, nh, nkv, hd, n_ctx - 1..n_ctx, Some(window).filter(|&w| w > 0), scale, cap, &mut want);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (g - w).abs() <= 1e-4,
-                    "{name} heads {nh}/{nkv} hd {hd} ctx {n_ctx}: out[{i}] gpu {g} cpu {w}"
-                );
+                assert!((g - w).abs() <= 1e-4, "{name} heads {nh}/{nkv} hd {hd} ctx {n_ctx}: out[{i}] gpu {g} cpu {w}");
             }
         }
     }
@@ -360,48 +215,25 @@ fn element_wise_ops_match_the_cpu() {
     let mut rng = fastrand::Rng::with_seed(12);
     for (name, r) in runners() {
         let n = 1000;
-        let (x, y, w) = (
-            random_vec(&mut rng, n, 6.0),
-            random_vec(&mut rng, n, 3.0),
-            random_vec(&mut rng, n, 1.5),
-        );
+        let (x, y, w) = (random_vec(&mut rng, n, 6.0), random_vec(&mut rng, n, 3.0), random_vec(&mut rng, n, 1.5));
         let close = |what: &str, got: &[f32], want: &[f32]| {
             for (i, (g, c)) in got.iter().zip(want).enumerate() {
-                assert!(
-                    (g - c).abs() <= 1e-5 * (1.0 + c.abs()),
-                    "{name} {what}[{i}]: gpu {g} cpu {c}"
-                );
+                assert!((g - c).abs() <= 1e-5 * (1.0 + c.abs()), "{name} {what}[{i}]: gpu {g} cpu {c}");
             }
         };
         let mut want = x.clone();
         cpu::silu_mul(&mut want, &y);
-        close(
-            "silu_mul",
-            &block_on(r.vector_op(KernelKind::ActMul, &x, &y, &w, 0.0, false)).unwrap(),
-            &want,
-        );
+        close("silu_mul", &block_on(r.vector_op(KernelKind::ActMul, &x, &y, &w, 0.0, false)).unwrap(), &want);
         let mut want = x.clone();
         cpu::gelu_mul(&mut want, &y);
-        close(
-            "gelu_mul",
-            &block_on(r.vector_op(KernelKind::ActMul, &x, &y, &w, 0.0, true)).unwrap(),
-            &want,
-        );
+        close("gelu_mul", &block_on(r.vector_op(KernelKind::ActMul, &x, &y, &w, 0.0, true)).unwrap(), &want);
         let mut normed = vec![0.0; n];
         cpu::rms_norm(&y, &w, 1e-6, &mut normed);
         let want: Vec<f32> = x.iter().zip(&normed).map(|(a, b)| a + b).collect();
-        close(
-            "norm_add",
-            &block_on(r.vector_op(KernelKind::NormAdd, &x, &y, &w, 1e-6, false)).unwrap(),
-            &want,
-        );
+        close("norm_add", &block_on(r.vector_op(KernelKind::NormAdd, &x, &y, &w, 1e-6, false)).unwrap(), &want);
         let mut want = x.clone();
         cpu::soft_cap(&mut want, 5.0);
-        close(
-            "soft_cap",
-            &block_on(r.vector_op(KernelKind::SoftCap, &x, &y, &w, 5.0, false)).unwrap(),
-            &want,
-        );
+        close("soft_cap", &block_on(r.vector_op(KernelKind::SoftCap, &x, &y, &w, 5.0, false)).unwrap(), &want);
     }
 }
 
@@ -427,118 +259,57 @@ fn gpu_sampling_keeps_the_cpu_samplers_tokens_with_its_probabilities() {
     let logits = ranked_logits(&mut rng, n);
     // Greedy, and greedy after penalties, equal the CPU's choice.
     let greedy = SamplingParams::default();
-    assert_eq!(
-        block_on(r.sample(&logits, &greedy, 0.5, &[])).unwrap(),
-        cpu_sample(&logits, &greedy, &[])
-    );
+    assert_eq!(block_on(r.sample(&logits, &greedy, 0.5, &[])).unwrap(), cpu_sample(&logits, &greedy, &[]));
     let best = cpu_sample(&logits, &greedy, &[]);
-    let pen = SamplingParams {
-        repetition_penalty: 1.5,
-        frequency_penalty: 0.3,
-        presence_penalty: 0.2,
-        ..Default::default()
-    };
+    let pen = SamplingParams { repetition_penalty: 1.5, frequency_penalty: 0.3, presence_penalty: 0.2, ..Default::default() };
     let history = [best, best, 3];
     let counts = [(best, 2), (3, 1)];
-    assert_eq!(
-        block_on(r.sample(&logits, &pen, 0.5, &counts)).unwrap(),
-        cpu_sample(&logits, &pen, &history),
-        "penalties move the choice as on the CPU"
-    );
+    assert_eq!(block_on(r.sample(&logits, &pen, 0.5, &counts)).unwrap(), cpu_sample(&logits, &pen, &history), "penalties move the choice as on the CPU");
     for params in [
-        SamplingParams {
-            temperature: 0.8,
-            ..Default::default()
-        },
-        SamplingParams {
-            temperature: 1.0,
-            top_k: 3,
-            ..Default::default()
-        },
-        SamplingParams {
-            temperature: 1.3,
-            top_p: 0.7,
-            ..Default::default()
-        },
-        SamplingParams {
-            temperature: 1.0,
-            min_p: 0.3,
-            ..Default::default()
-        },
-        SamplingParams {
-            temperature: 0.7,
-            top_k: 5,
-            top_p: 0.9,
-            min_p: 0.05,
-            ..Default::default()
-        },
+        SamplingParams { temperature: 0.8, ..Default::default() },
+        SamplingParams { temperature: 1.0, top_k: 3, ..Default::default() },
+        SamplingParams { temperature: 1.3, top_p: 0.7, ..Default::default() },
+        SamplingParams { temperature: 1.0, min_p: 0.3, ..Default::default() },
+        SamplingParams { temperature: 0.7, top_k: 5, top_p: 0.9, min_p: 0.05, ..Default::default() },
     ] {
         let want = cpu_probabilities(&logits, &params);
         let draws = 400;
         let mut counts = std::collections::HashMap::new();
         for i in 0..draws {
             let u = (i as f32 + 0.5) / draws as f32;
-            *counts
-                .entry(block_on(r.sample(&logits, &params, u, &[])).unwrap())
-                .or_insert(0usize) += 1;
+            *counts.entry(block_on(r.sample(&logits, &params, u, &[])).unwrap()).or_insert(0usize) += 1;
         }
         for t in counts.keys() {
-            assert!(
-                want.contains_key(t),
-                "{params:?}: the GPU drew {t}, which the CPU sampler never keeps"
-            );
+            assert!(want.contains_key(t), "{params:?}: the GPU drew {t}, which the CPU sampler never keeps");
         }
         for (t, p) in &want {
             let f = *counts.get(t).unwrap_or(&0) as f64 / draws as f64;
-            assert!(
-                (f - p).abs() <= 0.015,
-                "{params:?}: token {t} drawn {f}, CPU probability {p}"
-            );
+            assert!((f - p).abs() <= 0.015, "{params:?}: token {t} drawn {f}, CPU probability {p}");
         }
     }
 }
 
 fn cpu_sample(logits: &[f32], params: &SamplingParams, history: &[u32]) -> u32 {
-    Sampler::new(params.clone())
-        .unwrap()
-        .sample(&mut logits.to_vec(), history)
+    Sampler::new(params.clone()).unwrap().sample(&mut logits.to_vec(), history)
 }
 
 /// The CPU sampler's distribution, estimated from 20 000 seeded draws (tokens it keeps and
 /// their frequencies).
-fn cpu_probabilities(
-    logits: &[f32],
-    params: &SamplingParams,
-) -> std::collections::HashMap<u32, f64> {
-    let mut s = Sampler::new(SamplingParams {
-        seed: 99,
-        ..params.clone()
-    })
-    .unwrap();
+fn cpu_probabilities(logits: &[f32], params: &SamplingParams) -> std::collections::HashMap<u32, f64> {
+    let mut s = Sampler::new(SamplingParams { seed: 99, ..params.clone() }).unwrap();
     let mut counts = std::collections::HashMap::new();
     let n = 20000;
     for _ in 0..n {
-        *counts
-            .entry(s.sample(&mut logits.to_vec(), &[]))
-            .or_insert(0usize) += 1;
+        *counts.entry(s.sample(&mut logits.to_vec(), &[])).or_insert(0usize) += 1;
     }
-    counts
-        .into_iter()
-        .map(|(t, c)| (t, c as f64 / n as f64))
-        .collect()
+    counts.into_iter().map(|(t, c)| (t, c as f64 / n as f64)).collect()
 }
 
 #[test]
 fn a_buffer_beyond_the_binding_limit_is_a_typed_error() {
     let r = runner(GpuOptions::default());
     let ctx: &Arc<GpuContext> = r.kernels.ctx();
-    let err = ctx
-        .buffer(
-            "huge",
-            ctx.max_binding() + 16,
-            pocketlm::backend::gpu::wgpu::BufferUsages::STORAGE,
-        )
-        .unwrap_err();
+    let err = ctx.buffer("huge", ctx.max_binding() + 16, pocketlm::backend::gpu::wgpu::BufferUsages::STORAGE).unwrap_err();
     assert_eq!(err.code(), "GPU_LIMIT", "{err}");
 }
 
@@ -554,33 +325,16 @@ fn readbacks_from_threads_sharing_one_device_each_get_their_own_bytes() {
         for t in 0..4u32 {
             let ctx = &ctx;
             s.spawn(move || {
-                let staging = ctx
-                    .buffer(
-                        "staging",
-                        64,
-                        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    )
-                    .unwrap();
+                let staging = ctx.buffer("staging", 64, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST).unwrap();
                 for i in 0..400u32 {
                     let words: Vec<u32> = (0..16).map(|k| t << 24 | i << 8 | k).collect();
-                    let src = ctx
-                        .buffer(
-                            "src",
-                            64,
-                            wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                        )
-                        .unwrap();
-                    ctx.queue
-                        .write_buffer(&src, 0, bytemuck::cast_slice(&words));
+                    let src = ctx.buffer("src", 64, wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST).unwrap();
+                    ctx.queue.write_buffer(&src, 0, bytemuck::cast_slice(&words));
                     let mut enc = ctx.device.create_command_encoder(&Default::default());
                     enc.copy_buffer_to_buffer(&src, 0, &staging, 0, 64);
                     ctx.queue.submit([enc.finish()]);
-                    let got = block_on(ctx.read(&staging, 64))
-                        .unwrap_or_else(|e| panic!("thread {t}, read {i}: {e}"));
-                    let got: Vec<u32> = got
-                        .chunks_exact(4)
-                        .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-                        .collect();
+                    let got = block_on(ctx.read(&staging, 64)).unwrap_or_else(|e| panic!("thread {t}, read {i}: {e}"));
+                    let got: Vec<u32> = got.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
                     assert_eq!(got, words, "thread {t}, read {i}");
                 }
             });

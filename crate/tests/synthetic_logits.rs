@@ -37,18 +37,9 @@ fn agree_with_llama_cpp(backend: &str) {
     for case in fx["cases"].as_array().unwrap() {
         let file = case["file"].as_str().unwrap();
         let path = common::root().join("tests/synthetic").join(file);
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}: run python3 tests/synthetic/make_synthetic.py",
-                path.display()
-            )
-        });
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}: run python3 tests/synthetic/make_synthetic.py", path.display()));
         let sha = format!("{:x}", Sha256::digest(&bytes));
-        assert_eq!(
-            sha,
-            case["sha256"].as_str().unwrap(),
-            "{file} differs from the file llama.cpp's logits were taken on"
-        );
+        assert_eq!(sha, case["sha256"].as_str().unwrap(), "{file} differs from the file llama.cpp's logits were taken on");
         let model = pocketlm::Model::from_gguf(file, bytes).unwrap();
         let mut s = common::session(&model, backend, 64);
         let tokens = common::ids(&case["tokens"]);
@@ -56,12 +47,7 @@ fn agree_with_llama_cpp(backend: &str) {
         for (i, &t) in tokens.iter().enumerate() {
             let logits = s.step(t, true).unwrap().unwrap();
             let ids = common::ids(&case["top5_ids"][i]);
-            let want: Vec<f32> = case["top5_logits"][i]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect();
+            let want: Vec<f32> = case["top5_logits"][i].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
             let std = case["logit_std"][i].as_f64().unwrap() as f32;
             positions += 1;
             if pocketlm::sampling::argmax(logits) == ids[0] {
@@ -79,15 +65,7 @@ fn agree_with_llama_cpp(backend: &str) {
         worst = worst.max(file_worst);
     }
     eprintln!("{backend}: top-1 equal at {top1_equal}/{positions} positions; worst top-5 logit error {worst:.4} std");
-    assert!(
-        failures.is_empty(),
-        "{} logits beyond {LOGIT_TOL} std:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} logits beyond {LOGIT_TOL} std:\n{}", failures.len(), failures.join("\n"));
     assert!(positions >= 5 * 24, "{positions} positions");
-    assert!(
-        top1_equal * 100 >= positions * 99,
-        "top-1 equal at only {top1_equal} of {positions} positions"
-    );
+    assert!(top1_equal * 100 >= positions * 99, "top-1 equal at only {top1_equal} of {positions} positions");
 }

@@ -12,22 +12,12 @@ fn vectors(dir: &str, stem: &str) -> Vec<(String, Vec<u32>)> {
     let base = common::shared_models().join("tokenizers").join(dir);
     let inp = std::fs::read_to_string(base.join(format!("{stem}.inp"))).unwrap();
     let out = std::fs::read_to_string(base.join(format!("{stem}.out"))).unwrap();
-    let mut texts: Vec<String> = inp
-        .split("\n__ggml_vocab_test__\n")
-        .map(str::to_string)
-        .collect();
+    let mut texts: Vec<String> = inp.split("\n__ggml_vocab_test__\n").map(str::to_string).collect();
     if texts.last().is_some_and(|t| t.is_empty()) {
         texts.pop();
     }
-    let ids: Vec<Vec<u32>> = out
-        .lines()
-        .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
-        .collect();
-    assert_eq!(
-        texts.len(),
-        ids.len(),
-        "{stem}: texts and expected ids pair up"
-    );
+    let ids: Vec<Vec<u32>> = out.lines().map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect()).collect();
+    assert_eq!(texts.len(), ids.len(), "{stem}: texts and expected ids pair up");
     texts.into_iter().zip(ids).collect()
 }
 
@@ -39,20 +29,11 @@ fn check(name: &str, tok: &Tokenizer, cases: &[(String, Vec<u32>)]) {
             failures.push(format!("{text:?}\n   got {got:?}\n  want {want:?}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{name}: {} of {} cases differ:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{name}: {} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
 fn gguf_vocab(dir: &str) -> Tokenizer {
-    let path = common::shared_models()
-        .join("tokenizers")
-        .join(dir)
-        .join(format!("ggml-vocab-{dir}.gguf"));
+    let path = common::shared_models().join("tokenizers").join(dir).join(format!("ggml-vocab-{dir}.gguf"));
     let bytes = std::fs::read(&path).unwrap();
     let mut g = GgufFile::parse(&path.display().to_string(), &bytes, bytes.len()).unwrap();
     Tokenizer::from_gguf(&mut g).unwrap()
@@ -60,46 +41,24 @@ fn gguf_vocab(dir: &str) -> Tokenizer {
 
 #[test]
 fn llama_spm_vocab_matches_llama_cpp() {
-    check(
-        "llama-spm",
-        &gguf_vocab("llama-spm"),
-        &vectors("llama-spm", "ggml-vocab-llama-spm.gguf"),
-    );
+    check("llama-spm", &gguf_vocab("llama-spm"), &vectors("llama-spm", "ggml-vocab-llama-spm.gguf"));
 }
 
 #[test]
 fn phi3_vocab_matches_llama_cpp() {
-    check(
-        "phi-3",
-        &gguf_vocab("phi-3"),
-        &vectors("phi-3", "ggml-vocab-phi-3.gguf"),
-    );
+    check("phi-3", &gguf_vocab("phi-3"), &vectors("phi-3", "ggml-vocab-phi-3.gguf"));
 }
 
 #[test]
 fn gpt2_vocab_matches_llama_cpp() {
-    check(
-        "gpt-2",
-        &gguf_vocab("gpt-2"),
-        &vectors("gpt-2", "ggml-vocab-gpt-2.gguf"),
-    );
+    check("gpt-2", &gguf_vocab("gpt-2"), &vectors("gpt-2", "ggml-vocab-gpt-2.gguf"));
 }
 
 #[test]
 fn qwen2_tiktoken_matches_llama_cpp() {
     let path = common::shared_models().join("tokenizers/qwen2/qwen.tiktoken");
     let text = std::fs::read_to_string(&path).unwrap();
-    let tok = from_tiktoken(
-        "qwen.tiktoken",
-        &text,
-        "qwen2",
-        &[
-            ("<|endoftext|>", 151643),
-            ("<|im_start|>", 151644),
-            ("<|im_end|>", 151645),
-        ],
-    )
-    .unwrap();
+    let tok = from_tiktoken("qwen.tiktoken", &text, "qwen2", &[("<|endoftext|>", 151643), ("<|im_start|>", 151644), ("<|im_end|>", 151645)]).unwrap();
     check("qwen2", &tok, &vectors("qwen2", "ggml-vocab-qwen2.gguf"));
 }
 
@@ -120,11 +79,7 @@ fn llama3_tiktoken_matches_llama_cpp() {
         ("<|eot_id|>", 128009),
     ];
     let tok = from_tiktoken("tokenizer.model", &text, "llama-bpe", &specials).unwrap();
-    check(
-        "llama3",
-        &tok,
-        &vectors("llama3", "ggml-vocab-llama-bpe.gguf"),
-    );
+    check("llama3", &tok, &vectors("llama3", "ggml-vocab-llama-bpe.gguf"));
 }
 
 #[test]
@@ -132,17 +87,7 @@ fn smollm2_tokenizer_json_matches_hugging_face() {
     let path = common::shared_models().join("tokenizers/smollm2-135m/tokenizer.json");
     let tok = Tokenizer::from_json("tokenizer.json", &std::fs::read(&path).unwrap(), None).unwrap();
     let fx = common::fixture("tokenizer_smollm2.json");
-    let cases: Vec<(String, Vec<u32>)> = fx["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["text"].as_str().unwrap().to_string(),
-                common::ids(&c["ids"]),
-            )
-        })
-        .collect();
+    let cases: Vec<(String, Vec<u32>)> = fx["cases"].as_array().unwrap().iter().map(|c| (c["text"].as_str().unwrap().to_string(), common::ids(&c["ids"]))).collect();
     assert!(cases.len() > 40);
     check("smollm2", &tok, &cases);
 }
@@ -157,10 +102,7 @@ fn decoding_round_trips_and_streams_whole_characters() {
     let mut streamed = String::new();
     for &id in &ids {
         if let Some(piece) = tok.decode_step(&mut state, id).unwrap() {
-            assert!(
-                !piece.contains('\u{FFFD}'),
-                "a piece split a character: {piece:?}"
-            );
+            assert!(!piece.contains('\u{FFFD}'), "a piece split a character: {piece:?}");
             streamed.push_str(&piece);
         }
     }

@@ -5,17 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use pocketlm::chat::Message;
 use pocketlm::backend::gpu::context::block_on;
 use pocketlm::backend::gpu::GpuOptions;
-use pocketlm::chat::Message;
 use pocketlm::{BackendChoice, GenerateOptions, LoadOptions, Model, SamplingParams, Session};
 
 #[derive(Parser)]
-#[command(
-    name = "pocketlm",
-    version,
-    about = "Run 4-bit small language models from GGUF or safetensors"
-)]
+#[command(name = "pocketlm", version, about = "Run 4-bit small language models from GGUF or safetensors")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -115,88 +111,15 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> pocketlm::Result<()> {
-    let (
-        model,
-        prompt,
-        max_tokens,
-        temperature,
-        top_k,
-        top_p,
-        min_p,
-        repetition_penalty,
-        frequency_penalty,
-        presence_penalty,
-        seed,
-        stop,
-        chat,
-        system,
-        ctx,
-        backend,
-        threads,
-        no_quantize,
-        ignore_eos,
-        json,
-    ) = match cli.command {
-        Command::BenchGpu {
-            model,
-            tokens,
-            reps,
-            f32_activations,
-            json,
-        } => return bench_gpu(model, tokens, reps, f32_activations, json),
-        Command::Generate {
-            model,
-            prompt,
-            max_tokens,
-            temperature,
-            top_k,
-            top_p,
-            min_p,
-            repetition_penalty,
-            frequency_penalty,
-            presence_penalty,
-            seed,
-            stop,
-            chat,
-            system,
-            ctx,
-            backend,
-            threads,
-            no_quantize,
-            ignore_eos,
-            json,
-        } => (
-            model,
-            prompt,
-            max_tokens,
-            temperature,
-            top_k,
-            top_p,
-            min_p,
-            repetition_penalty,
-            frequency_penalty,
-            presence_penalty,
-            seed,
-            stop,
-            chat,
-            system,
-            ctx,
-            backend,
-            threads,
-            no_quantize,
-            ignore_eos,
-            json,
-        ),
+    let (model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, threads, no_quantize, ignore_eos, json) = match cli.command {
+        Command::BenchGpu { model, tokens, reps, f32_activations, json } => return bench_gpu(model, tokens, reps, f32_activations, json),
+        Command::Generate { model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, threads, no_quantize, ignore_eos, json } => {
+            (model, prompt, max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, stop, chat, system, ctx, backend, threads, no_quantize, ignore_eos, json)
+        }
     };
     let threads = pocketlm::backend::cpu::threads::set_threads(threads);
     let t_load = std::time::Instant::now();
-    let opts = LoadOptions {
-        quantize: if no_quantize {
-            None
-        } else {
-            LoadOptions::default().quantize
-        },
-    };
+    let opts = LoadOptions { quantize: if no_quantize { None } else { LoadOptions::default().quantize } };
     let model = Model::open(&model, &opts)?;
     let text = if chat {
         let mut messages = Vec::new();
@@ -210,30 +133,14 @@ fn run(cli: Cli) -> pocketlm::Result<()> {
     };
     // A chat template writes BOS itself when the model wants one.
     let prompt_ids = model.tokenizer.encode(&text, !chat)?;
-    let sampling = SamplingParams {
-        temperature,
-        top_k,
-        top_p,
-        min_p,
-        repetition_penalty,
-        frequency_penalty,
-        presence_penalty,
-        seed,
-        ..Default::default()
-    };
-    let gen_opts = GenerateOptions {
-        max_tokens,
-        sampling,
-        stop,
-        ignore_eos,
-    };
+    let sampling = SamplingParams { temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, seed, ..Default::default() };
+    let gen_opts = GenerateOptions { max_tokens, sampling, stop, ignore_eos };
     let choice = match backend {
         Backend::Cpu => BackendChoice::Cpu,
         Backend::Gpu => BackendChoice::Gpu,
         Backend::Auto => BackendChoice::Auto,
     };
-    let (mut session, adapter) =
-        block_on(Session::open(&model, ctx, choice, &GpuOptions::default()))?;
+    let (mut session, adapter) = block_on(Session::open(&model, ctx, choice, &GpuOptions::default()))?;
     if let Some(reason) = session.fallback_reason() {
         eprintln!("pocketlm: running on the CPU: {reason}");
     }
@@ -266,32 +173,16 @@ fn run(cli: Cli) -> pocketlm::Result<()> {
     } else {
         println!();
         let on = adapter.map_or("cpu".to_string(), |a| format!("gpu: {}", a.name));
-        eprintln!(
-            "[{} prompt tokens, {} generated, prefill {:.1} tok/s, decode {:.1} tok/s, {}, {on}]",
-            g.prompt_ids.len(),
-            g.ids.len(),
-            g.prefill_tok_s(),
-            g.decode_tok_s(),
-            g.finish_reason.as_str()
-        );
+        eprintln!("[{} prompt tokens, {} generated, prefill {:.1} tok/s, decode {:.1} tok/s, {}, {on}]", g.prompt_ids.len(), g.ids.len(), g.prefill_tok_s(), g.decode_tok_s(), g.finish_reason.as_str());
     }
     Ok(())
 }
 
-fn bench_gpu(
-    model: Option<PathBuf>,
-    tokens: usize,
-    reps: u32,
-    f32_activations: bool,
-    json: bool,
-) -> pocketlm::Result<()> {
+fn bench_gpu(model: Option<PathBuf>, tokens: usize, reps: u32, f32_activations: bool, json: bool) -> pocketlm::Result<()> {
     use pocketlm::backend::gpu::ops::OpRunner;
     use pocketlm::backend::gpu::{GpuContext, GpuModel};
     use pocketlm::quant::{quantize, GgmlType, QMatrix};
-    let opts = GpuOptions {
-        quantized_activations: !f32_activations,
-        ..Default::default()
-    };
+    let opts = GpuOptions { quantized_activations: !f32_activations, ..Default::default() };
     let ctx = block_on(GpuContext::new(&opts))?;
     let (n, m) = (4096, 4096);
     let mut rng_state = 1u32;
@@ -311,19 +202,8 @@ fn bench_gpu(
         "matvec_q4_0_4096x4096": { "ms": secs * 1e3, "weight_bytes": bytes, "gb_per_s": gbs },
     });
     if !json {
-        println!(
-            "adapter: {} ({}, subgroups {}, f16 {})",
-            ctx.summary.name,
-            ctx.summary.backend,
-            ctx.summary.subgroup_size,
-            ctx.summary.shader_f16
-        );
-        println!(
-            "Q4_0 4096x4096 decode mat-vec: {:.3} ms, {:.2} GB/s of weight reads ({} bytes)",
-            secs * 1e3,
-            gbs,
-            bytes
-        );
+        println!("adapter: {} ({}, subgroups {}, f16 {})", ctx.summary.name, ctx.summary.backend, ctx.summary.subgroup_size, ctx.summary.shader_f16);
+        println!("Q4_0 4096x4096 decode mat-vec: {:.3} ms, {:.2} GB/s of weight reads ({} bytes)", secs * 1e3, gbs, bytes);
     }
     if let Some(path) = model {
         let model = Model::open(&path, &LoadOptions::default())?;
@@ -333,19 +213,8 @@ fn bench_gpu(
         let weight_bytes = weights.weight_bytes;
         let mut session = Session::new_gpu(&model, weights, tokens + 16)?;
         let prompt = model.tokenizer.encode("Once upon a time", true)?;
-        let g = session.generate(
-            &prompt,
-            &GenerateOptions {
-                max_tokens: tokens,
-                ignore_eos: true,
-                ..Default::default()
-            },
-            |_| true,
-        )?;
-        let profile = session
-            .gpu()
-            .expect("a GPU session")
-            .profile(prompt.len() + tokens - 1, reps)?;
+        let g = session.generate(&prompt, &GenerateOptions { max_tokens: tokens, ignore_eos: true, ..Default::default() }, |_| true)?;
+        let profile = session.gpu().expect("a GPU session").profile(prompt.len() + tokens - 1, reps)?;
         let token_ms = profile.last().map_or(0.0, |p| p.2);
         report["model"] = serde_json::json!({
             "file": path.display().to_string(),
@@ -357,25 +226,11 @@ fn bench_gpu(
             "ops": profile.iter().map(|(name, count, ms)| serde_json::json!({"op": name, "dispatches": count, "ms": ms})).collect::<Vec<_>>(),
         });
         if !json {
-            println!(
-                "{}: {:.1} MB of weights on the GPU, loaded in {:.0} ms",
-                path.display(),
-                weight_bytes as f64 / 1e6,
-                load_ms
-            );
+            println!("{}: {:.1} MB of weights on the GPU, loaded in {:.0} ms", path.display(), weight_bytes as f64 / 1e6, load_ms);
             println!("decode: {:.2} tok/s over {} tokens (GPU time per token {:.2} ms: {:.2} GB/s of weights)", g.decode_tok_s(), g.ids.len(), token_ms, weight_bytes as f64 / (token_ms / 1e3) / 1e9);
-            println!(
-                "{:<22} {:>10} {:>12} {:>7}",
-                "op", "dispatches", "ms/token", "share"
-            );
+            println!("{:<22} {:>10} {:>12} {:>7}", "op", "dispatches", "ms/token", "share");
             for (name, count, ms) in &profile[..profile.len() - 1] {
-                println!(
-                    "{:<22} {:>10} {:>12.3} {:>6.1}%",
-                    name,
-                    count,
-                    ms,
-                    100.0 * ms / token_ms
-                );
+                println!("{:<22} {:>10} {:>12.3} {:>6.1}%", name, count, ms, 100.0 * ms / token_ms);
             }
         }
     }

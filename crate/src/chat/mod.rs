@@ -19,10 +19,7 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: &str, content: &str) -> Message {
-        Message {
-            role: role.to_string(),
-            content: content.to_string(),
-        }
+        Message { role: role.to_string(), content: content.to_string() }
     }
 }
 
@@ -54,16 +51,12 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", pyjson::tojson);
-        env.add_template_owned("chat", source.to_string())
-            .map_err(|e| Error::Template(format!("does not parse: {e}")))?;
+        env.add_template_owned("chat", source.to_string()).map_err(|e| Error::Template(format!("does not parse: {e}")))?;
         Ok(ChatTemplate { env })
     }
 
     pub fn render(&self, messages: &[Message], opts: &RenderOptions) -> Result<String> {
-        let tmpl = self
-            .env
-            .get_template("chat")
-            .map_err(|e| Error::Template(e.to_string()))?;
+        let tmpl = self.env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
         let base = context! {
             messages => messages,
             add_generation_prompt => opts.add_generation_prompt,
@@ -92,20 +85,7 @@ fn strftime_now(format: String) -> String {
 }
 
 pub(crate) fn format_date(unix: i64, format: &str) -> String {
-    const MONTHS: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
+    const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
     // Howard Hinnant's days-to-civil.
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
@@ -149,10 +129,7 @@ mod tests {
     #[test]
     fn formats_dates_like_strftime() {
         // 2024-07-26 13:05:09 UTC
-        assert_eq!(
-            super::format_date(1_721_999_109, "%d %b %Y %H:%M:%S %B %m"),
-            "26 Jul 2024 13:05:09 July 07"
-        );
+        assert_eq!(super::format_date(1_721_999_109, "%d %b %Y %H:%M:%S %B %m"), "26 Jul 2024 13:05:09 July 07");
         assert_eq!(super::format_date(0, "%Y-%m-%d"), "1970-01-01");
         assert_eq!(super::format_date(951_782_400, "%d %b %Y"), "29 Feb 2000");
     }

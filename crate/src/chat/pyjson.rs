@@ -86,12 +86,7 @@ fn write(v: &Value, indent: Option<usize>, level: usize, out: &mut String) -> Re
             }
             out.push('}');
         }
-        _ => {
-            return Err(Error::new(
-                ErrorKind::InvalidOperation,
-                format!("tojson: cannot serialize {v}"),
-            ))
-        }
+        _ => return Err(Error::new(ErrorKind::InvalidOperation, format!("tojson: cannot serialize {v}"))),
     }
     Ok(())
 }

@@ -37,10 +37,7 @@ pub struct StringArray {
 
 impl StringArray {
     fn with_capacity(n: usize, bytes: usize) -> StringArray {
-        StringArray {
-            text: String::with_capacity(bytes),
-            ends: Vec::with_capacity(n),
-        }
+        StringArray { text: String::with_capacity(bytes), ends: Vec::with_capacity(n) }
     }
     fn push(&mut self, s: &str) {
         self.text.push_str(s);
@@ -144,20 +141,9 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| {
-                Error::format(
-                    self.file,
-                    format!(
-                        "truncated: {what} at byte {} needs {n} bytes, file has {}",
-                        self.pos,
-                        self.buf.len()
-                    ),
-                )
-            })?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| {
+            Error::format(self.file, format!("truncated: {what} at byte {} needs {n} bytes, file has {}", self.pos, self.buf.len()))
+        })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -182,20 +168,14 @@ impl<'a> Cursor<'a> {
         let n = self.u64(what)?;
         let max = (self.remaining() / min_item.max(1)) as u64;
         if n > max {
-            return Err(Error::format(
-                self.file,
-                format!("{what} is {n}, but only {} bytes remain", self.remaining()),
-            ));
+            return Err(Error::format(self.file, format!("{what} is {n}, but only {} bytes remain", self.remaining())));
         }
         Ok(n as usize)
     }
     fn string(&mut self, what: &str) -> Result<std::borrow::Cow<'a, str>> {
         let n = self.count(what, 1)?;
         if n > MAX_STRING {
-            return Err(Error::format(
-                self.file,
-                format!("{what} is {n} bytes long"),
-            ));
+            return Err(Error::format(self.file, format!("{what} is {n} bytes long")));
         }
         let bytes = self.take(n, what)?;
         // Real vocabularies contain invalid UTF-8 fragments in a few token strings: keep them lossy.
@@ -213,20 +193,12 @@ impl<'a> Cursor<'a> {
             7 => match self.u8(key)? {
                 0 => Value::Bool(false),
                 1 => Value::Bool(true),
-                b => {
-                    return Err(Error::format(
-                        self.file,
-                        format!("metadata '{key}': bool byte {b}"),
-                    ))
-                }
+                b => return Err(Error::format(self.file, format!("metadata '{key}': bool byte {b}"))),
             },
             8 => Value::String(self.string(key)?.into()),
             9 => {
                 if depth > 2 {
-                    return Err(Error::format(
-                        self.file,
-                        format!("metadata '{key}': arrays nested too deep"),
-                    ));
+                    return Err(Error::format(self.file, format!("metadata '{key}': arrays nested too deep")));
                 }
                 let elem = self.u32(key)?;
                 let min = match elem {
@@ -235,12 +207,7 @@ impl<'a> Cursor<'a> {
                     4 | 5 | 6 => 4,
                     8 | 10 | 11 | 12 => 8,
                     9 => 12,
-                    t => {
-                        return Err(Error::format(
-                            self.file,
-                            format!("metadata '{key}': unknown array element type {t}"),
-                        ))
-                    }
+                    t => return Err(Error::format(self.file, format!("metadata '{key}': unknown array element type {t}"))),
                 };
                 let n = self.count(key, min)?;
                 if elem == 8 {
@@ -268,12 +235,7 @@ impl<'a> Cursor<'a> {
             10 => Value::U64(self.u64(key)?),
             11 => Value::I64(self.u64(key)? as i64),
             12 => Value::F64(f64::from_bits(self.u64(key)?)),
-            t => {
-                return Err(Error::format(
-                    self.file,
-                    format!("metadata '{key}': unknown value type {t}"),
-                ))
-            }
+            t => return Err(Error::format(self.file, format!("metadata '{key}': unknown value type {t}"))),
         })
     }
 }
@@ -283,21 +245,13 @@ impl GgufFile {
     /// tensor extents are checked against `file_len`).
     pub fn parse(file: &str, buf: &[u8], file_len: usize) -> Result<GgufFile> {
         let mut c = Cursor { file, buf, pos: 0 };
-        let magic = c
-            .take(4, "magic")
-            .map_err(|_| Error::format(file, "not a GGUF file: shorter than its magic"))?;
+        let magic = c.take(4, "magic").map_err(|_| Error::format(file, "not a GGUF file: shorter than its magic"))?;
         if magic != MAGIC {
-            return Err(Error::format(
-                file,
-                format!("not a GGUF file: magic {:02x?}, expected \"GGUF\"", magic),
-            ));
+            return Err(Error::format(file, format!("not a GGUF file: magic {:02x?}, expected \"GGUF\"", magic)));
         }
         let version = c.u32("version")?;
         if !(2..=3).contains(&version) {
-            return Err(Error::format(
-                file,
-                format!("GGUF version {version} is not supported (2 and 3 are)"),
-            ));
+            return Err(Error::format(file, format!("GGUF version {version} is not supported (2 and 3 are)")));
         }
         // A tensor info takes at least 8 (name len) + 4 (n_dims) + 8 (dim) + 4 (type) + 8 (offset) bytes,
         // a metadata pair at least 8 (key len) + 4 (type) + 1 bytes.
@@ -314,12 +268,7 @@ impl GgufFile {
             None => 32,
             Some(v) => match v.as_u64() {
                 Some(a) if a.is_power_of_two() && a <= 1 << 20 => a as usize,
-                _ => {
-                    return Err(Error::format(
-                        file,
-                        format!("general.alignment {v:?} is not a power of two"),
-                    ))
-                }
+                _ => return Err(Error::format(file, format!("general.alignment {v:?} is not a power of two"))),
             },
         };
         let mut raw = Vec::with_capacity(n_tensors);
@@ -327,19 +276,13 @@ impl GgufFile {
             let name = c.string("tensor name")?;
             let n_dims = c.u32(&name)? as usize;
             if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(Error::format(
-                    file,
-                    format!("tensor '{name}' has {n_dims} dimensions"),
-                ));
+                return Err(Error::format(file, format!("tensor '{name}' has {n_dims} dimensions")));
             }
             let mut dims = Vec::with_capacity(n_dims);
             for _ in 0..n_dims {
                 let d = c.u64(&name)?;
                 if d == 0 || d > 1 << 40 {
-                    return Err(Error::format(
-                        file,
-                        format!("tensor '{name}' has dimension {d}"),
-                    ));
+                    return Err(Error::format(file, format!("tensor '{name}' has dimension {d}")));
                 }
                 dims.push(d as usize);
             }
@@ -355,53 +298,21 @@ impl GgufFile {
         let data_offset = c.pos.next_multiple_of(alignment);
         let mut tensors = Vec::with_capacity(raw.len());
         for (name, dims, ty, offset) in raw {
-            let n: usize = dims
-                .iter()
-                .try_fold(1usize, |a, &d| a.checked_mul(d))
-                .ok_or_else(|| {
-                    Error::format(file, format!("tensor '{name}': element count overflows"))
-                })?;
+            let n: usize = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| Error::format(file, format!("tensor '{name}': element count overflows")))?;
             if dims[0] % ty.block_size() != 0 {
-                return Err(Error::format(
-                    file,
-                    format!(
-                        "tensor '{name}': row length {} is not a multiple of {}'s block of {}",
-                        dims[0],
-                        ty.name(),
-                        ty.block_size()
-                    ),
-                ));
+                return Err(Error::format(file, format!("tensor '{name}': row length {} is not a multiple of {}'s block of {}", dims[0], ty.name(), ty.block_size())));
             }
             let size = n / ty.block_size() * ty.block_bytes();
             if offset % alignment as u64 != 0 {
-                return Err(Error::format(
-                    file,
-                    format!("tensor '{name}': offset {offset} is not aligned to {alignment}"),
-                ));
+                return Err(Error::format(file, format!("tensor '{name}': offset {offset} is not aligned to {alignment}")));
             }
             let start = (data_offset as u64).saturating_add(offset);
-            if start
-                .checked_add(size as u64)
-                .is_none_or(|end| end > file_len as u64)
-            {
+            if start.checked_add(size as u64).is_none_or(|end| end > file_len as u64) {
                 return Err(Error::format(file, format!("truncated: tensor '{name}' ({size} bytes at offset {start}) ends past the end of the file ({file_len} bytes)")));
             }
-            tensors.push(TensorInfo {
-                name: name.into(),
-                dims,
-                ty,
-                offset: start as usize,
-                size,
-            });
+            tensors.push(TensorInfo { name: name.into(), dims, ty, offset: start as usize, size });
         }
-        Ok(GgufFile {
-            file: file.to_string(),
-            version,
-            metadata,
-            tensors,
-            alignment,
-            data_offset,
-        })
+        Ok(GgufFile { file: file.to_string(), version, metadata, tensors, alignment, data_offset })
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -414,9 +325,7 @@ impl GgufFile {
     }
 
     pub fn architecture(&self) -> Result<&str> {
-        self.get("general.architecture")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::format(&self.file, "metadata general.architecture is missing"))
+        self.get("general.architecture").and_then(Value::as_str).ok_or_else(|| Error::format(&self.file, "metadata general.architecture is missing"))
     }
 
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {

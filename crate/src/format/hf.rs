@@ -3,10 +3,7 @@
 /// GGUF's name for a Hugging Face tensor name, or `None` for a tensor pocketlm does not use.
 /// `gemma_norms`: Gemma 2/3 name their four per-layer norms differently from Llama.
 pub fn gguf_name(hf: &str, gemma_norms: bool) -> Option<String> {
-    let hf = hf
-        .strip_prefix("model.language_model.")
-        .map(|s| format!("model.{s}"))
-        .unwrap_or_else(|| hf.to_string());
+    let hf = hf.strip_prefix("model.language_model.").map(|s| format!("model.{s}")).unwrap_or_else(|| hf.to_string());
     let simple = match hf.as_str() {
         "model.embed_tokens.weight" => Some("token_embd.weight"),
         "model.norm.weight" => Some("output_norm.weight"),

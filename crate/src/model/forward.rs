@@ -21,16 +21,7 @@ pub struct KvCache {
 impl KvCache {
     pub fn new(spec: &ModelSpec, capacity: usize) -> KvCache {
         let kv_dim = spec.kv_dim();
-        KvCache {
-            capacity,
-            len: 0,
-            k: (0..spec.n_layers)
-                .map(|_| vec![f16::ZERO; capacity * kv_dim])
-                .collect(),
-            v: (0..spec.n_layers)
-                .map(|_| vec![f16::ZERO; capacity * kv_dim])
-                .collect(),
-        }
+        KvCache { capacity, len: 0, k: (0..spec.n_layers).map(|_| vec![f16::ZERO; capacity * kv_dim]).collect(), v: (0..spec.n_layers).map(|_| vec![f16::ZERO; capacity * kv_dim]).collect() }
     }
 }
 
@@ -86,20 +77,11 @@ impl ForwardState {
 /// `out[t] = W · x[t]` for the `n` tokens of `x` (`W.cols` values each), quantizing `x` only when
 /// `acts` do not already hold it in `W`'s pairing (so Q, K and V, or gate and up, quantize their
 /// input once).
-fn mm(
-    w: &QMatrix,
-    x: &[f32],
-    n: usize,
-    acts: &mut [QuantizedActs],
-    acts_kind: &mut Option<ActKind>,
-    out: &mut [f32],
-) {
+fn mm(w: &QMatrix, x: &[f32], n: usize, acts: &mut [QuantizedActs], acts_kind: &mut Option<ActKind>, out: &mut [f32]) {
     let kind = ActKind::for_weights(w.ty);
     if *acts_kind != Some(kind) {
         let cols = w.cols;
-        cpu::threads::for_each_mut(&mut acts[..n], n * cols, |t, a| {
-            a.quantize(kind, &x[t * cols..(t + 1) * cols])
-        });
+        cpu::threads::for_each_mut(&mut acts[..n], n * cols, |t, a| a.quantize(kind, &x[t * cols..(t + 1) * cols]));
         *acts_kind = Some(kind);
     }
     cpu::matmul_prequantized(w, &acts[..n], &mut out[..n * w.rows]);
@@ -107,31 +89,20 @@ fn mm(
 
 fn add_bias(x: &mut [f32], b: &Option<Vec<f32>>) {
     if let Some(b) = b {
-        x.chunks_exact_mut(b.len())
-            .for_each(|xt| cpu::add_assign(xt, b));
+        x.chunks_exact_mut(b.len()).for_each(|xt| cpu::add_assign(xt, b));
     }
 }
 
 /// RMSNorm of each token's `dim` values.
 fn rms_norm_tokens(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
-    for (xt, ot) in x
-        .chunks_exact(weight.len())
-        .zip(out.chunks_exact_mut(weight.len()))
-    {
+    for (xt, ot) in x.chunks_exact(weight.len()).zip(out.chunks_exact_mut(weight.len())) {
         cpu::rms_norm(xt, weight, eps, ot);
     }
 }
 
 /// Runs token `token` at position `cache.len`, appends its keys/values to the cache and, when
 /// `want_logits`, leaves the next-token logits in `state.logits`.
-pub fn forward(
-    spec: &ModelSpec,
-    w: &ModelWeights,
-    state: &mut ForwardState,
-    cache: &mut KvCache,
-    token: u32,
-    want_logits: bool,
-) -> Result<()> {
+pub fn forward(spec: &ModelSpec, w: &ModelWeights, state: &mut ForwardState, cache: &mut KvCache, token: u32, want_logits: bool) -> Result<()> {
     forward_tokens(spec, w, state, cache, &[token], want_logits)
 }
 
@@ -139,25 +110,12 @@ pub fn forward(
 /// keys/values to the cache; when `want_logits`, leaves the logits after the last token in
 /// `state.logits`. Each token's result is the one running them one by one gives (the kernels'
 /// arithmetic per row and token does not depend on the tile).
-pub fn forward_tokens(
-    spec: &ModelSpec,
-    w: &ModelWeights,
-    state: &mut ForwardState,
-    cache: &mut KvCache,
-    tokens: &[u32],
-    want_logits: bool,
-) -> Result<()> {
+pub fn forward_tokens(spec: &ModelSpec, w: &ModelWeights, state: &mut ForwardState, cache: &mut KvCache, tokens: &[u32], want_logits: bool) -> Result<()> {
     if cache.len + tokens.len() > cache.capacity {
-        return Err(Error::ContextFull {
-            needed: cache.len + tokens.len(),
-            capacity: cache.capacity,
-        });
+        return Err(Error::ContextFull { needed: cache.len + tokens.len(), capacity: cache.capacity });
     }
     if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= spec.vocab_size) {
-        return Err(Error::InvalidArgument(format!(
-            "token id {bad} is outside the vocabulary of {}",
-            spec.vocab_size
-        )));
+        return Err(Error::InvalidArgument(format!("token id {bad} is outside the vocabulary of {}", spec.vocab_size)));
     }
     cpu::threads::in_pool(|| {
         let chunks = tokens.chunks(CPU_PREFILL_CHUNK);
@@ -170,22 +128,9 @@ pub fn forward_tokens(
 }
 
 /// One pass over the layers for up to [`CPU_PREFILL_CHUNK`] tokens (checked by the caller).
-fn forward_chunk(
-    spec: &ModelSpec,
-    w: &ModelWeights,
-    s: &mut ForwardState,
-    cache: &mut KvCache,
-    tokens: &[u32],
-    want_logits: bool,
-) {
+fn forward_chunk(spec: &ModelSpec, w: &ModelWeights, s: &mut ForwardState, cache: &mut KvCache, tokens: &[u32], want_logits: bool) {
     let (n, pos0) = (tokens.len(), cache.len);
-    let (dim, hd, kv_dim, q_dim, ffn) = (
-        spec.dim,
-        spec.head_dim,
-        spec.kv_dim(),
-        spec.q_dim(),
-        spec.ffn_dim,
-    );
+    let (dim, hd, kv_dim, q_dim, ffn) = (spec.dim, spec.head_dim, spec.kv_dim(), spec.q_dim(), spec.ffn_dim);
     for (t, &token) in tokens.iter().enumerate() {
         let x = &mut s.x[t * dim..(t + 1) * dim];
         w.token_embd.dequantize_row(token as usize, x);
@@ -193,17 +138,8 @@ fn forward_chunk(
             x.iter_mut().for_each(|v| *v *= scale);
         }
     }
-    let (x, xb, xb2) = (
-        &mut s.x[..n * dim],
-        &mut s.xb[..n * dim],
-        &mut s.xb2[..n * dim],
-    );
-    let (q, k, v, att) = (
-        &mut s.q[..n * q_dim],
-        &mut s.k[..n * kv_dim],
-        &mut s.v[..n * kv_dim],
-        &mut s.att[..n * q_dim],
-    );
+    let (x, xb, xb2) = (&mut s.x[..n * dim], &mut s.xb[..n * dim], &mut s.xb2[..n * dim]);
+    let (q, k, v, att) = (&mut s.q[..n * q_dim], &mut s.k[..n * kv_dim], &mut s.v[..n * kv_dim], &mut s.att[..n * q_dim]);
     let (gate, up) = (&mut s.gate[..n * ffn], &mut s.up[..n * ffn]);
     let (acts, kind) = (&mut s.acts, &mut s.acts_kind);
     for (l, lw) in w.layers.iter().enumerate() {
@@ -225,43 +161,15 @@ fn forward_chunk(
         let af = spec.rope_attn_factor();
         for t in 0..n {
             let pos = pos0 + t;
-            cpu::rope(
-                &mut q[t * q_dim..(t + 1) * q_dim],
-                hd,
-                spec.rope_dims,
-                pos,
-                inv_freq,
-                af,
-                spec.rope_interleaved,
-            );
-            cpu::rope(
-                &mut k[t * kv_dim..(t + 1) * kv_dim],
-                hd,
-                spec.rope_dims,
-                pos,
-                inv_freq,
-                af,
-                spec.rope_interleaved,
-            );
+            cpu::rope(&mut q[t * q_dim..(t + 1) * q_dim], hd, spec.rope_dims, pos, inv_freq, af, spec.rope_interleaved);
+            cpu::rope(&mut k[t * kv_dim..(t + 1) * kv_dim], hd, spec.rope_dims, pos, inv_freq, af, spec.rope_interleaved);
         }
         let kv = pos0 * kv_dim..(pos0 + n) * kv_dim;
         cpu::f32_to_f16(k, &mut cache.k[l][kv.clone()]);
         cpu::f32_to_f16(v, &mut cache.v[l][kv]);
         // Causal: each token sees the cache up to and including its own position.
         let window = spec.sliding_window.filter(|_| spec.is_sliding_layer(l));
-        cpu::attention(
-            q,
-            &cache.k[l],
-            &cache.v[l],
-            spec.n_heads,
-            spec.n_kv_heads,
-            hd,
-            pos0..pos0 + n,
-            window,
-            spec.attn_scale,
-            spec.attn_softcap,
-            att,
-        );
+        cpu::attention(q, &cache.k[l], &cache.v[l], spec.n_heads, spec.n_kv_heads, hd, pos0..pos0 + n, window, spec.attn_scale, spec.attn_softcap, att);
         *kind = None;
         mm(&lw.wo, att, n, acts, kind, xb2);
         if let Some(nw) = &lw.post_attn_norm {
@@ -279,11 +187,7 @@ fn forward_chunk(
             Activation::GeluTanh => cpu::gelu_mul,
         };
         let up = &*up;
-        cpu::threads::for_each_mut(
-            &mut gate.chunks_exact_mut(ffn).collect::<Vec<_>>(),
-            n * ffn,
-            |t, g| act(g, &up[t * ffn..(t + 1) * ffn]),
-        );
+        cpu::threads::for_each_mut(&mut gate.chunks_exact_mut(ffn).collect::<Vec<_>>(), n * ffn, |t, g| act(g, &up[t * ffn..(t + 1) * ffn]));
         *kind = None;
         mm(&lw.w_down, gate, n, acts, kind, xb2);
         if let Some(nw) = &lw.post_ffn_norm {
@@ -295,12 +199,7 @@ fn forward_chunk(
     cache.len = pos0 + n;
     if want_logits {
         let last = (n - 1) * dim..n * dim;
-        cpu::rms_norm(
-            &x[last.clone()],
-            &w.output_norm,
-            spec.norm_eps,
-            &mut xb[last.clone()],
-        );
+        cpu::rms_norm(&x[last.clone()], &w.output_norm, spec.norm_eps, &mut xb[last.clone()]);
         *kind = None;
         let logits = &mut s.logits;
         mm(&w.output, &xb[last], 1, acts, kind, logits);

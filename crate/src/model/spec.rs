@@ -49,22 +49,12 @@ pub enum Activation {
 pub enum RopeScaling {
     None,
     /// Positions divided by `factor`.
-    Linear {
-        factor: f32,
-    },
+    Linear { factor: f32 },
     /// Llama 3's piecewise frequency scaling.
-    Llama3 {
-        factor: f32,
-        low_freq_factor: f32,
-        high_freq_factor: f32,
-        original_context: f32,
-    },
+    Llama3 { factor: f32, low_freq_factor: f32, high_freq_factor: f32, original_context: f32 },
     /// One divisor per frequency (GGUF `rope_freqs.weight`, Phi-3's short factors), with an
     /// attention factor applied to cos/sin.
-    Factors {
-        factors: Vec<f32>,
-        attn_factor: f32,
-    },
+    Factors { factors: Vec<f32>, attn_factor: f32 },
 }
 
 #[derive(Debug, Clone)]
@@ -104,9 +94,7 @@ impl ModelSpec {
         match (self.sliding_window, self.arch) {
             (None, _) => false,
             (Some(_), Arch::Gemma2) => layer % 2 == 0,
-            (Some(_), _) => {
-                self.sliding_window_period <= 1 || (layer + 1) % self.sliding_window_period != 0
-            }
+            (Some(_), _) => self.sliding_window_period <= 1 || (layer + 1) % self.sliding_window_period != 0,
         }
     }
 
@@ -124,31 +112,15 @@ impl ModelSpec {
             _ => self.rope_theta,
         } as f64;
         let n = self.rope_dims / 2;
-        let base: Vec<f64> = (0..n)
-            .map(|i| theta.powf(-2.0 * i as f64 / self.rope_dims as f64))
-            .collect();
+        let base: Vec<f64> = (0..n).map(|i| theta.powf(-2.0 * i as f64 / self.rope_dims as f64)).collect();
         let sliding_local = self.rope_theta_local.is_some() && self.is_sliding_layer(layer);
         let scaled: Vec<f64> = match &self.rope_scaling {
             _ if sliding_local => base,
             RopeScaling::None => base,
             RopeScaling::Linear { factor } => base.iter().map(|f| f / *factor as f64).collect(),
-            RopeScaling::Factors { factors, .. } => base
-                .iter()
-                .zip(factors)
-                .map(|(f, d)| f / *d as f64)
-                .collect(),
-            RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_context,
-            } => {
-                let (factor, low, high, orig) = (
-                    *factor as f64,
-                    *low_freq_factor as f64,
-                    *high_freq_factor as f64,
-                    *original_context as f64,
-                );
+            RopeScaling::Factors { factors, .. } => base.iter().zip(factors).map(|(f, d)| f / *d as f64).collect(),
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_context } => {
+                let (factor, low, high, orig) = (*factor as f64, *low_freq_factor as f64, *high_freq_factor as f64, *original_context as f64);
                 let (low_wl, high_wl) = (orig / low, orig / high);
                 base.iter()
                     .map(|&f| {
@@ -180,21 +152,10 @@ impl ModelSpec {
     pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         let file = &g.file;
         let arch_name = g.architecture()?;
-        let arch = Arch::from_name(arch_name).ok_or_else(|| Error::UnknownArchitecture {
-            file: file.clone(),
-            arch: arch_name.to_string(),
-        })?;
+        let arch = Arch::from_name(arch_name).ok_or_else(|| Error::UnknownArchitecture { file: file.clone(), arch: arch_name.to_string() })?;
         let key = |k: &str| format!("{arch_name}.{k}");
         let get_u = |k: &str| -> Result<usize> {
-            g.get(&key(k))
-                .and_then(Value::as_u64)
-                .map(|v| v as usize)
-                .ok_or_else(|| {
-                    Error::format(
-                        file,
-                        format!("metadata {} is missing or not an integer", key(k)),
-                    )
-                })
+            g.get(&key(k)).and_then(Value::as_u64).map(|v| v as usize).ok_or_else(|| Error::format(file, format!("metadata {} is missing or not an integer", key(k))))
         };
         let opt_u = |k: &str| g.get(&key(k)).and_then(Value::as_u64).map(|v| v as usize);
         let opt_f = |k: &str| g.get(&key(k)).and_then(Value::as_f64).map(|v| v as f32);
@@ -208,11 +169,7 @@ impl ModelSpec {
         };
         let vocab_size = match opt_u("vocab_size") {
             Some(v) => v,
-            None => g
-                .get("tokenizer.ggml.tokens")
-                .and_then(Value::as_strings)
-                .map(|a| a.len())
-                .unwrap_or(0),
+            None => g.get("tokenizer.ggml.tokens").and_then(Value::as_strings).map(|a| a.len()).unwrap_or(0),
         };
         let factor = opt_f("rope.scaling.factor").unwrap_or(1.0);
         let rope_scaling = match g.get(&key("rope.scaling.type")).and_then(Value::as_str) {
@@ -236,11 +193,7 @@ impl ModelSpec {
             rope_dims: opt_u("rope.dimension_count").unwrap_or(head_dim),
             rope_interleaved: matches!(arch, Arch::Llama | Arch::Mistral),
             rope_scaling,
-            activation: if arch.is_gemma() {
-                Activation::GeluTanh
-            } else {
-                Activation::Silu
-            },
+            activation: if arch.is_gemma() { Activation::GeluTanh } else { Activation::Silu },
             embed_scale: arch.is_gemma().then(|| (dim as f32).sqrt()),
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
             attn_softcap: opt_f("attn_logit_softcapping").filter(|&c| c > 0.0),
@@ -253,21 +206,10 @@ impl ModelSpec {
 
     /// Reads the spec from a Hugging Face `config.json`.
     pub fn from_hf_config(file: &str, cfg: &serde_json::Value) -> Result<ModelSpec> {
-        let model_type = cfg
-            .get("model_type")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| Error::format(file, "model_type is missing"))?;
-        let arch = Arch::from_name(model_type).ok_or_else(|| Error::UnknownArchitecture {
-            file: file.to_string(),
-            arch: model_type.to_string(),
-        })?;
+        let model_type = cfg.get("model_type").and_then(|v| v.as_str()).ok_or_else(|| Error::format(file, "model_type is missing"))?;
+        let arch = Arch::from_name(model_type).ok_or_else(|| Error::UnknownArchitecture { file: file.to_string(), arch: model_type.to_string() })?;
         let cfg = cfg.get("text_config").unwrap_or(cfg);
-        let get_u = |k: &str| -> Result<usize> {
-            cfg.get(k)
-                .and_then(|v| v.as_u64())
-                .map(|v| v as usize)
-                .ok_or_else(|| Error::format(file, format!("{k} is missing or not an integer")))
-        };
+        let get_u = |k: &str| -> Result<usize> { cfg.get(k).and_then(|v| v.as_u64()).map(|v| v as usize).ok_or_else(|| Error::format(file, format!("{k} is missing or not an integer"))) };
         let opt_u = |k: &str| cfg.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
         let opt_f = |k: &str| cfg.get(k).and_then(|v| v.as_f64()).map(|v| v as f32);
         let dim = get_u("hidden_size")?;
@@ -277,11 +219,7 @@ impl ModelSpec {
             None => RopeScaling::None,
             Some(rs) => {
                 let f = |k: &str| rs.get(k).and_then(|v| v.as_f64()).map(|v| v as f32);
-                let ty = rs
-                    .get("rope_type")
-                    .or_else(|| rs.get("type"))
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("");
+                let ty = rs.get("rope_type").or_else(|| rs.get("type")).and_then(|v| v.as_str()).unwrap_or("");
                 match ty {
                     "llama3" => RopeScaling::Llama3 {
                         factor: f("factor").unwrap_or(1.0),
@@ -289,55 +227,22 @@ impl ModelSpec {
                         high_freq_factor: f("high_freq_factor").unwrap_or(4.0),
                         original_context: f("original_max_position_embeddings").unwrap_or(8192.0),
                     },
-                    "linear" => RopeScaling::Linear {
-                        factor: f("factor").unwrap_or(1.0),
-                    },
+                    "linear" => RopeScaling::Linear { factor: f("factor").unwrap_or(1.0) },
                     "longrope" | "su" => {
-                        let factors: Vec<f32> = rs
-                            .get("short_factor")
-                            .and_then(|v| v.as_array())
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|x| x.as_f64())
-                                    .map(|x| x as f32)
-                                    .collect()
-                            })
-                            .unwrap_or_default();
+                        let factors: Vec<f32> = rs.get("short_factor").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect()).unwrap_or_default();
                         let max_pos = opt_f("max_position_embeddings").unwrap_or(4096.0);
                         let orig = opt_f("original_max_position_embeddings").unwrap_or(max_pos);
                         let scale = max_pos / orig;
-                        let attn_factor = if scale <= 1.0 {
-                            1.0
-                        } else {
-                            (1.0 + scale.ln() / orig.ln()).sqrt()
-                        };
-                        RopeScaling::Factors {
-                            factors,
-                            attn_factor,
-                        }
+                        let attn_factor = if scale <= 1.0 { 1.0 } else { (1.0 + scale.ln() / orig.ln()).sqrt() };
+                        RopeScaling::Factors { factors, attn_factor }
                     }
                     "default" | "" => RopeScaling::None,
-                    other => {
-                        return Err(Error::format(
-                            file,
-                            format!("rope_scaling type '{other}' is not supported"),
-                        ))
-                    }
+                    other => return Err(Error::format(file, format!("rope_scaling type '{other}' is not supported"))),
                 }
             }
         };
-        let hidden_act = cfg
-            .get("hidden_activation")
-            .or_else(|| cfg.get("hidden_act"))
-            .and_then(|v| v.as_str())
-            .unwrap_or("silu");
-        let sliding_window = opt_u("sliding_window").filter(|_| {
-            arch.is_gemma()
-                || cfg
-                    .get("use_sliding_window")
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or(false)
-        });
+        let hidden_act = cfg.get("hidden_activation").or_else(|| cfg.get("hidden_act")).and_then(|v| v.as_str()).unwrap_or("silu");
+        let sliding_window = opt_u("sliding_window").filter(|_| arch.is_gemma() || cfg.get("use_sliding_window").and_then(|v| v.as_bool()).unwrap_or(false));
         let spec = ModelSpec {
             arch,
             vocab_size: get_u("vocab_size")?,
@@ -350,65 +255,33 @@ impl ModelSpec {
             context_length: opt_u("max_position_embeddings").unwrap_or(2048),
             norm_eps: opt_f("rms_norm_eps").unwrap_or(1e-6),
             rope_theta: opt_f("rope_theta").unwrap_or(10000.0),
-            rope_theta_local: if arch == Arch::Gemma3 {
-                Some(opt_f("rope_local_base_freq").unwrap_or(10000.0))
-            } else {
-                None
-            },
+            rope_theta_local: if arch == Arch::Gemma3 { Some(opt_f("rope_local_base_freq").unwrap_or(10000.0)) } else { None },
             rope_dims: (head_dim as f32 * opt_f("partial_rotary_factor").unwrap_or(1.0)) as usize,
             rope_interleaved: false,
             rope_scaling,
-            activation: if hidden_act.starts_with("gelu") {
-                Activation::GeluTanh
-            } else {
-                Activation::Silu
-            },
+            activation: if hidden_act.starts_with("gelu") { Activation::GeluTanh } else { Activation::Silu },
             embed_scale: arch.is_gemma().then(|| (dim as f32).sqrt()),
-            attn_scale: 1.0
-                / opt_f("query_pre_attn_scalar")
-                    .unwrap_or(head_dim as f32)
-                    .sqrt(),
+            attn_scale: 1.0 / opt_f("query_pre_attn_scalar").unwrap_or(head_dim as f32).sqrt(),
             attn_softcap: opt_f("attn_logit_softcapping").filter(|&c| c > 0.0),
             final_softcap: opt_f("final_logit_softcapping").filter(|&c| c > 0.0),
             sliding_window,
-            sliding_window_period: if arch == Arch::Gemma3 {
-                opt_u("sliding_window_pattern").unwrap_or(6)
-            } else {
-                1
-            },
+            sliding_window_period: if arch == Arch::Gemma3 { opt_u("sliding_window_pattern").unwrap_or(6) } else { 1 },
         };
         spec.validate(file)
     }
 
     fn validate(self, file: &str) -> Result<ModelSpec> {
         let bad = |m: String| Err(Error::format(file, m));
-        if self.dim == 0
-            || self.n_layers == 0
-            || self.n_heads == 0
-            || self.n_kv_heads == 0
-            || self.head_dim == 0
-            || self.ffn_dim == 0
-            || self.vocab_size == 0
-        {
+        if self.dim == 0 || self.n_layers == 0 || self.n_heads == 0 || self.n_kv_heads == 0 || self.head_dim == 0 || self.ffn_dim == 0 || self.vocab_size == 0 {
             return bad(format!("model dimensions must be positive: {self:?}"));
         }
         if self.n_heads % self.n_kv_heads != 0 {
-            return bad(format!(
-                "{} attention heads are not a multiple of {} KV heads",
-                self.n_heads, self.n_kv_heads
-            ));
+            return bad(format!("{} attention heads are not a multiple of {} KV heads", self.n_heads, self.n_kv_heads));
         }
         if self.rope_dims > self.head_dim || self.rope_dims % 2 != 0 {
-            return bad(format!(
-                "rope dimension {} does not fit head dimension {}",
-                self.rope_dims, self.head_dim
-            ));
+            return bad(format!("rope dimension {} does not fit head dimension {}", self.rope_dims, self.head_dim));
         }
-        if self.n_layers > 1024
-            || self.dim > 1 << 16
-            || self.vocab_size > 1 << 22
-            || self.head_dim > 1024
-        {
+        if self.n_layers > 1024 || self.dim > 1 << 16 || self.vocab_size > 1 << 22 || self.head_dim > 1024 {
             return bad("model dimensions are beyond any supported model".to_string());
         }
         Ok(self)

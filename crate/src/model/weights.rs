@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::spec::{Arch, ModelSpec, RopeScaling};
-use crate::backend::cpu;
 use crate::error::{Error, Result};
 use crate::format::gguf::GgufFile;
 use crate::format::hf::gguf_name;
 use crate::format::safetensors::{SafetensorsFile, StTensor};
+use crate::backend::cpu;
 use crate::format::TensorInfo;
 use crate::quant::{dequantize, quantize, GgmlType, QMatrix, Reordered, RowOrder};
 
@@ -31,13 +31,7 @@ pub trait TensorSource {
     fn matrix_shaped(&self, name: &str, rows: usize, cols: usize) -> Result<QMatrix> {
         let m = self.matrix(name)?;
         if m.rows != rows || m.cols != cols {
-            return Err(Error::format(
-                self.file(),
-                format!(
-                    "tensor '{name}' is {}x{}, the model needs {rows}x{cols}",
-                    m.rows, m.cols
-                ),
-            ));
+            return Err(Error::format(self.file(), format!("tensor '{name}' is {}x{}, the model needs {rows}x{cols}", m.rows, m.cols)));
         }
         Ok(m)
     }
@@ -45,13 +39,7 @@ pub trait TensorSource {
     fn vector_len(&self, name: &str, len: usize) -> Result<Vec<f32>> {
         let v = self.vector(name)?;
         if v.len() != len {
-            return Err(Error::format(
-                self.file(),
-                format!(
-                    "tensor '{name}' has {} values, the model needs {len}",
-                    v.len()
-                ),
-            ));
+            return Err(Error::format(self.file(), format!("tensor '{name}' has {} values, the model needs {len}", v.len())));
         }
         Ok(v)
     }
@@ -82,35 +70,16 @@ impl<'a> GgufSource<'a> {
             .tensors
             .iter()
             .map(|t| {
-                let order = if t.dims.len() >= 2 {
-                    cpu::row_order(t.ty)
-                } else {
-                    RowOrder::Plain
-                };
+                let order = if t.dims.len() >= 2 { cpu::row_order(t.ty) } else { RowOrder::Plain };
                 let cols = t.dims[0];
-                QMatrix::reorder(
-                    t.ty,
-                    t.n_elements() / cols,
-                    cols,
-                    &mut bytes[t.offset..t.offset + t.size],
-                    order,
-                )
+                QMatrix::reorder(t.ty, t.n_elements() / cols, cols, &mut bytes[t.offset..t.offset + t.size], order)
             })
             .collect();
-        GgufSource {
-            gguf,
-            buf: Arc::new(bytes),
-            orders,
-        }
+        GgufSource { gguf, buf: Arc::new(bytes), orders }
     }
 
     fn tensor(&self, name: &str) -> Result<(&TensorInfo, Reordered)> {
-        let i = self
-            .gguf
-            .tensors
-            .iter()
-            .position(|t| t.name == name)
-            .ok_or_else(|| self.missing(name))?;
+        let i = self.gguf.tensors.iter().position(|t| t.name == name).ok_or_else(|| self.missing(name))?;
         Ok((&self.gguf.tensors[i], self.orders[i]))
     }
 }
@@ -129,14 +98,7 @@ impl TensorSource for GgufSource<'_> {
         let (t, how) = self.tensor(name)?;
         let cols = t.dims[0];
         let rows = t.n_elements() / cols;
-        Ok(QMatrix::reordered(
-            t.ty,
-            rows,
-            cols,
-            self.buf.clone(),
-            t.offset..t.offset + t.size,
-            how,
-        ))
+        Ok(QMatrix::reordered(t.ty, rows, cols, self.buf.clone(), t.offset..t.offset + t.size, how))
     }
     fn vector(&self, name: &str) -> Result<Vec<f32>> {
         let m = self.matrix(name)?;
@@ -159,19 +121,8 @@ pub struct HfSource<'a> {
 impl<'a> HfSource<'a> {
     pub fn new(st: &'a SafetensorsFile, arch: Arch, quantize_to: Option<GgmlType>) -> HfSource<'a> {
         let gemma = matches!(arch, Arch::Gemma | Arch::Gemma2 | Arch::Gemma3);
-        let names = st
-            .tensors
-            .keys()
-            .filter_map(|hf| {
-                gguf_name(hf, matches!(arch, Arch::Gemma2 | Arch::Gemma3)).map(|g| (g, hf.clone()))
-            })
-            .collect();
-        HfSource {
-            st,
-            names,
-            quantize_to,
-            norm_offset: if gemma { 1.0 } else { 0.0 },
-        }
+        let names = st.tensors.keys().filter_map(|hf| gguf_name(hf, matches!(arch, Arch::Gemma2 | Arch::Gemma3)).map(|g| (g, hf.clone()))).collect();
+        HfSource { st, names, quantize_to, norm_offset: if gemma { 1.0 } else { 0.0 } }
     }
 
     fn tensor(&self, name: &str) -> Result<(&str, &StTensor)> {
@@ -188,17 +139,12 @@ impl TensorSource for HfSource<'_> {
         self.names.contains_key(name)
     }
     fn dims(&self, name: &str) -> Option<Vec<usize>> {
-        self.tensor(name)
-            .ok()
-            .map(|(_, t)| t.shape.iter().rev().copied().collect())
+        self.tensor(name).ok().map(|(_, t)| t.shape.iter().rev().copied().collect())
     }
     fn matrix(&self, name: &str) -> Result<QMatrix> {
         let (hf, t) = self.tensor(name)?;
         if t.shape.len() != 2 {
-            return Err(Error::format(
-                self.file(),
-                format!("tensor '{hf}' has shape {:?}, expected a matrix", t.shape),
-            ));
+            return Err(Error::format(self.file(), format!("tensor '{hf}' has shape {:?}, expected a matrix", t.shape)));
         }
         let (rows, cols) = (t.shape[0], t.shape[1]);
         let values = self.st.to_f32(hf, t)?;
@@ -206,13 +152,7 @@ impl TensorSource for HfSource<'_> {
             Some(q) if cols % q.block_size() == 0 => q,
             _ => GgmlType::F32,
         };
-        Ok(QMatrix::owned_in_order(
-            ty,
-            rows,
-            cols,
-            quantize(ty, &values),
-            cpu::row_order(ty),
-        ))
+        Ok(QMatrix::owned_in_order(ty, rows, cols, quantize(ty, &values), cpu::row_order(ty)))
     }
     fn vector(&self, name: &str) -> Result<Vec<f32>> {
         let (hf, t) = self.tensor(name)?;
@@ -256,72 +196,36 @@ impl ModelWeights {
     /// Every weight matrix: the embedding, then each layer's projections (a tied output is the
     /// embedding and is not repeated).
     pub fn matrices(&self) -> impl Iterator<Item = &QMatrix> {
-        std::iter::once(&self.token_embd).chain(
-            self.layers
-                .iter()
-                .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]),
-        )
+        std::iter::once(&self.token_embd).chain(self.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]))
     }
 
     /// Reads every tensor the spec needs from `src`, checking shapes; fills rope factors into `spec`.
     pub fn load(src: &dyn TensorSource, spec: &mut ModelSpec) -> Result<ModelWeights> {
-        let (dim, q_dim, kv_dim, ffn, hd) = (
-            spec.dim,
-            spec.q_dim(),
-            spec.kv_dim(),
-            spec.ffn_dim,
-            spec.head_dim,
-        );
+        let (dim, q_dim, kv_dim, ffn, hd) = (spec.dim, spec.q_dim(), spec.kv_dim(), spec.ffn_dim, spec.head_dim);
         // Tied embeddings: either name may be the one stored (TinyStories' HF copy keeps only lm_head).
-        let embd_name = if src.has("token_embd.weight") {
-            "token_embd.weight"
-        } else {
-            "output.weight"
-        };
+        let embd_name = if src.has("token_embd.weight") { "token_embd.weight" } else { "output.weight" };
         let token_embd = src.matrix_shaped(embd_name, spec.vocab_size, dim)?;
-        let output = if src.has("output.weight") {
-            src.matrix_shaped("output.weight", spec.vocab_size, dim)?
-        } else {
-            token_embd.clone()
-        };
+        let output = if src.has("output.weight") { src.matrix_shaped("output.weight", spec.vocab_size, dim)? } else { token_embd.clone() };
         if src.has("rope_freqs.weight") || src.has("rope_factors_short.weight") {
-            let name = if src.has("rope_freqs.weight") {
-                "rope_freqs.weight"
-            } else {
-                "rope_factors_short.weight"
-            };
+            let name = if src.has("rope_freqs.weight") { "rope_freqs.weight" } else { "rope_factors_short.weight" };
             let factors = src.vector_len(name, spec.rope_dims / 2)?;
             let attn_factor = match &spec.rope_scaling {
                 RopeScaling::Factors { attn_factor, .. } => *attn_factor,
                 _ => 1.0,
             };
-            spec.rope_scaling = RopeScaling::Factors {
-                factors,
-                attn_factor,
-            };
+            spec.rope_scaling = RopeScaling::Factors { factors, attn_factor };
         }
         let mut layers = Vec::with_capacity(spec.n_layers);
         for i in 0..spec.n_layers {
             let n = |s: &str| format!("blk.{i}.{s}");
             let (wq, wk, wv) = if src.has(&n("attn_qkv.weight")) {
                 let qkv = src.matrix_shaped(&n("attn_qkv.weight"), q_dim + 2 * kv_dim, dim)?;
-                (
-                    qkv.rows_range(0, q_dim),
-                    qkv.rows_range(q_dim, kv_dim),
-                    qkv.rows_range(q_dim + kv_dim, kv_dim),
-                )
+                (qkv.rows_range(0, q_dim), qkv.rows_range(q_dim, kv_dim), qkv.rows_range(q_dim + kv_dim, kv_dim))
             } else {
-                (
-                    src.matrix_shaped(&n("attn_q.weight"), q_dim, dim)?,
-                    src.matrix_shaped(&n("attn_k.weight"), kv_dim, dim)?,
-                    src.matrix_shaped(&n("attn_v.weight"), kv_dim, dim)?,
-                )
+                (src.matrix_shaped(&n("attn_q.weight"), q_dim, dim)?, src.matrix_shaped(&n("attn_k.weight"), kv_dim, dim)?, src.matrix_shaped(&n("attn_v.weight"), kv_dim, dim)?)
             };
             let (w_gate, w_up) = if src.has(&n("ffn_gate.weight")) {
-                (
-                    src.matrix_shaped(&n("ffn_gate.weight"), ffn, dim)?,
-                    src.matrix_shaped(&n("ffn_up.weight"), ffn, dim)?,
-                )
+                (src.matrix_shaped(&n("ffn_gate.weight"), ffn, dim)?, src.matrix_shaped(&n("ffn_up.weight"), ffn, dim)?)
             } else {
                 let gate_up = src.matrix_shaped(&n("ffn_up.weight"), 2 * ffn, dim)?;
                 (gate_up.rows_range(0, ffn), gate_up.rows_range(ffn, ffn))
@@ -345,11 +249,6 @@ impl ModelWeights {
                 post_ffn_norm: src.opt_vector(&n("post_ffw_norm.weight"), dim)?,
             });
         }
-        Ok(ModelWeights {
-            token_embd,
-            output_norm: src.vector_len("output_norm.weight", dim)?,
-            output,
-            layers,
-        })
+        Ok(ModelWeights { token_embd, output_norm: src.vector_len("output_norm.weight", dim)?, output, layers })
     }
 }

@@ -65,9 +65,7 @@ pub fn has_nonfinite_block_scale(ty: GgmlType, blocks: &[u8]) -> bool {
         _ => return false,
     };
     // The f16's exponent (bits 10..15) all ones: bits 2..7 of its high byte.
-    blocks
-        .chunks_exact(bb)
-        .fold(false, |seen, b| seen | (b[1] & 0x7C == 0x7C))
+    blocks.chunks_exact(bb).fold(false, |seen, b| seen | (b[1] & 0x7C == 0x7C))
 }
 
 /// The [`RareCodes`] of whole blocks of `ty` in the file's order: Q8_0's by
@@ -77,20 +75,14 @@ pub fn block_rare_codes(ty: GgmlType, blocks: &[u8]) -> RareCodes {
     if ty == GgmlType::Q8_0 {
         q8_0_rare_codes(blocks)
     } else {
-        RareCodes {
-            q8_0_min: false,
-            nonfinite_scale: has_nonfinite_block_scale(ty, blocks),
-        }
+        RareCodes { q8_0_min: false, nonfinite_scale: has_nonfinite_block_scale(ty, blocks) }
     }
 }
 
 /// The [`RareCodes`] of whole Q8_0 blocks, in one pass: a code of -128, a scale not finite.
 pub fn q8_0_rare_codes(blocks: &[u8]) -> RareCodes {
     let blocks = &blocks[..blocks.len() / 34 * 34];
-    RareCodes {
-        q8_0_min: q8_0_has_min_code(blocks),
-        nonfinite_scale: has_nonfinite_block_scale(GgmlType::Q8_0, blocks),
-    }
+    RareCodes { q8_0_min: q8_0_has_min_code(blocks), nonfinite_scale: has_nonfinite_block_scale(GgmlType::Q8_0, blocks) }
 }
 
 /// Whether some Q8_0 block of `blocks` (whole blocks) holds the code -128: per block two
@@ -102,12 +94,7 @@ pub(crate) fn q8_0_has_min_code(blocks: &[u8]) -> bool {
     let min = u8x16_splat(0x80);
     let seen = blocks.chunks_exact(34).fold(u8x16_splat(0), |seen, b| {
         // SAFETY: bytes 2..18 and 18..34 of a 34-byte block (wasm loads need no alignment).
-        let (lo, hi) = unsafe {
-            (
-                v128_load(b[2..18].as_ptr().cast()),
-                v128_load(b[18..34].as_ptr().cast()),
-            )
-        };
+        let (lo, hi) = unsafe { (v128_load(b[2..18].as_ptr().cast()), v128_load(b[18..34].as_ptr().cast())) };
         v128_or(seen, v128_or(u8x16_eq(lo, min), u8x16_eq(hi, min)))
     });
     v128_any_true(seen)
@@ -128,9 +115,7 @@ pub(crate) fn codes_hold_min(codes: &[u8]) -> bool {
     let vectors = codes.chunks_exact(16);
     let rest = vectors.remainder().contains(&0x80);
     // SAFETY: each chunk holds 16 bytes (wasm loads need no alignment).
-    let seen = vectors.fold(u8x16_splat(0), |seen, v| {
-        v128_or(seen, u8x16_eq(unsafe { v128_load(v.as_ptr().cast()) }, min))
-    });
+    let seen = vectors.fold(u8x16_splat(0), |seen, v| v128_or(seen, u8x16_eq(unsafe { v128_load(v.as_ptr().cast()) }, min)));
     rest || v128_any_true(seen)
 }
 

@@ -23,10 +23,7 @@ pub struct RareCodes {
 impl RareCodes {
     /// What either holds (the codes of two parts of one matrix).
     pub fn or(self, other: RareCodes) -> RareCodes {
-        RareCodes {
-            q8_0_min: self.q8_0_min || other.q8_0_min,
-            nonfinite_scale: self.nonfinite_scale || other.nonfinite_scale,
-        }
+        RareCodes { q8_0_min: self.q8_0_min || other.q8_0_min, nonfinite_scale: self.nonfinite_scale || other.nonfinite_scale }
     }
 }
 
@@ -66,49 +63,20 @@ impl std::fmt::Debug for QMatrix {
 impl QMatrix {
     /// `range` must hold exactly `rows * ty.row_bytes(cols)` bytes of `buf` (callers check it),
     /// in the file's order.
-    pub fn new(
-        ty: GgmlType,
-        rows: usize,
-        cols: usize,
-        buf: Arc<Vec<u8>>,
-        range: Range<usize>,
-    ) -> QMatrix {
+    pub fn new(ty: GgmlType, rows: usize, cols: usize, buf: Arc<Vec<u8>>, range: Range<usize>) -> QMatrix {
         QMatrix::in_order(ty, rows, cols, buf, range, RowOrder::Plain)
     }
 
     /// As [`QMatrix::new`], the bytes already in `order` (one `ty` allows: see
     /// [`QMatrix::reorder`]).
-    pub fn in_order(
-        ty: GgmlType,
-        rows: usize,
-        cols: usize,
-        buf: Arc<Vec<u8>>,
-        range: Range<usize>,
-        order: RowOrder,
-    ) -> QMatrix {
+    pub fn in_order(ty: GgmlType, rows: usize, cols: usize, buf: Arc<Vec<u8>>, range: Range<usize>, order: RowOrder) -> QMatrix {
         debug_assert_eq!(range.len(), rows * ty.row_bytes(cols));
         debug_assert!(order.holds(ty), "{} in {order:?}", ty.name());
-        QMatrix {
-            ty,
-            rows,
-            cols,
-            buf,
-            range,
-            order,
-            scale_shift: 0,
-            rare: OnceLock::new(),
-        }
+        QMatrix { ty, rows, cols, buf, range, order, scale_shift: 0, rare: OnceLock::new() }
     }
 
     /// As [`QMatrix::new`], the bytes as [`QMatrix::reorder`] left them (`how`).
-    pub fn reordered(
-        ty: GgmlType,
-        rows: usize,
-        cols: usize,
-        buf: Arc<Vec<u8>>,
-        range: Range<usize>,
-        how: Reordered,
-    ) -> QMatrix {
+    pub fn reordered(ty: GgmlType, rows: usize, cols: usize, buf: Arc<Vec<u8>>, range: Range<usize>, how: Reordered) -> QMatrix {
         let mut m = QMatrix::in_order(ty, rows, cols, buf, range, how.order);
         m.scale_shift = how.scale_shift;
         if let Some(rare) = how.rare {
@@ -123,13 +91,7 @@ impl QMatrix {
     }
 
     /// From `bytes` in the file's order, reordered in place to `order` where `ty` has it.
-    pub fn owned_in_order(
-        ty: GgmlType,
-        rows: usize,
-        cols: usize,
-        mut bytes: Vec<u8>,
-        order: RowOrder,
-    ) -> QMatrix {
+    pub fn owned_in_order(ty: GgmlType, rows: usize, cols: usize, mut bytes: Vec<u8>, order: RowOrder) -> QMatrix {
         let how = QMatrix::reorder(ty, rows, cols, &mut bytes, order);
         let n = bytes.len();
         QMatrix::reordered(ty, rows, cols, Arc::new(bytes), 0..n, how)
@@ -138,21 +100,11 @@ impl QMatrix {
     /// Reorders the file-ordered `bytes` of a `rows × cols` matrix of `ty` to `order` in place
     /// when `ty` has that order (Q4_0, Q5_0 and Q8_0 are interleaved), its scales made normal
     /// f16s where they can be ([`row_order::x4_normalize_scales`]); says how it left them.
-    pub fn reorder(
-        ty: GgmlType,
-        rows: usize,
-        cols: usize,
-        bytes: &mut [u8],
-        order: RowOrder,
-    ) -> Reordered {
+    pub fn reorder(ty: GgmlType, rows: usize, cols: usize, bytes: &mut [u8], order: RowOrder) -> Reordered {
         if order != RowOrder::Plain && order.holds(ty) && rows >= GROUP_ROWS {
             let rare = row_order::interleave(ty, bytes, rows, cols);
             let scale_shift = row_order::x4_normalize_scales(ty, bytes, rows, cols);
-            Reordered {
-                order,
-                rare: Some(rare),
-                scale_shift,
-            }
+            Reordered { order, rare: Some(rare), scale_shift }
         } else {
             Reordered::default()
         }
@@ -184,16 +136,7 @@ impl QMatrix {
 
     /// Rows `first..first + n` in the file's order (borrowed when they lie so).
     pub fn plain_rows(&self, first: usize, n: usize) -> Cow<'_, [u8]> {
-        row_order::plain_rows(
-            self.order,
-            self.ty,
-            self.bytes(),
-            self.rows,
-            self.cols,
-            self.scale_shift,
-            first,
-            n,
-        )
+        row_order::plain_rows(self.order, self.ty, self.bytes(), self.rows, self.cols, self.scale_shift, first, n)
     }
 
     /// The matrix's [`RareCodes`], its bytes scanned once, when first asked.
@@ -202,12 +145,7 @@ impl QMatrix {
             RowOrder::Plain => super::block_rare_codes(self.ty, self.bytes()),
             RowOrder::Q4_0x4 | RowOrder::Q5_0x4 | RowOrder::Q8_0x4 => RareCodes {
                 q8_0_min: row_order::x4_has_q8_0_min(self.ty, self.bytes(), self.rows, self.cols),
-                nonfinite_scale: row_order::x4_has_nonfinite_scale(
-                    self.ty,
-                    self.bytes(),
-                    self.rows,
-                    self.cols,
-                ),
+                nonfinite_scale: row_order::x4_has_nonfinite_scale(self.ty, self.bytes(), self.rows, self.cols),
             },
         })
     }
@@ -227,25 +165,12 @@ impl QMatrix {
     /// on a group and ending on one or at the last row), else a copy in the file's order.
     pub fn rows_range(&self, start: usize, n: usize) -> QMatrix {
         let rb = self.row_bytes();
-        let whole_groups = self.order == RowOrder::Plain
-            || (start % GROUP_ROWS == 0 && (n % GROUP_ROWS == 0 || start + n == self.rows));
+        let whole_groups = self.order == RowOrder::Plain || (start % GROUP_ROWS == 0 && (n % GROUP_ROWS == 0 || start + n == self.rows));
         if !whole_groups {
-            return QMatrix::owned(
-                self.ty,
-                n,
-                self.cols,
-                self.plain_rows(start, n).into_owned(),
-            );
+            return QMatrix::owned(self.ty, n, self.cols, self.plain_rows(start, n).into_owned());
         }
         let s = self.range.start + start * rb;
-        let mut view = QMatrix::in_order(
-            self.ty,
-            n,
-            self.cols,
-            self.buf.clone(),
-            s..s + n * rb,
-            self.order,
-        );
+        let mut view = QMatrix::in_order(self.ty, n, self.cols, self.buf.clone(), s..s + n * rb, self.order);
         view.scale_shift = self.scale_shift;
         view
     }

@@ -5,9 +5,9 @@
 mod blocks;
 mod matrix;
 pub mod row_order;
-pub use blocks::*;
 pub use matrix::{QMatrix, RareCodes, Reordered};
 pub use row_order::RowOrder;
+pub use blocks::*;
 
 use half::{bf16, f16};
 
@@ -51,10 +51,8 @@ impl GgmlType {
     /// The name ggml gives a type id, for messages about types pocketlm does not read.
     pub fn id_name(id: u32) -> String {
         const NAMES: [&str; 31] = [
-            "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K",
-            "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S",
-            "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M",
-            "BF16",
+            "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS",
+            "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16",
         ];
         match NAMES.get(id as usize) {
             Some(n) => format!("{n} (ggml type {id})"),
@@ -82,9 +80,7 @@ impl GgmlType {
     pub fn block_size(self) -> usize {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
-            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => {
-                32
-            }
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => 32,
             GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => QK_K,
         }
     }
@@ -132,11 +128,7 @@ pub fn f16_bits_to_f32(h: u16) -> f32 {
     }
     const TWO_POW_MINUS_14: f32 = f32::from_bits(0x3880_0000);
     let magnitude = ((h & 0x7FFF) as u32) << 13;
-    let value = if magnitude < 0x0080_0000 {
-        f32::from_bits(magnitude + 0x3880_0000) - TWO_POW_MINUS_14
-    } else {
-        f32::from_bits(magnitude + 0x3800_0000)
-    };
+    let value = if magnitude < 0x0080_0000 { f32::from_bits(magnitude + 0x3880_0000) - TWO_POW_MINUS_14 } else { f32::from_bits(magnitude + 0x3800_0000) };
     f32::from_bits(value.to_bits() | (((h & 0x8000) as u32) << 16))
 }
 
@@ -144,11 +136,7 @@ pub fn f16_bits_to_f32(h: u16) -> f32 {
 pub fn dequantize(ty: GgmlType, src: &[u8], out: &mut [f32]) {
     let bs = ty.block_size();
     let bb = ty.block_bytes();
-    assert_eq!(
-        src.len(),
-        out.len() / bs * bb,
-        "dequantize: byte length does not match"
-    );
+    assert_eq!(src.len(), out.len() / bs * bb, "dequantize: byte length does not match");
     match ty {
         GgmlType::F32 => {
             for (o, c) in out.iter_mut().zip(src.chunks_exact(4)) {
@@ -188,18 +176,10 @@ pub fn dequantize(ty: GgmlType, src: &[u8], out: &mut [f32]) {
 pub fn quantize(ty: GgmlType, x: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ty.row_bytes(x.len()));
     match ty {
-        GgmlType::F32 => x
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        GgmlType::F16 => x
-            .iter()
-            .for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
-        GgmlType::Q4_0 => x
-            .chunks_exact(32)
-            .for_each(|b| quantize_q4_0_block(b, &mut out)),
-        GgmlType::Q8_0 => x
-            .chunks_exact(32)
-            .for_each(|b| quantize_q8_0_block(b, &mut out)),
+        GgmlType::F32 => x.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        GgmlType::F16 => x.iter().for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
+        GgmlType::Q4_0 => x.chunks_exact(32).for_each(|b| quantize_q4_0_block(b, &mut out)),
+        GgmlType::Q8_0 => x.chunks_exact(32).for_each(|b| quantize_q8_0_block(b, &mut out)),
         _ => panic!("quantize: pocketlm does not write {}", ty.name()),
     }
     out
@@ -214,10 +194,7 @@ mod tests {
         for h in 0..=u16::MAX {
             let want = f16::from_bits(h).to_f32();
             let got = f16_bits_to_f32(h);
-            assert!(
-                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-                "f16 bits {h:#06x}: {got} vs half's {want}"
-            );
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "f16 bits {h:#06x}: {got} vs half's {want}");
         }
     }
 }

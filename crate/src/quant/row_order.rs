@@ -76,29 +76,19 @@ const fn code_bytes(ty: GgmlType) -> usize {
 /// Panics unless `ty` has an interleaved order. In the file's blocks of all three, the scale's
 /// 2 bytes lead, the codes end the block and Q5_0's 4 of fifth bits lie between.
 fn check_interleaved(ty: GgmlType) {
-    assert!(
-        RowOrder::interleaved(ty).is_some(),
-        "{} has no interleaved order",
-        ty.name()
-    );
+    assert!(RowOrder::interleaved(ty).is_some(), "{} has no interleaved order", ty.name());
 }
 
 /// The fifth-bit byte `4·k + i` of the layout (bits `c` and `4 + c`) from a Q5_0 block's `qh`.
 fn fifth_bits_byte(qh: u32, i: usize) -> u8 {
-    (0..4).fold(0, |byte, c| {
-        byte | (((qh >> (4 * c + i)) & 1) << c) as u8
-            | (((qh >> (16 + 4 * c + i)) & 1) << (4 + c)) as u8
-    })
+    (0..4).fold(0, |byte, c| byte | (((qh >> (4 * c + i)) & 1) << c) as u8 | (((qh >> (16 + 4 * c + i)) & 1) << (4 + c)) as u8)
 }
 
 /// A Q5_0 block's `qh` from the four fifth-bit bytes of its row (the inverse of
 /// [`fifth_bits_byte`]).
 fn qh_of(bytes: &[u8]) -> u32 {
     bytes.iter().enumerate().fold(0, |qh, (i, &byte)| {
-        (0..4).fold(qh, |qh, c| {
-            qh | ((byte as u32 >> c) & 1) << (4 * c + i)
-                | ((byte as u32 >> (4 + c)) & 1) << (16 + 4 * c + i)
-        })
+        (0..4).fold(qh, |qh, c| qh | ((byte as u32 >> c) & 1) << (4 * c + i) | ((byte as u32 >> (4 + c)) & 1) << (16 + 4 * c + i))
     })
 }
 
@@ -109,18 +99,8 @@ fn qh_of(bytes: &[u8]) -> u32 {
 /// 16 ms of it, one thread).
 pub fn interleave(ty: GgmlType, bytes: &mut [u8], rows: usize, cols: usize) -> RareCodes {
     check_interleaved(ty);
-    let (rb, bb, xb, cb) = (
-        ty.row_bytes(cols),
-        ty.block_bytes(),
-        x4_block_bytes(ty),
-        code_bytes(ty),
-    );
-    assert_eq!(
-        bytes.len(),
-        rows * rb,
-        "{} matrix of {rows}x{cols}",
-        ty.name()
-    );
+    let (rb, bb, xb, cb) = (ty.row_bytes(cols), ty.block_bytes(), x4_block_bytes(ty), code_bytes(ty));
+    assert_eq!(bytes.len(), rows * rb, "{} matrix of {rows}x{cols}", ty.name());
     let nb = rb / bb;
     let grouped = rows / GROUP_ROWS * GROUP_ROWS * rb;
     let mut rare = super::block_rare_codes(ty, &bytes[grouped..]);
@@ -129,11 +109,7 @@ pub fn interleave(ty: GgmlType, bytes: &mut [u8], rows: usize, cols: usize) -> R
         plain.copy_from_slice(group);
         rare = rare.or(super::block_rare_codes(ty, &plain));
         let (scales, codes) = group.split_at_mut(8 * nb);
-        for (b, (sc, x)) in scales
-            .chunks_exact_mut(8)
-            .zip(codes.chunks_exact_mut(xb))
-            .enumerate()
-        {
+        for (b, (sc, x)) in scales.chunks_exact_mut(8).zip(codes.chunks_exact_mut(xb)).enumerate() {
             let (fifth, vectors) = x.split_at_mut(xb - 4 * cb);
             for k in 0..GROUP_ROWS {
                 let block = &plain[k * rb + b * bb..][..bb];
@@ -156,31 +132,15 @@ pub fn interleave(ty: GgmlType, bytes: &mut [u8], rows: usize, cols: usize) -> R
 
 /// Row `r` of an interleaved matrix of `ty` of `rows × cols` in the file's order, into `out`
 /// (one row's bytes), its scales as the file's (`scale_shift`: [`x4_normalize_scales`]'s).
-pub fn x4_row(
-    ty: GgmlType,
-    bytes: &[u8],
-    rows: usize,
-    cols: usize,
-    scale_shift: u8,
-    r: usize,
-    out: &mut [u8],
-) {
+pub fn x4_row(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize, scale_shift: u8, r: usize, out: &mut [u8]) {
     check_interleaved(ty);
-    let (rb, bb, xb, cb) = (
-        ty.row_bytes(cols),
-        ty.block_bytes(),
-        x4_block_bytes(ty),
-        code_bytes(ty),
-    );
+    let (rb, bb, xb, cb) = (ty.row_bytes(cols), ty.block_bytes(), x4_block_bytes(ty), code_bytes(ty));
     assert!(r < rows && out.len() == rb && bytes.len() == rows * rb);
     if r >= rows / GROUP_ROWS * GROUP_ROWS {
         return out.copy_from_slice(&bytes[r * rb..][..rb]);
     }
     let nb = rb / bb;
-    let (group, k) = (
-        &bytes[r / GROUP_ROWS * GROUP_ROWS * rb..][..GROUP_ROWS * rb],
-        r % GROUP_ROWS,
-    );
+    let (group, k) = (&bytes[r / GROUP_ROWS * GROUP_ROWS * rb..][..GROUP_ROWS * rb], r % GROUP_ROWS);
     for (b, block) in out.chunks_exact_mut(bb).enumerate() {
         let scale = u16::from_le_bytes([group[8 * b + 2 * k], group[8 * b + 2 * k + 1]]);
         block[..2].copy_from_slice(&unshifted_scale(scale, scale_shift).to_le_bytes());
@@ -198,16 +158,7 @@ pub fn x4_row(
 /// Rows `first..first + n` of a matrix in `order` in the file's order: borrowed when they lie so
 /// (`scale_shift`: an interleaved matrix's, [`x4_normalize_scales`]).
 #[allow(clippy::too_many_arguments)]
-pub fn plain_rows(
-    order: RowOrder,
-    ty: GgmlType,
-    bytes: &[u8],
-    rows: usize,
-    cols: usize,
-    scale_shift: u8,
-    first: usize,
-    n: usize,
-) -> Cow<'_, [u8]> {
+pub fn plain_rows(order: RowOrder, ty: GgmlType, bytes: &[u8], rows: usize, cols: usize, scale_shift: u8, first: usize, n: usize) -> Cow<'_, [u8]> {
     let rb = ty.row_bytes(cols);
     assert!(first + n <= rows, "rows {first}..{} of {rows}", first + n);
     match order {
@@ -239,10 +190,7 @@ pub fn x4_normalize_scales(ty: GgmlType, bytes: &mut [u8], rows: usize, cols: us
     // largest exponent.
     let (mut need, mut top) = (0u16, 0u16);
     for group in bytes[..grouped].chunks_exact(GROUP_ROWS * rb) {
-        for h in group[..scale_bytes]
-            .chunks_exact(2)
-            .map(|h| u16::from_le_bytes([h[0], h[1]]) & 0x7FFF)
-        {
+        for h in group[..scale_bytes].chunks_exact(2).map(|h| u16::from_le_bytes([h[0], h[1]]) & 0x7FFF) {
             match h >> 10 {
                 0 if h != 0 => need = need.max(10 - (15 - h.leading_zeros() as u16)),
                 e => top = top.max(e),
@@ -307,10 +255,7 @@ pub fn x4_has_nonfinite_scale(ty: GgmlType, bytes: &[u8], rows: usize, cols: usi
         });
         zero_lanes != 0
     };
-    bytes[..grouped]
-        .chunks_exact(GROUP_ROWS * rb)
-        .any(|g| exponent_ones(&g[..8 * nb]))
-        || super::has_nonfinite_block_scale(ty, &bytes[grouped..])
+    bytes[..grouped].chunks_exact(GROUP_ROWS * rb).any(|g| exponent_ones(&g[..8 * nb])) || super::has_nonfinite_block_scale(ty, &bytes[grouped..])
 }
 
 /// Whether some code of an interleaved Q8_0 matrix is -128 (as the file order's scan,
@@ -325,10 +270,7 @@ pub fn x4_has_q8_0_min(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> 
     let grouped = rows / GROUP_ROWS * GROUP_ROWS * rb;
     let scales = 8 * (rb / ty.block_bytes());
     // A group's bytes past its scales are all codes (no fifth bits).
-    bytes[..grouped]
-        .chunks_exact(GROUP_ROWS * rb)
-        .any(|g| super::blocks::codes_hold_min(&g[scales..]))
-        || super::blocks::q8_0_has_min_code(&bytes[grouped..])
+    bytes[..grouped].chunks_exact(GROUP_ROWS * rb).any(|g| super::blocks::codes_hold_min(&g[scales..])) || super::blocks::q8_0_has_min_code(&bytes[grouped..])
 }
 
 #[cfg(test)]
@@ -353,12 +295,7 @@ mod tests {
                 // Byte 4·6 + 1 of its 32 codes: vector 6, lane 4·2 + 1.
                 assert_eq!(g[8 * nb + xb + 16 * 6 + 8 + 1], row6[bb + 2 + 25]);
             } else {
-                assert_eq!(
-                    g[8 * nb + xb + (xb - 64) + 48 + 8 + 1],
-                    row6[2 * bb - 16 + 13],
-                    "{}",
-                    ty.name()
-                );
+                assert_eq!(g[8 * nb + xb + (xb - 64) + 48 + 8 + 1], row6[2 * bb - 16 + 13], "{}", ty.name());
             }
             if ty == GgmlType::Q5_0 {
                 // Its fifth bits: value 4·2 + 1 (bit 2) and value 16 + 4·3 + 1 (bit 7) of byte 8 + 1.
@@ -370,17 +307,9 @@ mod tests {
             // The rows past the last group stay where they were.
             assert_eq!(x4[8 * rb..], plain[8 * rb..]);
             for r in 0..rows {
-                assert_eq!(
-                    *plain_rows(order, ty, &x4, rows, cols, 0, r, 1),
-                    plain[r * rb..(r + 1) * rb],
-                    "{} row {r}",
-                    ty.name()
-                );
+                assert_eq!(*plain_rows(order, ty, &x4, rows, cols, 0, r, 1), plain[r * rb..(r + 1) * rb], "{} row {r}", ty.name());
             }
-            assert_eq!(
-                *plain_rows(order, ty, &x4, rows, cols, 0, 2, 9),
-                plain[2 * rb..]
-            );
+            assert_eq!(*plain_rows(order, ty, &x4, rows, cols, 0, 2, 9), plain[2 * rb..]);
         }
     }
 
@@ -408,58 +337,22 @@ mod tests {
             let mut x4 = plain.clone();
             interleave(ty, &mut x4, rows, cols);
             let before = x4.clone();
-            assert_eq!(
-                x4_normalize_scales(ty, &mut x4, rows, cols),
-                10,
-                "{}",
-                ty.name()
-            );
+            assert_eq!(x4_normalize_scales(ty, &mut x4, rows, cols), 10, "{}", ty.name());
             let nb = rb / bb;
-            for (g, (x, b)) in x4[..8 * rb]
-                .chunks_exact(4 * rb)
-                .zip(before.chunks_exact(4 * rb))
-                .enumerate()
-            {
-                for (i, (h, h0)) in x[..8 * nb]
-                    .chunks_exact(2)
-                    .zip(b[..8 * nb].chunks_exact(2))
-                    .enumerate()
-                {
-                    let (h, h0) = (
-                        u16::from_le_bytes([h[0], h[1]]),
-                        u16::from_le_bytes([h0[0], h0[1]]),
-                    );
-                    let (v, v0) = (
-                        half::f16::from_bits(h).to_f32(),
-                        half::f16::from_bits(h0).to_f32(),
-                    );
-                    assert_eq!(
-                        v,
-                        v0 * 1024.0,
-                        "{} group {g} scale {i}: {h:#06x} from {h0:#06x}",
-                        ty.name()
-                    );
-                    assert!(
-                        h & 0x7FFF == 0 || h & 0x7C00 != 0,
-                        "{} group {g} scale {i}: {h:#06x} is subnormal",
-                        ty.name()
-                    );
+            for (g, (x, b)) in x4[..8 * rb].chunks_exact(4 * rb).zip(before.chunks_exact(4 * rb)).enumerate() {
+                for (i, (h, h0)) in x[..8 * nb].chunks_exact(2).zip(b[..8 * nb].chunks_exact(2)).enumerate() {
+                    let (h, h0) = (u16::from_le_bytes([h[0], h[1]]), u16::from_le_bytes([h0[0], h0[1]]));
+                    let (v, v0) = (half::f16::from_bits(h).to_f32(), half::f16::from_bits(h0).to_f32());
+                    assert_eq!(v, v0 * 1024.0, "{} group {g} scale {i}: {h:#06x} from {h0:#06x}", ty.name());
+                    assert!(h & 0x7FFF == 0 || h & 0x7C00 != 0, "{} group {g} scale {i}: {h:#06x} is subnormal", ty.name());
                 }
             }
             // The codes and the rows past the groups as they were.
             for g in 0..2 {
-                assert_eq!(
-                    x4[g * 4 * rb + 8 * nb..(g + 1) * 4 * rb],
-                    before[g * 4 * rb + 8 * nb..(g + 1) * 4 * rb]
-                );
+                assert_eq!(x4[g * 4 * rb + 8 * nb..(g + 1) * 4 * rb], before[g * 4 * rb + 8 * nb..(g + 1) * 4 * rb]);
             }
             assert_eq!(x4[8 * rb..], plain[8 * rb..]);
-            assert_eq!(
-                *plain_rows(order, ty, &x4, rows, cols, 10, 0, rows),
-                plain[..],
-                "{}",
-                ty.name()
-            );
+            assert_eq!(*plain_rows(order, ty, &x4, rows, cols, 10, 0, rows), plain[..], "{}", ty.name());
             // A scale of 2^6 (exponent 21) would pass f16's range shifted by 10: left as it is;
             // as is a matrix without subnormal scales.
             for extra in [0x5400u16, 0x3C00] {
@@ -472,12 +365,7 @@ mod tests {
                 let mut x4 = p.clone();
                 interleave(ty, &mut x4, rows, cols);
                 let before = x4.clone();
-                assert_eq!(
-                    x4_normalize_scales(ty, &mut x4, rows, cols),
-                    0,
-                    "{} with {extra:#06x}",
-                    ty.name()
-                );
+                assert_eq!(x4_normalize_scales(ty, &mut x4, rows, cols), 0, "{} with {extra:#06x}", ty.name());
                 assert_eq!(x4, before);
             }
         }
@@ -491,9 +379,7 @@ mod tests {
             // Every scale the largest finite f16 (0x7BFF: its exponent one short of all ones), then
             // one of them +inf, a NaN or -inf, in each row (each lane of a group) and block.
             let mut finite = vec![0x11u8; rows * rb];
-            finite
-                .chunks_exact_mut(bb)
-                .for_each(|b| b[..2].copy_from_slice(&0x7BFFu16.to_le_bytes()));
+            finite.chunks_exact_mut(bb).for_each(|b| b[..2].copy_from_slice(&0x7BFFu16.to_le_bytes()));
             let mut x4 = finite.clone();
             assert_eq!(interleave(ty, &mut x4, rows, cols), RareCodes::default());
             assert!(!x4_has_nonfinite_scale(ty, &x4, rows, cols));
@@ -503,16 +389,8 @@ mod tests {
                     plain[r * rb + bb * b..][..2].copy_from_slice(&special.to_le_bytes());
                     let mut x4 = plain.clone();
                     let rare = interleave(ty, &mut x4, rows, cols);
-                    assert!(
-                        rare.nonfinite_scale && !rare.q8_0_min,
-                        "{} row {r} block {b}: {special:#06x}, as interleaved",
-                        ty.name()
-                    );
-                    assert!(
-                        x4_has_nonfinite_scale(ty, &x4, rows, cols),
-                        "{} row {r} block {b}: {special:#06x}",
-                        ty.name()
-                    );
+                    assert!(rare.nonfinite_scale && !rare.q8_0_min, "{} row {r} block {b}: {special:#06x}, as interleaved", ty.name());
+                    assert!(x4_has_nonfinite_scale(ty, &x4, rows, cols), "{} row {r} block {b}: {special:#06x}", ty.name());
                 }
             }
         }
@@ -525,8 +403,7 @@ mod tests {
         // Scales 1.0, codes 0x7F; then one code -128 in each row (in a group and past it) and
         // at each end of a block.
         let mut none = vec![0x7Fu8; rows * rb];
-        none.chunks_exact_mut(bb)
-            .for_each(|b| b[..2].copy_from_slice(&0x3C00u16.to_le_bytes()));
+        none.chunks_exact_mut(bb).for_each(|b| b[..2].copy_from_slice(&0x3C00u16.to_le_bytes()));
         let mut x4 = none.clone();
         assert_eq!(interleave(ty, &mut x4, rows, cols), RareCodes::default());
         assert!(!x4_has_q8_0_min(ty, &x4, rows, cols));
@@ -535,27 +412,15 @@ mod tests {
                 let mut plain = none.clone();
                 plain[r * rb + at] = 0x80;
                 let mut x4 = plain.clone();
-                assert_eq!(
-                    interleave(ty, &mut x4, rows, cols),
-                    RareCodes {
-                        q8_0_min: true,
-                        nonfinite_scale: false
-                    },
-                    "row {r} byte {at}"
-                );
+                assert_eq!(interleave(ty, &mut x4, rows, cols), RareCodes { q8_0_min: true, nonfinite_scale: false }, "row {r} byte {at}");
                 assert!(x4_has_q8_0_min(ty, &x4, rows, cols), "row {r} byte {at}");
             }
         }
         // Q4_0's and Q5_0's bytes 0x80 are nibbles, no such code.
         for ty in [GgmlType::Q4_0, GgmlType::Q5_0] {
             let mut x4 = vec![0x80u8; rows * ty.row_bytes(cols)];
-            x4.chunks_exact_mut(ty.block_bytes())
-                .for_each(|b| b[..2].copy_from_slice(&0x3C00u16.to_le_bytes()));
-            assert!(
-                !interleave(ty, &mut x4, rows, cols).q8_0_min,
-                "{}",
-                ty.name()
-            );
+            x4.chunks_exact_mut(ty.block_bytes()).for_each(|b| b[..2].copy_from_slice(&0x3C00u16.to_le_bytes()));
+            assert!(!interleave(ty, &mut x4, rows, cols).q8_0_min, "{}", ty.name());
         }
     }
 }

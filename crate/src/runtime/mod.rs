@@ -4,9 +4,7 @@
 use std::borrow::Borrow;
 use std::sync::Arc;
 
-use crate::backend::gpu::{
-    AdapterSummary, GpuContext, GpuModel, GpuOptions, GpuSession, GpuStats, StepOutput, Want,
-};
+use crate::backend::gpu::{AdapterSummary, GpuContext, GpuModel, GpuOptions, GpuSession, GpuStats, StepOutput, Want};
 use crate::clock::now_ms;
 use crate::error::{Error, GpuFailure, Result};
 use crate::model::forward::{forward, forward_tokens, ForwardState, KvCache};
@@ -26,12 +24,7 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions {
-            max_tokens: 128,
-            sampling: SamplingParams::default(),
-            stop: Vec::new(),
-            ignore_eos: false,
-        }
+        GenerateOptions { max_tokens: 128, sampling: SamplingParams::default(), stop: Vec::new(), ignore_eos: false }
     }
 }
 
@@ -74,20 +67,12 @@ pub struct Generation {
 impl Generation {
     pub fn prefill_tok_s(&self) -> f64 {
         let n = (self.prompt_ids.len() - self.cached_prompt_tokens) as f64;
-        if self.prefill_ms > 0.0 {
-            n * 1000.0 / self.prefill_ms
-        } else {
-            0.0
-        }
+        if self.prefill_ms > 0.0 { n * 1000.0 / self.prefill_ms } else { 0.0 }
     }
     pub fn decode_tok_s(&self) -> f64 {
         // The first generated token comes out of prefill's logits; decode covers the rest.
         let n = self.ids.len().saturating_sub(1) as f64;
-        if self.decode_ms > 0.0 {
-            n * 1000.0 / self.decode_ms
-        } else {
-            0.0
-        }
+        if self.decode_ms > 0.0 { n * 1000.0 / self.decode_ms } else { 0.0 }
     }
 }
 
@@ -128,9 +113,7 @@ impl BackendChoice {
             "cpu" => Ok(BackendChoice::Cpu),
             "gpu" | "webgpu" => Ok(BackendChoice::Gpu),
             "auto" => Ok(BackendChoice::Auto),
-            _ => Err(Error::InvalidArgument(format!(
-                "backend must be \"auto\", \"webgpu\" (or \"gpu\") or \"cpu\", not \"{s}\""
-            ))),
+            _ => Err(Error::InvalidArgument(format!("backend must be \"auto\", \"webgpu\" (or \"gpu\") or \"cpu\", not \"{s}\""))),
         }
     }
 }
@@ -206,28 +189,14 @@ impl<M: Borrow<Model>> Session<M> {
     pub fn new(model: M, context_size: usize) -> Result<Session<M>> {
         let capacity = Self::capacity_for(model.borrow(), context_size)?;
         let spec = &model.borrow().spec;
-        let compute = Compute::Cpu {
-            cache: KvCache::new(spec, capacity),
-            state: ForwardState::new(spec),
-        };
-        Ok(Session {
-            model,
-            compute,
-            tokens: Vec::new(),
-            gpu_logits: Vec::new(),
-            fallback: None,
-        })
+        let compute = Compute::Cpu { cache: KvCache::new(spec, capacity), state: ForwardState::new(spec) };
+        Ok(Session { model, compute, tokens: Vec::new(), gpu_logits: Vec::new(), fallback: None })
     }
 
     /// A session on the backend `choice` names. `Auto` tries the GPU and runs on the CPU when
     /// there is no adapter or the model does not fit it; the reason is then in
     /// [`Session::fallback_reason`]. Returns the adapter when the GPU was opened.
-    pub async fn open(
-        model: M,
-        context_size: usize,
-        choice: BackendChoice,
-        gpu: &GpuOptions,
-    ) -> Result<(Session<M>, Option<AdapterSummary>)> {
+    pub async fn open(model: M, context_size: usize, choice: BackendChoice, gpu: &GpuOptions) -> Result<(Session<M>, Option<AdapterSummary>)> {
         if choice == BackendChoice::Cpu {
             return Ok((Session::new(model, context_size)?, None));
         }
@@ -239,14 +208,8 @@ impl<M: Borrow<Model>> Session<M> {
         }
         .await;
         match opened {
-            Ok((weights, summary)) => Ok((
-                Session::new_gpu(model, weights, context_size)?,
-                Some(summary),
-            )),
-            Err(e)
-                if choice == BackendChoice::Auto
-                    && matches!(e, Error::Gpu { .. } | Error::OutOfMemory { .. }) =>
-            {
+            Ok((weights, summary)) => Ok((Session::new_gpu(model, weights, context_size)?, Some(summary))),
+            Err(e) if choice == BackendChoice::Auto && matches!(e, Error::Gpu { .. } | Error::OutOfMemory { .. }) => {
                 let mut s = Session::new(model, context_size)?;
                 s.fallback = Some(format!("{} ({})", e, e.code()));
                 Ok((s, None))
@@ -272,14 +235,7 @@ impl<M: Borrow<Model>> Session<M> {
         let model = self.model.borrow();
         let spec = &model.spec;
         let (mut cache, mut state) = (KvCache::new(spec, self.capacity()), ForwardState::new(spec));
-        forward_tokens(
-            spec,
-            &model.weights,
-            &mut state,
-            &mut cache,
-            &self.tokens,
-            false,
-        )?;
+        forward_tokens(spec, &model.weights, &mut state, &mut cache, &self.tokens, false)?;
         self.compute = Compute::Cpu { cache, state };
         self.fallback = Some(reason.to_string());
         Ok(())
@@ -289,20 +245,12 @@ impl<M: Borrow<Model>> Session<M> {
     pub fn new_gpu(model: M, gpu: Arc<GpuModel>, context_size: usize) -> Result<Session<M>> {
         let capacity = Self::capacity_for(model.borrow(), context_size)?;
         let compute = Compute::Gpu(GpuSession::new(gpu, capacity)?);
-        Ok(Session {
-            model,
-            compute,
-            tokens: Vec::new(),
-            gpu_logits: Vec::new(),
-            fallback: None,
-        })
+        Ok(Session { model, compute, tokens: Vec::new(), gpu_logits: Vec::new(), fallback: None })
     }
 
     fn capacity_for(model: &Model, context_size: usize) -> Result<usize> {
         if context_size == 0 {
-            return Err(Error::InvalidArgument(
-                "context size must be at least 1".into(),
-            ));
+            return Err(Error::InvalidArgument("context size must be at least 1".into()));
         }
         Ok(context_size.min(model.spec.context_length))
     }
@@ -366,9 +314,7 @@ impl<M: Borrow<Model>> Session<M> {
     fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
         let vocab = self.model.borrow().spec.vocab_size;
         match tokens.iter().find(|&&t| t as usize >= vocab) {
-            Some(bad) => Err(Error::InvalidArgument(format!(
-                "token id {bad} is outside the vocabulary of {vocab}"
-            ))),
+            Some(bad) => Err(Error::InvalidArgument(format!("token id {bad} is outside the vocabulary of {vocab}"))),
             None => Ok(()),
         }
     }
@@ -377,10 +323,7 @@ impl<M: Borrow<Model>> Session<M> {
     /// there); any other error is returned.
     fn move_to_cpu_if_lost(&mut self, e: Error) -> Result<()> {
         match e {
-            Error::Gpu {
-                failure: GpuFailure::DeviceLost,
-                ..
-            } => self.move_to_cpu(&format!("{e} (DEVICE_LOST): moved to the CPU")),
+            Error::Gpu { failure: GpuFailure::DeviceLost, .. } => self.move_to_cpu(&format!("{e} (DEVICE_LOST): moved to the CPU")),
             e => Err(e),
         }
     }
@@ -390,10 +333,7 @@ impl<M: Borrow<Model>> Session<M> {
     async fn run(&mut self, token: u32, want: Want<'_>) -> Result<Option<u32>> {
         let pos = self.tokens.len();
         if pos >= self.capacity() {
-            return Err(Error::ContextFull {
-                needed: pos + 1,
-                capacity: self.capacity(),
-            });
+            return Err(Error::ContextFull { needed: pos + 1, capacity: self.capacity() });
         }
         self.check_tokens(&[token])?;
         if let Compute::Gpu(g) = &mut self.compute {
@@ -413,17 +353,8 @@ impl<M: Borrow<Model>> Session<M> {
             }
         }
         let model = self.model.borrow();
-        let Compute::Cpu { cache, state } = &mut self.compute else {
-            unreachable!("the GPU case returned or moved to the CPU")
-        };
-        forward(
-            &model.spec,
-            &model.weights,
-            state,
-            cache,
-            token,
-            !matches!(want, Want::Nothing),
-        )?;
+        let Compute::Cpu { cache, state } = &mut self.compute else { unreachable!("the GPU case returned or moved to the CPU") };
+        forward(&model.spec, &model.weights, state, cache, token, !matches!(want, Want::Nothing))?;
         self.tokens.push(token);
         Ok(None)
     }
@@ -437,20 +368,8 @@ impl<M: Borrow<Model>> Session<M> {
 
     /// Runs one token; returns the next-token logits when asked.
     pub async fn step_async(&mut self, token: u32, want_logits: bool) -> Result<Option<&[f32]>> {
-        self.run(
-            token,
-            if want_logits {
-                Want::Logits
-            } else {
-                Want::Nothing
-            },
-        )
-        .await?;
-        Ok(if want_logits {
-            Some(self.logits_mut())
-        } else {
-            None
-        })
+        self.run(token, if want_logits { Want::Logits } else { Want::Nothing }).await?;
+        Ok(if want_logits { Some(self.logits_mut()) } else { None })
     }
 
     /// Puts all of `prompt` but its last token in the cache, reusing the longest prefix already
@@ -460,17 +379,9 @@ impl<M: Borrow<Model>> Session<M> {
             return Err(Error::InvalidArgument("the prompt has no tokens".into()));
         }
         if prompt.len() > self.capacity() {
-            return Err(Error::ContextFull {
-                needed: prompt.len(),
-                capacity: self.capacity(),
-            });
+            return Err(Error::ContextFull { needed: prompt.len(), capacity: self.capacity() });
         }
-        let common = self
-            .tokens
-            .iter()
-            .zip(prompt)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let common = self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         // The last prompt token always runs, to produce the logits.
         let keep = common.min(prompt.len() - 1);
         self.truncate(keep);
@@ -517,32 +428,15 @@ impl<M: Borrow<Model>> Session<M> {
             return Ok(());
         }
         let penalties = g.sampler.penalty_counts(&g.history);
-        let draw = if g.sampler.params.temperature > 0.0 {
-            g.sampler.next_draw()
-        } else {
-            0.0
-        };
+        let draw = if g.sampler.params.temperature > 0.0 { g.sampler.next_draw() } else { 0.0 };
         let params = g.sampler.params.clone();
-        g.pending = self
-            .run(
-                token,
-                Want::Token {
-                    params: &params,
-                    draw,
-                    penalties: &penalties,
-                },
-            )
-            .await?;
+        g.pending = self.run(token, Want::Token { params: &params, draw, penalties: &penalties }).await?;
         Ok(())
     }
 
     /// Prefills `prompt` (token ids, BOS included when wanted) and returns the generation, ready
     /// for [`Session::next_text_async`].
-    pub async fn start_async(
-        &mut self,
-        prompt: &[u32],
-        opts: &GenerateOptions,
-    ) -> Result<Generator> {
+    pub async fn start_async(&mut self, prompt: &[u32], opts: &GenerateOptions) -> Result<Generator> {
         let sampler = Sampler::new(opts.sampling.clone())?;
         let t0 = now_ms();
         let cached = self.prefill_all_but_last(prompt).await?;
@@ -556,11 +450,7 @@ impl<M: Borrow<Model>> Session<M> {
             emitted: 0,
             history: prompt.to_vec(),
             pending: None,
-            finish: if opts.max_tokens == 0 {
-                Some(FinishReason::Length)
-            } else {
-                None
-            },
+            finish: if opts.max_tokens == 0 { Some(FinishReason::Length) } else { None },
             cached,
             prefill_ms: 0.0,
             decode_start: 0.0,
@@ -617,12 +507,7 @@ impl<M: Borrow<Model>> Session<M> {
     /// Generates from `prompt` (token ids, BOS included when wanted). `on_text` receives each
     /// piece of text as it is complete (never a split UTF-8 character, never text of a stop
     /// string) and returns `false` to abort.
-    pub async fn generate_async(
-        &mut self,
-        prompt: &[u32],
-        opts: &GenerateOptions,
-        mut on_text: impl FnMut(&str) -> bool,
-    ) -> Result<Generation> {
+    pub async fn generate_async(&mut self, prompt: &[u32], opts: &GenerateOptions, mut on_text: impl FnMut(&str) -> bool) -> Result<Generation> {
         let mut g = self.start_async(prompt, opts).await?;
         while let Some(piece) = self.next_text_async(&mut g).await? {
             if !piece.is_empty() && !on_text(&piece) {
@@ -652,23 +537,14 @@ impl<M: Borrow<Model>> Session<M> {
         crate::backend::gpu::context::block_on(self.next_text_async(g))
     }
 
-    pub fn generate(
-        &mut self,
-        prompt: &[u32],
-        opts: &GenerateOptions,
-        on_text: impl FnMut(&str) -> bool,
-    ) -> Result<Generation> {
+    pub fn generate(&mut self, prompt: &[u32], opts: &GenerateOptions, on_text: impl FnMut(&str) -> bool) -> Result<Generation> {
         crate::backend::gpu::context::block_on(self.generate_async(prompt, opts, on_text))
     }
 }
 
 /// Byte index where the first stop string starts, if any occurs.
 fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
-    stops
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| text.find(s.as_str()))
-        .min()
+    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
 }
 
 /// Bytes at the end of `text` that could be the start of a stop string, kept back from the stream.

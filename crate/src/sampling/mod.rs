@@ -26,17 +26,7 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams {
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            repetition_penalty: 1.0,
-            frequency_penalty: 0.0,
-            presence_penalty: 0.0,
-            penalty_last_n: 64,
-            seed: 0,
-        }
+        SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, frequency_penalty: 0.0, presence_penalty: 0.0, penalty_last_n: 64, seed: 0 }
     }
 }
 
@@ -73,11 +63,7 @@ impl Sampler {
     pub fn new(params: SamplingParams) -> Result<Sampler> {
         params.validate()?;
         let rng = fastrand::Rng::with_seed(params.seed);
-        Ok(Sampler {
-            params,
-            rng,
-            candidates: Vec::new(),
-        })
+        Ok(Sampler { params, rng, candidates: Vec::new() })
     }
 
     /// Whether any of the penalties is on.
@@ -107,9 +93,7 @@ impl Sampler {
     pub fn apply_penalties(&self, logits: &mut [f32], history: &[u32]) {
         let p = &self.params;
         for (t, n) in self.penalty_counts(history) {
-            let Some(l) = logits.get_mut(t as usize) else {
-                continue;
-            };
+            let Some(l) = logits.get_mut(t as usize) else { continue };
             if *l > 0.0 {
                 *l /= p.repetition_penalty;
             } else {
@@ -157,18 +141,10 @@ impl Sampler {
         }
         if p.min_p > 0.0 {
             let threshold = p.min_p * probs[0];
-            let keep = probs
-                .iter()
-                .take(c.len())
-                .take_while(|&&pr| pr >= threshold)
-                .count()
-                .max(1);
+            let keep = probs.iter().take(c.len()).take_while(|&&pr| pr >= threshold).count().max(1);
             c.truncate(keep);
         }
-        let weights: Vec<f32> = c
-            .iter()
-            .map(|&(_, l)| ((l - max) / p.temperature).exp())
-            .collect();
+        let weights: Vec<f32> = c.iter().map(|&(_, l)| ((l - max) / p.temperature).exp()).collect();
         let total: f32 = weights.iter().sum();
         let mut r = self.rng.f32() * total;
         for (i, w) in weights.iter().enumerate() {
@@ -208,91 +184,41 @@ mod tests {
 
     #[test]
     fn penalties_follow_llama_cpp_formulas() {
-        let s = Sampler::new(SamplingParams {
-            repetition_penalty: 2.0,
-            frequency_penalty: 0.5,
-            presence_penalty: 0.25,
-            ..Default::default()
-        })
-        .unwrap();
+        let s = Sampler::new(SamplingParams { repetition_penalty: 2.0, frequency_penalty: 0.5, presence_penalty: 0.25, ..Default::default() }).unwrap();
         let mut l = logits();
         s.apply_penalties(&mut l, &[1, 1, 3]);
         assert_eq!(l[1], 3.0 / 2.0 - 2.0 * 0.5 - 0.25);
         assert_eq!(l[3], -1.0 * 2.0 - 0.5 - 0.25);
         assert_eq!(l[2], 2.5);
-        let mut greedy = Sampler::new(SamplingParams {
-            repetition_penalty: 2.0,
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(
-            greedy.sample(&mut logits(), &[1]),
-            5,
-            "the repeated best token loses to the next"
-        );
+        let mut greedy = Sampler::new(SamplingParams { repetition_penalty: 2.0, ..Default::default() }).unwrap();
+        assert_eq!(greedy.sample(&mut logits(), &[1]), 5, "the repeated best token loses to the next");
     }
 
     #[test]
     fn same_seed_same_draws_and_filters_hold() {
-        let params = SamplingParams {
-            temperature: 1.5,
-            seed: 42,
-            ..Default::default()
-        };
+        let params = SamplingParams { temperature: 1.5, seed: 42, ..Default::default() };
         let draw = |p: SamplingParams| {
             let mut s = Sampler::new(p).unwrap();
-            (0..200)
-                .map(|_| s.sample(&mut logits(), &[]))
-                .collect::<Vec<_>>()
+            (0..200).map(|_| s.sample(&mut logits(), &[])).collect::<Vec<_>>()
         };
         assert_eq!(draw(params.clone()), draw(params.clone()));
-        assert_ne!(
-            draw(params.clone()),
-            draw(SamplingParams {
-                seed: 7,
-                ..params.clone()
-            })
-        );
+        assert_ne!(draw(params.clone()), draw(SamplingParams { seed: 7, ..params.clone() }));
         let all = draw(params.clone());
-        assert!(
-            all.contains(&3) || all.contains(&0),
-            "high temperature reaches unlikely tokens"
-        );
-        let top2 = draw(SamplingParams {
-            top_k: 2,
-            ..params.clone()
-        });
+        assert!(all.contains(&3) || all.contains(&0), "high temperature reaches unlikely tokens");
+        let top2 = draw(SamplingParams { top_k: 2, ..params.clone() });
         assert!(top2.iter().all(|&t| t == 1 || t == 5) && top2.contains(&1) && top2.contains(&5));
         // top_p 0.5 keeps the smallest set reaching half the mass: tokens 1 and 5.
-        let nucleus = draw(SamplingParams {
-            top_p: 0.5,
-            ..params.clone()
-        });
+        let nucleus = draw(SamplingParams { top_p: 0.5, ..params.clone() });
         assert!(nucleus.iter().all(|&t| t == 1 || t == 5));
         // min_p 0.8: only tokens with p >= 0.8 p_max: exp(-0.1)=0.905 (token 5) stays, exp(-0.5)=0.61 (token 2) goes.
-        let minp = draw(SamplingParams {
-            min_p: 0.8,
-            ..params
-        });
+        let minp = draw(SamplingParams { min_p: 0.8, ..params });
         assert!(minp.iter().all(|&t| t == 1 || t == 5) && minp.contains(&5));
     }
 
     #[test]
     fn bad_params_are_errors() {
-        assert!(Sampler::new(SamplingParams {
-            temperature: -1.0,
-            ..Default::default()
-        })
-        .is_err());
-        assert!(Sampler::new(SamplingParams {
-            top_p: 0.0,
-            ..Default::default()
-        })
-        .is_err());
-        assert!(Sampler::new(SamplingParams {
-            min_p: 2.0,
-            ..Default::default()
-        })
-        .is_err());
+        assert!(Sampler::new(SamplingParams { temperature: -1.0, ..Default::default() }).is_err());
+        assert!(Sampler::new(SamplingParams { top_p: 0.0, ..Default::default() }).is_err());
+        assert!(Sampler::new(SamplingParams { min_p: 2.0, ..Default::default() }).is_err());
     }
 }

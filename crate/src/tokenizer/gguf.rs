@@ -1,5 +1,6 @@
 //! GGUF-embedded vocabularies converted into `tokenizers` pipelines that tokenize as llama.cpp does.
 
+
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel;
 use tokenizers::decoders::fuse::Fuse;
@@ -30,29 +31,16 @@ pub(super) fn pre_tokenizer_regexes(pre: &str) -> Option<&'static [&'static str]
         "default" => &[r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", "[0-9][0-9][0-9]"],
         "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" => &[LLAMA3],
         "qwen2" | "deepseek-r1-qwen" | "qwen35" => &[QWEN2],
-        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => {
-            &[r"\p{N}", GPT2]
-        }
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => &[r"\p{N}", GPT2],
         _ => return None,
     })
 }
 
 /// A byte-level pre-tokenizer: regex splits (isolated), then bytes mapped to printable characters.
-pub(super) fn byte_level_pre_tokenizer(
-    file: &str,
-    regexes: &[&str],
-) -> Result<PreTokenizerWrapper> {
+pub(super) fn byte_level_pre_tokenizer(file: &str, regexes: &[&str]) -> Result<PreTokenizerWrapper> {
     let mut parts: Vec<PreTokenizerWrapper> = Vec::new();
     for r in regexes {
-        let split = Split::new(
-            SplitPattern::Regex(r.to_string()),
-            SplitDelimiterBehavior::Isolated,
-            false,
-        )
-        .map_err(|e| Error::Tokenizer {
-            file: file.to_string(),
-            msg: format!("pre-tokenizer regex: {e}"),
-        })?;
+        let split = Split::new(SplitPattern::Regex(r.to_string()), SplitDelimiterBehavior::Isolated, false).map_err(|e| Error::Tokenizer { file: file.to_string(), msg: format!("pre-tokenizer regex: {e}") })?;
         parts.push(split.into());
     }
     parts.push(tokenizers::pre_tokenizers::byte_level::ByteLevel::new(false, true, false).into());
@@ -60,11 +48,7 @@ pub(super) fn byte_level_pre_tokenizer(
 }
 
 /// A metadata array of strings, taken out of `g`.
-fn take_strings(
-    g: &mut GgufFile,
-    key: &str,
-    err: &dyn Fn(String) -> Error,
-) -> Result<Option<StringArray>> {
+fn take_strings(g: &mut GgufFile, key: &str, err: &dyn Fn(String) -> Error) -> Result<Option<StringArray>> {
     match g.take(key) {
         None => Ok(None),
         Some(Value::Strings(a)) => Ok(Some(*a)),
@@ -79,36 +63,14 @@ fn take_strings(
 pub(super) fn from_gguf(g: &mut GgufFile) -> Result<Tokenizer> {
     let file = g.file.clone();
     let file = file.as_str();
-    let err = |msg: String| Error::Tokenizer {
-        file: file.to_string(),
-        msg,
-    };
-    let model = g
-        .get("tokenizer.ggml.model")
-        .and_then(Value::as_str)
-        .ok_or_else(|| err("tokenizer.ggml.model is missing".into()))?
-        .to_string();
+    let err = |msg: String| Error::Tokenizer { file: file.to_string(), msg };
+    let model = g.get("tokenizer.ggml.model").and_then(Value::as_str).ok_or_else(|| err("tokenizer.ggml.model is missing".into()))?.to_string();
     let model = model.as_str();
-    let tokens = take_strings(g, "tokenizer.ggml.tokens", &err)?
-        .ok_or_else(|| err("tokenizer.ggml.tokens is missing".into()))?;
-    let types: Vec<u8> = g
-        .take("tokenizer.ggml.token_type")
-        .as_ref()
-        .and_then(Value::as_array)
-        .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(1) as u8).collect())
-        .unwrap_or_default();
+    let tokens = take_strings(g, "tokenizer.ggml.tokens", &err)?.ok_or_else(|| err("tokenizer.ggml.tokens is missing".into()))?;
+    let types: Vec<u8> = g.take("tokenizer.ggml.token_type").as_ref().and_then(Value::as_array).map(|a| a.iter().map(|v| v.as_u64().unwrap_or(1) as u8).collect()).unwrap_or_default();
     let n_tokens = tokens.len();
-    let meta_id = |k: &str| {
-        g.get(k)
-            .and_then(Value::as_u64)
-            .map(|v| v as u32)
-            .filter(|&id| (id as usize) < n_tokens)
-    };
-    let (bos, eos_id, unk) = (
-        meta_id("tokenizer.ggml.bos_token_id"),
-        meta_id("tokenizer.ggml.eos_token_id"),
-        meta_id("tokenizer.ggml.unknown_token_id"),
-    );
+    let meta_id = |k: &str| g.get(k).and_then(Value::as_u64).map(|v| v as u32).filter(|&id| (id as usize) < n_tokens);
+    let (bos, eos_id, unk) = (meta_id("tokenizer.ggml.bos_token_id"), meta_id("tokenizer.ggml.eos_token_id"), meta_id("tokenizer.ggml.unknown_token_id"));
     let mut eos: Vec<u32> = eos_id.into_iter().collect();
     // Chat models end a turn with an end-of-turn token that differs from EOS.
     for key in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
@@ -121,63 +83,26 @@ pub(super) fn from_gguf(g: &mut GgufFile) -> Result<Tokenizer> {
     let token = |i: u32| tokens.get(i as usize).unwrap_or_default();
     let token_str = |id: Option<u32>| id.map(|i| token(i).to_string());
     let (bos_token, eos_token, unk_token) = (token_str(bos), token_str(eos_id), token_str(unk));
-    let special_ids: Vec<u32> = (0..n_tokens as u32)
-        .filter(|&i| {
-            matches!(
-                types.get(i as usize).map(|&t| t as u64),
-                Some(TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED)
-            )
-        })
-        .collect();
-    let specials: Vec<AddedToken> = special_ids
-        .iter()
-        .map(|&i| {
-            AddedToken::from(
-                token(i).to_string(),
-                types[i as usize] as u64 == TOKEN_TYPE_CONTROL,
-            )
-            .normalized(false)
-        })
-        .collect();
+    let special_ids: Vec<u32> = (0..n_tokens as u32).filter(|&i| matches!(types.get(i as usize).map(|&t| t as u64), Some(TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED))).collect();
+    let specials: Vec<AddedToken> = special_ids.iter().map(|&i| AddedToken::from(token(i).to_string(), types[i as usize] as u64 == TOKEN_TYPE_CONTROL).normalized(false)).collect();
     // The SentencePiece encoder's special tokens, longest first.
-    let mut spm_specials: Vec<(String, u32)> = special_ids
-        .iter()
-        .map(|&i| (token(i).to_string(), i))
-        .filter(|(s, _)| !s.is_empty())
-        .collect();
+    let mut spm_specials: Vec<(String, u32)> = special_ids.iter().map(|&i| (token(i).to_string(), i)).filter(|(s, _)| !s.is_empty()).collect();
     spm_specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
-    let vocab: tokenizers::models::bpe::Vocab = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.to_string(), i as u32))
-        .collect();
+    let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
     // The SentencePiece encoder reads the strings once more at the end; BPE needs them no longer.
     let spm_tokens = (model == "llama").then_some(tokens);
-    let add_space_prefix = g
-        .get("tokenizer.ggml.add_space_prefix")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
+    let add_space_prefix = g.get("tokenizer.ggml.add_space_prefix").and_then(Value::as_bool).unwrap_or(true);
 
     let mut inner = match model {
         "llama" => {
             // Decoding only: encoding goes through `SpmEncoder`, set below.
-            let mut bpe = BPE::builder()
-                .vocab_and_merges(vocab, Vec::new())
-                .byte_fallback(true);
+            let mut bpe = BPE::builder().vocab_and_merges(vocab, Vec::new()).byte_fallback(true);
             if let Some(unk) = unk_token {
                 bpe = bpe.unk_token(unk);
             }
-            let bpe = bpe
-                .build()
-                .map_err(|e| err(format!("building the SentencePiece model: {e}")))?;
+            let bpe = bpe.build().map_err(|e| err(format!("building the SentencePiece model: {e}")))?;
             let mut t = tokenizers::Tokenizer::new(bpe);
-            let mut decs: Vec<DecoderWrapper> = vec![
-                Replace::new("▁", " ")
-                    .map_err(|e| err(e.to_string()))?
-                    .into(),
-                ByteFallback::default().into(),
-                Fuse::default().into(),
-            ];
+            let mut decs: Vec<DecoderWrapper> = vec![Replace::new("▁", " ").map_err(|e| err(e.to_string()))?.into(), ByteFallback::default().into(), Fuse::default().into()];
             if add_space_prefix {
                 decs.push(Strip::new(' ', 1, 0).into());
             }
@@ -185,61 +110,35 @@ pub(super) fn from_gguf(g: &mut GgufFile) -> Result<Tokenizer> {
             t
         }
         "gpt2" => {
-            let lines = take_strings(g, "tokenizer.ggml.merges", &err)?
-                .ok_or_else(|| err("tokenizer.ggml.merges is missing".into()))?;
+            let lines = take_strings(g, "tokenizer.ggml.merges", &err)?.ok_or_else(|| err("tokenizer.ggml.merges is missing".into()))?;
             // Exactly as many pairs as lines: a collect through `Result` cannot know its length
             // and doubles its way up (25 MB for Qwen2.5's 151k merges, once the load's peak).
             let mut merges: Vec<(String, String)> = Vec::with_capacity(lines.len());
             for m in lines.iter() {
-                let (a, b) = m
-                    .split_once(' ')
-                    .ok_or_else(|| err(format!("merge '{m}' is not two tokens")))?;
+                let (a, b) = m.split_once(' ').ok_or_else(|| err(format!("merge '{m}' is not two tokens")))?;
                 merges.push((a.to_string(), b.to_string()));
             }
             drop(lines);
-            let pre = g
-                .get("tokenizer.ggml.pre")
-                .and_then(Value::as_str)
-                .unwrap_or("default");
-            let regexes = pre_tokenizer_regexes(pre)
-                .ok_or_else(|| err(format!("pre-tokenizer '{pre}' is not supported")))?;
-            let bpe = BPE::builder()
-                .vocab_and_merges(vocab, merges)
-                .ignore_merges(matches!(pre, "llama3" | "llama-v3" | "llama-bpe"))
-                .build()
-                .map_err(|e| err(format!("building the BPE model: {e}")))?;
+            let pre = g.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("default");
+            let regexes = pre_tokenizer_regexes(pre).ok_or_else(|| err(format!("pre-tokenizer '{pre}' is not supported")))?;
+            let bpe = BPE::builder().vocab_and_merges(vocab, merges).ignore_merges(matches!(pre, "llama3" | "llama-v3" | "llama-bpe")).build().map_err(|e| err(format!("building the BPE model: {e}")))?;
             let mut t = tokenizers::Tokenizer::new(bpe);
             t.with_pre_tokenizer(Some(byte_level_pre_tokenizer(file, regexes)?));
             t.with_decoder(Some(ByteLevel::default()));
             t
         }
-        other => {
-            return Err(err(format!(
-                "tokenizer model '{other}' is not supported (llama and gpt2 are)"
-            )))
-        }
+        other => return Err(err(format!("tokenizer model '{other}' is not supported (llama and gpt2 are)"))),
     };
     // Control and user-defined tokens are matched whole in the text, as llama.cpp's parse_special does.
     inner.add_special_tokens(&specials);
     let spm = (model == "llama").then(|| {
-        let scores: Vec<f32> = g
-            .get("tokenizer.ggml.scores")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect())
-            .unwrap_or_default();
+        let scores: Vec<f32> = g.get("tokenizer.ggml.scores").and_then(Value::as_array).map(|a| a.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect()).unwrap_or_default();
         let tokens = spm_tokens.unwrap_or_default();
         let tokens: Vec<&str> = tokens.iter().collect();
-        super::SpmEncoder {
-            model: SpmModel::new(&tokens, scores, unk),
-            add_space_prefix,
-            specials: spm_specials,
-        }
+        super::SpmEncoder { model: SpmModel::new(&tokens, scores, unk), add_space_prefix, specials: spm_specials }
     });
 
-    let add_bos = g
-        .get("tokenizer.ggml.add_bos_token")
-        .and_then(Value::as_bool)
-        .unwrap_or(model == "llama");
+    let add_bos = g.get("tokenizer.ggml.add_bos_token").and_then(Value::as_bool).unwrap_or(model == "llama");
     Ok(Tokenizer {
         inner,
         spm,

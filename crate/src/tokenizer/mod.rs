@@ -97,47 +97,20 @@ pub struct DecodeState {
 impl Tokenizer {
     /// From the bytes of a `tokenizer.json`; `tokenizer_config` (tokenizer_config.json) supplies
     /// the BOS/EOS settings when present.
-    pub fn from_json(
-        file: &str,
-        json: &[u8],
-        tokenizer_config: Option<&serde_json::Value>,
-    ) -> Result<Tokenizer> {
-        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| Error::Tokenizer {
-            file: file.to_string(),
-            msg: e.to_string(),
-        })?;
+    pub fn from_json(file: &str, json: &[u8], tokenizer_config: Option<&serde_json::Value>) -> Result<Tokenizer> {
+        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| Error::Tokenizer { file: file.to_string(), msg: e.to_string() })?;
         let token_str = |key: &str| -> Option<String> {
             let v = tokenizer_config?.get(key)?;
-            v.as_str().map(str::to_string).or_else(|| {
-                v.get("content")
-                    .and_then(|c| c.as_str())
-                    .map(str::to_string)
-            })
+            v.as_str().map(str::to_string).or_else(|| v.get("content").and_then(|c| c.as_str()).map(str::to_string))
         };
         let bos_token = token_str("bos_token");
         let eos_token = token_str("eos_token");
         let bos = bos_token.as_deref().and_then(|t| inner.token_to_id(t));
-        let add_bos = tokenizer_config
-            .and_then(|c| c.get("add_bos_token"))
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
-        let eos = eos_token
-            .as_deref()
-            .and_then(|t| inner.token_to_id(t))
-            .into_iter()
-            .collect();
-        let mut t = Tokenizer {
-            inner,
-            spm: None,
-            bos,
-            add_bos,
-            eos,
-            bos_token,
-            eos_token,
-        };
+        let add_bos = tokenizer_config.and_then(|c| c.get("add_bos_token")).and_then(|v| v.as_bool()).unwrap_or(false);
+        let eos = eos_token.as_deref().and_then(|t| inner.token_to_id(t)).into_iter().collect();
+        let mut t = Tokenizer { inner, spm: None, bos, add_bos, eos, bos_token, eos_token };
         // tokenizer.json may carry a post-processor that adds BOS itself; pocketlm adds it explicitly.
-        t.inner
-            .with_post_processor(None::<tokenizers::PostProcessorWrapper>);
+        t.inner.with_post_processor(None::<tokenizers::PostProcessorWrapper>);
         Ok(t)
     }
 
@@ -161,13 +134,7 @@ impl Tokenizer {
         match &self.spm {
             Some(spm) => spm.encode(text, &mut ids),
             None => {
-                let enc = self
-                    .inner
-                    .encode_fast(text, false)
-                    .map_err(|e| Error::Tokenizer {
-                        file: "tokenizer".into(),
-                        msg: e.to_string(),
-                    })?;
+                let enc = self.inner.encode_fast(text, false).map_err(|e| Error::Tokenizer { file: "tokenizer".into(), msg: e.to_string() })?;
                 ids.extend_from_slice(enc.get_ids());
             }
         }
@@ -176,28 +143,13 @@ impl Tokenizer {
 
     /// The text of `ids`; special tokens are left out when `skip_special`.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
-        self.inner
-            .decode(ids, skip_special)
-            .map_err(|e| Error::Tokenizer {
-                file: "tokenizer".into(),
-                msg: e.to_string(),
-            })
+        self.inner.decode(ids, skip_special).map_err(|e| Error::Tokenizer { file: "tokenizer".into(), msg: e.to_string() })
     }
 
     /// Feeds one generated id; returns the text it completes, if any.
     pub fn decode_step(&self, state: &mut DecodeState, id: u32) -> Result<Option<String>> {
-        tokenizers::step_decode_stream(
-            &self.inner,
-            vec![id],
-            true,
-            &mut state.ids,
-            &mut state.prefix,
-            &mut state.prefix_index,
-        )
-        .map_err(|e| Error::Tokenizer {
-            file: "tokenizer".into(),
-            msg: e.to_string(),
-        })
+        tokenizers::step_decode_stream(&self.inner, vec![id], true, &mut state.ids, &mut state.prefix, &mut state.prefix_index)
+            .map_err(|e| Error::Tokenizer { file: "tokenizer".into(), msg: e.to_string() })
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {

@@ -51,21 +51,12 @@ struct Symbol {
 
 impl SpmModel {
     pub fn new(tokens: &[&str], scores: Vec<f32>, unk: Option<u32>) -> SpmModel {
-        let vocab: HashMap<String, u32> = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.to_string(), i as u32))
-            .collect();
+        let vocab: HashMap<String, u32> = tokens.iter().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
         let mut byte_tokens = [None; 256];
         for (b, slot) in byte_tokens.iter_mut().enumerate() {
             *slot = vocab.get(&format!("<0x{b:02X}>")).copied();
         }
-        SpmModel {
-            vocab,
-            scores,
-            byte_tokens,
-            unk,
-        }
+        SpmModel { vocab, scores, byte_tokens, unk }
     }
 
     fn score(&self, id: u32) -> f32 {
@@ -76,30 +67,19 @@ impl SpmModel {
     pub fn encode(&self, text: &str, out: &mut Vec<u32>) {
         let mut syms: Vec<Symbol> = Vec::new();
         for (i, (start, c)) in text.char_indices().enumerate() {
-            syms.push(Symbol {
-                prev: i.checked_sub(1),
-                next: None,
-                start,
-                len: c.len_utf8(),
-            });
+            syms.push(Symbol { prev: i.checked_sub(1), next: None, start, len: c.len_utf8() });
             if i > 0 {
                 syms[i - 1].next = Some(i);
             }
         }
         let mut heap = BinaryHeap::new();
-        let try_add =
-            |heap: &mut BinaryHeap<Bigram>, syms: &[Symbol], l: Option<usize>, r: Option<usize>| {
-                let (Some(l), Some(r)) = (l, r) else { return };
-                let (s, e) = (syms[l].start, syms[r].start + syms[r].len);
-                if let Some(&id) = self.vocab.get(&text[s..e]) {
-                    heap.push(Bigram {
-                        score: self.score(id),
-                        left: l,
-                        right: r,
-                        size: e - s,
-                    });
-                }
-            };
+        let try_add = |heap: &mut BinaryHeap<Bigram>, syms: &[Symbol], l: Option<usize>, r: Option<usize>| {
+            let (Some(l), Some(r)) = (l, r) else { return };
+            let (s, e) = (syms[l].start, syms[r].start + syms[r].len);
+            if let Some(&id) = self.vocab.get(&text[s..e]) {
+                heap.push(Bigram { score: self.score(id), left: l, right: r, size: e - s });
+            }
+        };
         for i in 1..syms.len() {
             try_add(&mut heap, &syms, Some(i - 1), Some(i));
         }
@@ -125,9 +105,7 @@ impl SpmModel {
             let p = &text[syms[s].start..syms[s].start + syms[s].len];
             match self.vocab.get(p) {
                 Some(&id) => out.push(id),
-                None => p
-                    .bytes()
-                    .for_each(|b| out.extend(self.byte_tokens[b as usize].or(self.unk))),
+                None => p.bytes().for_each(|b| out.extend(self.byte_tokens[b as usize].or(self.unk))),
             }
             i = syms[s].next;
         }

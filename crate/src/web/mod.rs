@@ -70,8 +70,7 @@ fn from_js<T: for<'de> Deserialize<'de> + Default>(v: JsValue, what: &str) -> Re
 }
 
 fn to_js<T: Serialize>(v: &T) -> JsValue {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .unwrap_or(JsValue::NULL)
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::NULL)
 }
 
 /// `n` zero bytes, or `None` when memory cannot grow so far. Zeroed by the allocator, which
@@ -106,20 +105,11 @@ impl LoaderFile {
     /// left to [`ModelLoader::finish`], which reads the header again from the whole file and
     /// reports what is wrong.
     fn read_header_early(&mut self, model: &str) {
-        if !self.name.ends_with(".gguf")
-            || self.header.is_some()
-            || self.filled == self.bytes.len()
-            || self.filled < 2 * self.header_tried_at
-        {
+        if !self.name.ends_with(".gguf") || self.header.is_some() || self.filled == self.bytes.len() || self.filled < 2 * self.header_tried_at {
             return;
         }
         self.header_tried_at = self.filled;
-        self.header = GgufHeader::parse(
-            &format!("{model}/{}", self.name),
-            &self.bytes[..self.filled],
-            self.bytes.len(),
-        )
-        .ok();
+        self.header = GgufHeader::parse(&format!("{model}/{}", self.name), &self.bytes[..self.filled], self.bytes.len()).ok();
     }
 }
 
@@ -148,10 +138,7 @@ impl ModelLoader {
     /// `name` names the model in messages (its URL or file name).
     #[wasm_bindgen(constructor)]
     pub fn new(name: &str) -> ModelLoader {
-        ModelLoader {
-            name: name.to_string(),
-            files: Vec::new(),
-        }
+        ModelLoader { name: name.to_string(), files: Vec::new() }
     }
 
     /// Announces a file of `size` bytes and allocates its memory at once, so a model that
@@ -159,44 +146,23 @@ impl ModelLoader {
     #[wasm_bindgen(js_name = beginFile)]
     pub fn begin_file(&mut self, file: &str, size: f64) -> Result<(), JsValue> {
         if !(size >= 0.0 && size.fract() == 0.0 && size <= usize::MAX as f64) {
-            return Err(js_error(Error::OutOfMemory {
-                what: format!("{}/{file}", self.name),
-                bytes: size as u64,
-            }));
+            return Err(js_error(Error::OutOfMemory { what: format!("{}/{file}", self.name), bytes: size as u64 }));
         }
         if self.files.iter().any(|f| f.name == file) {
             return Err(bad_argument(format!("file {file} was already begun")));
         }
         let size = size as usize;
-        let bytes = zeroed_bytes(size).ok_or_else(|| {
-            js_error(Error::OutOfMemory {
-                what: format!("{}/{file}", self.name),
-                bytes: size as u64,
-            })
-        })?;
-        self.files.push(LoaderFile {
-            name: file.to_string(),
-            bytes,
-            filled: 0,
-            header: None,
-            header_tried_at: 0,
-        });
+        let bytes = zeroed_bytes(size).ok_or_else(|| js_error(Error::OutOfMemory { what: format!("{}/{file}", self.name), bytes: size as u64 }))?;
+        self.files.push(LoaderFile { name: file.to_string(), bytes, filled: 0, header: None, header_tried_at: 0 });
         Ok(())
     }
 
     /// `file`, when `len` more bytes fit in what it announced.
     fn room_for(&mut self, file: &str, len: usize) -> Result<&mut LoaderFile, JsValue> {
         let name = &self.name;
-        let f = self
-            .files
-            .iter_mut()
-            .find(|f| f.name == file)
-            .ok_or_else(|| bad_argument(format!("{file} was not begun (beginFile)")))?;
+        let f = self.files.iter_mut().find(|f| f.name == file).ok_or_else(|| bad_argument(format!("{file} was not begun (beginFile)")))?;
         if f.filled + len > f.bytes.len() {
-            return Err(js_error(Error::format(
-                &format!("{name}/{file}"),
-                format!("more bytes than the {} announced", f.bytes.len()),
-            )));
+            return Err(js_error(Error::format(&format!("{name}/{file}"), format!("more bytes than the {} announced", f.bytes.len()))));
         }
         Ok(f)
     }
@@ -229,20 +195,13 @@ impl ModelLoader {
             None | Some("q4_0") => Some(GgmlType::Q4_0),
             Some("q8_0") => Some(GgmlType::Q8_0),
             Some("none") => None,
-            Some(q) => {
-                return Err(bad_argument(format!(
-                    "quantize must be \"q4_0\", \"q8_0\" or \"none\", not {q:?}"
-                )))
-            }
+            Some(q) => return Err(bad_argument(format!("quantize must be \"q4_0\", \"q8_0\" or \"none\", not {q:?}"))),
         };
         let name = self.name;
         let mut files = self.files;
         for f in &files {
             if f.filled != f.bytes.len() {
-                return Err(js_error(Error::format(
-                    &format!("{name}/{}", f.name),
-                    format!("truncated: {} of {} bytes", f.filled, f.bytes.len()),
-                )));
+                return Err(js_error(Error::format(&format!("{name}/{}", f.name), format!("truncated: {} of {} bytes", f.filled, f.bytes.len()))));
             }
         }
         let model = if let Some(i) = files.iter().position(|f| f.name.ends_with(".gguf")) {
@@ -252,52 +211,27 @@ impl ModelLoader {
                 None => Model::from_gguf(&format!("{name}/{}", f.name), f.bytes),
             }
         } else {
-            let mut take = |file: &str| {
-                files
-                    .iter()
-                    .position(|f| f.name == file)
-                    .map(|i| files.swap_remove(i).bytes)
-            };
-            let missing = |file: &str| {
-                js_error(Error::format(
-                    &name,
-                    format!("a Hugging Face model needs {file}"),
-                ))
-            };
+            let mut take = |file: &str| files.iter().position(|f| f.name == file).map(|i| files.swap_remove(i).bytes);
+            let missing = |file: &str| js_error(Error::format(&name, format!("a Hugging Face model needs {file}")));
             let config = take("config.json").ok_or_else(|| missing("config.json"))?;
             let tokenizer = take("tokenizer.json").ok_or_else(|| missing("tokenizer.json"))?;
             let weights = take("model.safetensors").ok_or_else(|| missing("model.safetensors"))?;
             let tok_config = take("tokenizer_config.json");
-            Model::from_hf(
-                &name,
-                &config,
-                &tokenizer,
-                tok_config.as_deref(),
-                weights,
-                &LoadOptions { quantize },
-            )
+            Model::from_hf(&name, &config, &tokenizer, tok_config.as_deref(), weights, &LoadOptions { quantize })
         }
         .map_err(js_error)?;
         let load_peak = wasm_memory_bytes();
         let context = opts.context_size.unwrap_or(2048);
-        let choice =
-            BackendChoice::parse(opts.backend.as_deref().unwrap_or("auto")).map_err(js_error)?;
+        let choice = BackendChoice::parse(opts.backend.as_deref().unwrap_or("auto")).map_err(js_error)?;
         if choice != BackendChoice::Cpu && !has_webgpu() {
             if choice == BackendChoice::Gpu {
-                return Err(js_error(Error::gpu(
-                    crate::error::GpuFailure::NoAdapter,
-                    "this browser has no WebGPU (navigator.gpu)",
-                )));
+                return Err(js_error(Error::gpu(crate::error::GpuFailure::NoAdapter, "this browser has no WebGPU (navigator.gpu)")));
             }
             let mut session = Session::new(model, context).map_err(js_error)?;
-            session.set_fallback_reason(
-                "no WebGPU in this browser (navigator.gpu): wasm SIMD on the CPU",
-            );
+            session.set_fallback_reason("no WebGPU in this browser (navigator.gpu): wasm SIMD on the CPU");
             return Ok(Engine::new(session, None, load_peak));
         }
-        let (session, adapter) = Session::open(model, context, choice, &GpuOptions::default())
-            .await
-            .map_err(js_error)?;
+        let (session, adapter) = Session::open(model, context, choice, &GpuOptions::default()).await.map_err(js_error)?;
         Ok(Engine::new(session, adapter, load_peak))
     }
 }
@@ -305,11 +239,7 @@ impl ModelLoader {
 /// Whether this global (window or worker) has `navigator.gpu`.
 fn has_webgpu() -> bool {
     let global = js_sys::global();
-    js_sys::Reflect::get(&global, &"navigator".into())
-        .ok()
-        .filter(|n| !n.is_undefined())
-        .and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok())
-        .is_some_and(|g| !g.is_undefined() && !g.is_null())
+    js_sys::Reflect::get(&global, &"navigator".into()).ok().filter(|n| !n.is_undefined()).and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok()).is_some_and(|g| !g.is_undefined() && !g.is_null())
 }
 
 struct EngineState {
@@ -364,11 +294,7 @@ impl RequestOptions {
         let d = SamplingParams::default();
         let seed = match self.seed {
             Some(s) if s.is_finite() && s >= 0.0 => s as u64,
-            Some(s) => {
-                return Err(bad_argument(format!(
-                    "seed must be a non-negative integer, not {s}"
-                )))
-            }
+            Some(s) => return Err(bad_argument(format!("seed must be a non-negative integer, not {s}"))),
             None => (js_sys::Math::random() * 9007199254740991.0) as u64,
         };
         let sampling = SamplingParams {
@@ -389,12 +315,7 @@ impl RequestOptions {
             Some(StopStrings::One(s)) => vec![s],
             Some(StopStrings::Many(v)) => v,
         };
-        Ok(GenerateOptions {
-            max_tokens: self.max_tokens.unwrap_or(256),
-            sampling,
-            stop,
-            ignore_eos: self.ignore_eos.unwrap_or(false),
-        })
+        Ok(GenerateOptions { max_tokens: self.max_tokens.unwrap_or(256), sampling, stop, ignore_eos: self.ignore_eos.unwrap_or(false) })
     }
 }
 
@@ -446,27 +367,12 @@ struct Finished {
 }
 
 impl Engine {
-    fn new(
-        session: Session<Model>,
-        adapter: Option<AdapterSummary>,
-        load_peak_bytes: f64,
-    ) -> Engine {
+    fn new(session: Session<Model>, adapter: Option<AdapterSummary>, load_peak_bytes: f64) -> Engine {
         let gpu = session.gpu().map(|g| g.model().ctx().clone());
-        Engine {
-            state: Rc::new(RefCell::new(EngineState {
-                session,
-                generator: None,
-            })),
-            adapter,
-            gpu,
-            load_peak_bytes,
-        }
+        Engine { state: Rc::new(RefCell::new(EngineState { session, generator: None })), adapter, gpu, load_peak_bytes }
     }
 
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut EngineState) -> Result<T, JsValue>,
-    ) -> Result<T, JsValue> {
+    fn with<T>(&self, f: impl FnOnce(&mut EngineState) -> Result<T, JsValue>) -> Result<T, JsValue> {
         let mut st = self.state.try_borrow_mut().map_err(|_| busy())?;
         f(&mut st)
     }
@@ -493,10 +399,7 @@ impl Engine {
             let session = &st.session;
             let m = session.model();
             let w = &m.weights;
-            let mut types: Vec<String> = std::iter::once(&w.token_embd)
-                .chain(w.layers.iter().flat_map(|l| [&l.wq, &l.w_gate, &l.w_down]))
-                .map(|q| q.ty.name().to_string())
-                .collect();
+            let mut types: Vec<String> = std::iter::once(&w.token_embd).chain(w.layers.iter().flat_map(|l| [&l.wq, &l.w_gate, &l.w_down])).map(|q| q.ty.name().to_string()).collect();
             types.sort();
             types.dedup();
             let s = &m.spec;
@@ -531,13 +434,7 @@ impl Engine {
 
     /// Token ids of `text`; `add_special` adds BOS when the model wants one.
     pub fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, JsValue> {
-        self.with(|st| {
-            st.session
-                .model()
-                .tokenizer
-                .encode(text, add_special)
-                .map_err(js_error)
-        })
+        self.with(|st| st.session.model().tokenizer.encode(text, add_special).map_err(js_error))
     }
 
     /// The text of `ids`; `skip_special` drops special tokens such as BOS/EOS.
@@ -545,33 +442,17 @@ impl Engine {
         self.with(|st| {
             let vocab = st.session.model().spec.vocab_size;
             if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
-                return Err(bad_argument(format!(
-                    "token id {bad} is outside the vocabulary of {vocab}"
-                )));
+                return Err(bad_argument(format!("token id {bad} is outside the vocabulary of {vocab}")));
             }
-            st.session
-                .model()
-                .tokenizer
-                .decode(&ids, skip_special)
-                .map_err(js_error)
+            st.session.model().tokenizer.decode(&ids, skip_special).map_err(js_error)
         })
     }
 
     /// The prompt text of `messages` (`[{role, content}]`) through the model's chat template.
     #[wasm_bindgen(js_name = applyChatTemplate)]
-    pub fn apply_chat_template(
-        &self,
-        messages: JsValue,
-        add_generation_prompt: bool,
-    ) -> Result<String, JsValue> {
-        let messages: Vec<Message> = serde_wasm_bindgen::from_value(messages)
-            .map_err(|e| bad_argument(format!("messages must be [{{role, content}}]: {e}")))?;
-        self.with(|st| {
-            st.session
-                .model()
-                .apply_chat_template(&messages, add_generation_prompt)
-                .map_err(js_error)
-        })
+    pub fn apply_chat_template(&self, messages: JsValue, add_generation_prompt: bool) -> Result<String, JsValue> {
+        let messages: Vec<Message> = serde_wasm_bindgen::from_value(messages).map_err(|e| bad_argument(format!("messages must be [{{role, content}}]: {e}")))?;
+        self.with(|st| st.session.model().apply_chat_template(&messages, add_generation_prompt).map_err(js_error))
     }
 
     /// Starts a chat completion: renders `messages`, prefills (reusing the cache of the previous
@@ -579,9 +460,7 @@ impl Engine {
     /// [`Engine::next_text`] until it gives `undefined`.
     #[wasm_bindgen(js_name = startChat)]
     pub fn start_chat(&self, messages: JsValue, options: JsValue) -> js_sys::Promise {
-        let ids = self
-            .apply_chat_template(messages, true)
-            .and_then(|text| self.tokenize(&text, false));
+        let ids = self.apply_chat_template(messages, true).and_then(|text| self.tokenize(&text, false));
         // The template writes BOS itself when the model wants one.
         self.start_ids(ids, options)
     }
@@ -594,17 +473,12 @@ impl Engine {
     }
 
     fn start_ids(&self, ids: Result<Vec<u32>, JsValue>, options: JsValue) -> js_sys::Promise {
-        let opts = from_js::<RequestOptions>(options, "request options")
-            .and_then(RequestOptions::into_generate_options);
+        let opts = from_js::<RequestOptions>(options, "request options").and_then(RequestOptions::into_generate_options);
         self.promise(move |state| async move {
             let (ids, opts) = (ids?, opts?);
             let mut st = state.borrow_mut();
             st.generator = None;
-            let g = st
-                .session
-                .start_async(&ids, &opts)
-                .await
-                .map_err(js_error)?;
+            let g = st.session.start_async(&ids, &opts).await.map_err(js_error)?;
             st.generator = Some(g);
             Ok(JsValue::UNDEFINED)
         })
@@ -617,14 +491,8 @@ impl Engine {
         self.promise(|state| async move {
             let mut st = state.borrow_mut();
             let EngineState { session, generator } = &mut *st;
-            let g = generator
-                .as_mut()
-                .ok_or_else(|| bad_argument("no generation in progress"))?;
-            Ok(session
-                .next_text_async(g)
-                .await
-                .map_err(js_error)?
-                .map_or(JsValue::UNDEFINED, JsValue::from))
+            let g = generator.as_mut().ok_or_else(|| bad_argument("no generation in progress"))?;
+            Ok(session.next_text_async(g).await.map_err(js_error)?.map_or(JsValue::UNDEFINED, JsValue::from))
         })
     }
 
@@ -641,13 +509,7 @@ impl Engine {
     /// Ends the generation and returns `{ids, text, finish_reason, prompt_tokens,
     /// completion_tokens, cached_prompt_tokens, prefill_ms, decode_ms, prefill_tok_s, decode_tok_s}`.
     pub fn finish(&self) -> Result<JsValue, JsValue> {
-        let g = self
-            .with(|st| {
-                st.generator
-                    .take()
-                    .ok_or_else(|| bad_argument("no generation in progress"))
-            })?
-            .finish();
+        let g = self.with(|st| st.generator.take().ok_or_else(|| bad_argument("no generation in progress")))?.finish();
         Ok(to_js(&Finished {
             prefill_tok_s: g.prefill_tok_s(),
             decode_tok_s: g.decode_tok_s(),

@@ -46,10 +46,7 @@ pub fn random_row(rng: &mut fastrand::Rng, ty: GgmlType, n: usize) -> Vec<u8> {
     let x: Vec<f32> = (0..n).map(|_| rng.f32() * 2.0 - 1.0).collect();
     match ty {
         GgmlType::F32 | GgmlType::F16 | GgmlType::Q4_0 | GgmlType::Q8_0 => quantize(ty, &x),
-        GgmlType::BF16 => x
-            .iter()
-            .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
-            .collect(),
+        GgmlType::BF16 => x.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect(),
         _ => {
             let mut row: Vec<u8> = (0..ty.row_bytes(n)).map(|_| rng.u8(..)).collect();
             for block in row.chunks_exact_mut(ty.block_bytes()) {
@@ -63,14 +60,10 @@ pub fn random_row(rng: &mut fastrand::Rng, ty: GgmlType, n: usize) -> Vec<u8> {
     }
 }
 
+
 /// `tokens` rows of `n` random activations in (-2, 2), quantized as `kind`.
 #[allow(dead_code)] // not every user of this module reads it
-pub fn random_acts(
-    rng: &mut fastrand::Rng,
-    kind: ActKind,
-    n: usize,
-    tokens: usize,
-) -> Vec<QuantizedActs> {
+pub fn random_acts(rng: &mut fastrand::Rng, kind: ActKind, n: usize, tokens: usize) -> Vec<QuantizedActs> {
     (0..tokens)
         .map(|_| {
             let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();

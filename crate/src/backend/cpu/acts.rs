@@ -67,11 +67,7 @@ impl QuantizedActs {
             ActKind::Q8K => {
                 self.q.resize(x.len(), 0);
                 self.bsums.resize(x.len() / 16, 0);
-                for ((b, q), bs) in x
-                    .chunks_exact(QK_K)
-                    .zip(self.q.chunks_exact_mut(QK_K))
-                    .zip(self.bsums.chunks_exact_mut(16))
-                {
+                for ((b, q), bs) in x.chunks_exact(QK_K).zip(self.q.chunks_exact_mut(QK_K)).zip(self.bsums.chunks_exact_mut(16)) {
                     self.d.push(q8_k_block(b, q, bs));
                 }
             }

@@ -3,9 +3,7 @@
 //! kernels of the hot types and is checked against it.
 
 use super::acts::QuantizedActs;
-use crate::quant::{
-    f16_at, k4_scales_mins, q4_k_values, q5_k_values, q5_values, q6_k_values, GgmlType, QK_K,
-};
+use crate::quant::{f16_at, k4_scales_mins, q4_k_values, q5_k_values, q5_values, q6_k_values, GgmlType, QK_K};
 use half::{bf16, f16};
 
 /// `row · acts` for a row of `ty` with `acts` quantized for `ty` (see [`super::acts::ActKind::for_weights`]).
@@ -31,21 +29,9 @@ pub fn vec_dot_scalar(ty: GgmlType, row: &[u8], a: &QuantizedActs) -> f32 {
         GgmlType::Q4K => dot_q4_k(row, a),
         GgmlType::Q5K => dot_q5_k(row, a),
         GgmlType::Q6K => dot_q6_k(row, a),
-        GgmlType::F16 => row
-            .chunks_exact(2)
-            .zip(&a.f)
-            .map(|(c, x)| f16::from_le_bytes([c[0], c[1]]).to_f32() * x)
-            .sum(),
-        GgmlType::BF16 => row
-            .chunks_exact(2)
-            .zip(&a.f)
-            .map(|(c, x)| bf16::from_le_bytes([c[0], c[1]]).to_f32() * x)
-            .sum(),
-        GgmlType::F32 => row
-            .chunks_exact(4)
-            .zip(&a.f)
-            .map(|(c, x)| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * x)
-            .sum(),
+        GgmlType::F16 => row.chunks_exact(2).zip(&a.f).map(|(c, x)| f16::from_le_bytes([c[0], c[1]]).to_f32() * x).sum(),
+        GgmlType::BF16 => row.chunks_exact(2).zip(&a.f).map(|(c, x)| bf16::from_le_bytes([c[0], c[1]]).to_f32() * x).sum(),
+        GgmlType::F32 => row.chunks_exact(4).zip(&a.f).map(|(c, x)| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * x).sum(),
     }
 }
 
@@ -55,8 +41,7 @@ pub fn dot_q4_0_scalar(row: &[u8], a: &QuantizedActs) -> f32 {
         let qs = &b[2..18];
         let mut s = 0i32;
         for j in 0..16 {
-            s += ((qs[j] & 0xF) as i32 - 8) * y[j] as i32
-                + ((qs[j] >> 4) as i32 - 8) * y[j + 16] as i32;
+            s += ((qs[j] & 0xF) as i32 - 8) * y[j] as i32 + ((qs[j] >> 4) as i32 - 8) * y[j + 16] as i32;
         }
         sum += s as f32 * f16_at(b, 0) * dy;
     }
@@ -66,11 +51,7 @@ pub fn dot_q4_0_scalar(row: &[u8], a: &QuantizedActs) -> f32 {
 pub fn dot_q8_0_scalar(row: &[u8], a: &QuantizedActs) -> f32 {
     let mut sum = 0.0f32;
     for ((b, y), dy) in row.chunks_exact(34).zip(a.q.chunks_exact(32)).zip(&a.d) {
-        let s: i32 = b[2..34]
-            .iter()
-            .zip(y)
-            .map(|(&x, &y)| (x as i8) as i32 * y as i32)
-            .sum();
+        let s: i32 = b[2..34].iter().zip(y).map(|(&x, &y)| (x as i8) as i32 * y as i32).sum();
         sum += s as f32 * f16_at(b, 0) * dy;
     }
     sum
@@ -78,12 +59,7 @@ pub fn dot_q8_0_scalar(row: &[u8], a: &QuantizedActs) -> f32 {
 
 fn dot_q4_1(row: &[u8], a: &QuantizedActs) -> f32 {
     let mut sum = 0.0f32;
-    for (((b, y), dy), sy) in row
-        .chunks_exact(20)
-        .zip(a.q.chunks_exact(32))
-        .zip(&a.d)
-        .zip(&a.s)
-    {
+    for (((b, y), dy), sy) in row.chunks_exact(20).zip(a.q.chunks_exact(32)).zip(&a.d).zip(&a.s) {
         let qs = &b[4..20];
         let mut s = 0i32;
         for j in 0..16 {
@@ -98,11 +74,7 @@ fn dot_q5_0(row: &[u8], a: &QuantizedActs) -> f32 {
     let mut sum = 0.0f32;
     for ((b, y), dy) in row.chunks_exact(22).zip(a.q.chunks_exact(32)).zip(&a.d) {
         let v = q5_values(&b[2..6], &b[6..22]);
-        let s: i32 = v
-            .iter()
-            .zip(y)
-            .map(|(&x, &y)| (x as i32 - 16) * y as i32)
-            .sum();
+        let s: i32 = v.iter().zip(y).map(|(&x, &y)| (x as i32 - 16) * y as i32).sum();
         sum += s as f32 * f16_at(b, 0) * dy;
     }
     sum
@@ -110,12 +82,7 @@ fn dot_q5_0(row: &[u8], a: &QuantizedActs) -> f32 {
 
 fn dot_q5_1(row: &[u8], a: &QuantizedActs) -> f32 {
     let mut sum = 0.0f32;
-    for (((b, y), dy), sy) in row
-        .chunks_exact(24)
-        .zip(a.q.chunks_exact(32))
-        .zip(&a.d)
-        .zip(&a.s)
-    {
+    for (((b, y), dy), sy) in row.chunks_exact(24).zip(a.q.chunks_exact(32)).zip(&a.d).zip(&a.s) {
         let v = q5_values(&b[4..8], &b[8..24]);
         let s: i32 = v.iter().zip(y).map(|(&x, &y)| x as i32 * y as i32).sum();
         sum += s as f32 * f16_at(b, 0) * dy + f16_at(b, 2) * sy;
@@ -130,11 +97,7 @@ fn dot_k_scale_min(v: &[u8; QK_K], scales: &[u8], y: &[i8], bsums: &[i32]) -> (i
     let mut total = 0i32;
     let mut mins = 0i32;
     for s in 0..8 {
-        let isum: i32 = v[s * 32..s * 32 + 32]
-            .iter()
-            .zip(&y[s * 32..s * 32 + 32])
-            .map(|(&x, &y)| x as i32 * y as i32)
-            .sum();
+        let isum: i32 = v[s * 32..s * 32 + 32].iter().zip(&y[s * 32..s * 32 + 32]).map(|(&x, &y)| x as i32 * y as i32).sum();
         total += sc[s] as i32 * isum;
         mins += mn[s] as i32 * (bsums[2 * s] + bsums[2 * s + 1]);
     }
@@ -143,12 +106,7 @@ fn dot_k_scale_min(v: &[u8; QK_K], scales: &[u8], y: &[i8], bsums: &[i32]) -> (i
 
 fn dot_q4_k(row: &[u8], a: &QuantizedActs) -> f32 {
     let mut sum = 0.0f32;
-    for (((b, y), dy), bs) in row
-        .chunks_exact(144)
-        .zip(a.q.chunks_exact(QK_K))
-        .zip(&a.d)
-        .zip(a.bsums.chunks_exact(16))
-    {
+    for (((b, y), dy), bs) in row.chunks_exact(144).zip(a.q.chunks_exact(QK_K)).zip(&a.d).zip(a.bsums.chunks_exact(16)) {
         let (total, mins) = dot_k_scale_min(&q4_k_values(&b[16..144]), &b[4..16], y, bs);
         sum += f16_at(b, 0) * dy * total as f32 - f16_at(b, 2) * dy * mins as f32;
     }
@@ -157,14 +115,8 @@ fn dot_q4_k(row: &[u8], a: &QuantizedActs) -> f32 {
 
 fn dot_q5_k(row: &[u8], a: &QuantizedActs) -> f32 {
     let mut sum = 0.0f32;
-    for (((b, y), dy), bs) in row
-        .chunks_exact(176)
-        .zip(a.q.chunks_exact(QK_K))
-        .zip(&a.d)
-        .zip(a.bsums.chunks_exact(16))
-    {
-        let (total, mins) =
-            dot_k_scale_min(&q5_k_values(&b[16..48], &b[48..176]), &b[4..16], y, bs);
+    for (((b, y), dy), bs) in row.chunks_exact(176).zip(a.q.chunks_exact(QK_K)).zip(&a.d).zip(a.bsums.chunks_exact(16)) {
+        let (total, mins) = dot_k_scale_min(&q5_k_values(&b[16..48], &b[48..176]), &b[4..16], y, bs);
         sum += f16_at(b, 0) * dy * total as f32 - f16_at(b, 2) * dy * mins as f32;
     }
     sum
@@ -176,11 +128,7 @@ fn dot_q6_k(row: &[u8], a: &QuantizedActs) -> f32 {
         let v = q6_k_values(&b[0..128], &b[128..192]);
         let mut total = 0i32;
         for s in 0..16 {
-            let isum: i32 = v[s * 16..s * 16 + 16]
-                .iter()
-                .zip(&y[s * 16..s * 16 + 16])
-                .map(|(&x, &y)| x as i32 * y as i32)
-                .sum();
+            let isum: i32 = v[s * 16..s * 16 + 16].iter().zip(&y[s * 16..s * 16 + 16]).map(|(&x, &y)| x as i32 * y as i32).sum();
             total += (b[192 + s] as i8) as i32 * isum;
         }
         sum += f16_at(b, 208) * dy * total as f32;

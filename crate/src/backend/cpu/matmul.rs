@@ -8,9 +8,9 @@ use super::acts::{ActKind, QuantizedActs};
 use super::dot::vec_dot;
 use super::threads;
 use crate::quant::row_order::GROUP_ROWS;
+use crate::quant::{QMatrix, RareCodes};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use crate::quant::RowOrder;
-use crate::quant::{QMatrix, RareCodes};
 
 /// A token-major output (`tokens × rows` f32 values) that threads fill in disjoint row ranges.
 pub struct TokenRows<'a> {
@@ -27,17 +27,8 @@ unsafe impl Sync for TokenRows<'_> {}
 
 impl<'a> TokenRows<'a> {
     pub fn new(out: &'a mut [f32], rows: usize) -> TokenRows<'a> {
-        assert!(
-            rows > 0 && out.len() % rows == 0,
-            "output of {} values for rows of {rows}",
-            out.len()
-        );
-        TokenRows {
-            ptr: out.as_mut_ptr(),
-            rows,
-            tokens: out.len() / rows,
-            _out: PhantomData,
-        }
+        assert!(rows > 0 && out.len() % rows == 0, "output of {} values for rows of {rows}", out.len());
+        TokenRows { ptr: out.as_mut_ptr(), rows, tokens: out.len() / rows, _out: PhantomData }
     }
 
     /// Sets token `t`'s value of row `r`.
@@ -95,54 +86,21 @@ pub fn matmul_prequantized(w: &QMatrix, acts: &[QuantizedActs], out: &mut [f32])
     let out = TokenRows::new(out, w.rows);
     // The SIMD kernels leave the rare codes to exact ones; asked here, on the calling thread,
     // so the one-time scan is not raced for by the threads' first rows.
-    let rare = if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
-        w.rare_codes()
-    } else {
-        RareCodes::default()
-    };
+    let rare = if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) { w.rare_codes() } else { RareCodes::default() };
     // Ranges of whole interleaved groups (`GROUP_ROWS`, also the decode tile).
-    threads::for_row_ranges(w.rows, w.rows * w.cols * acts.len(), GROUP_ROWS, |rows| {
-        rows_of(w, rare, acts, &out, rows)
-    });
+    threads::for_row_ranges(w.rows, w.rows * w.cols * acts.len(), GROUP_ROWS, |rows| rows_of(w, rare, acts, &out, rows));
 }
 
 /// Rows `rows` of `W · x[t]` for every token. A matrix with a non-finite scale takes
 /// [`vec_dot`] row by row (which takes the scalar code for the rows that hold one); with
 /// `rare.q8_0_min`, the Q8_0 kernels that accept -128.
-#[cfg_attr(
-    not(all(target_arch = "wasm32", target_feature = "simd128")),
-    allow(unused_variables)
-)] // only the SIMD kernels read `rare`
-fn rows_of(
-    w: &QMatrix,
-    rare: RareCodes,
-    acts: &[QuantizedActs],
-    out: &TokenRows,
-    rows: Range<usize>,
-) {
+#[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(unused_variables))] // only the SIMD kernels read `rare`
+fn rows_of(w: &QMatrix, rare: RareCodes, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if super::simd128::handles(w.ty) && !rare.nonfinite_scale {
         return match w.order() {
-            RowOrder::Plain => super::simd128::matmul(
-                w.ty,
-                rare.q8_0_min,
-                w.bytes(),
-                w.row_bytes(),
-                acts,
-                out,
-                rows,
-            ),
-            RowOrder::Q4_0x4 | RowOrder::Q5_0x4 | RowOrder::Q8_0x4 => super::simd128::matmul_x4(
-                w.ty,
-                rare.q8_0_min,
-                w.scale_shift(),
-                w.bytes(),
-                w.row_bytes(),
-                w.rows,
-                acts,
-                out,
-                rows,
-            ),
+            RowOrder::Plain => super::simd128::matmul(w.ty, rare.q8_0_min, w.bytes(), w.row_bytes(), acts, out, rows),
+            RowOrder::Q4_0x4 | RowOrder::Q5_0x4 | RowOrder::Q8_0x4 => super::simd128::matmul_x4(w.ty, rare.q8_0_min, w.scale_shift(), w.bytes(), w.row_bytes(), w.rows, acts, out, rows),
         };
     }
     for r in rows {

@@ -53,15 +53,7 @@ pub fn rms_norm_heads(x: &mut [f32], weight: &[f32], eps: f32, head_dim: usize) 
 /// Rotary position embedding in place over `x` (`n_heads × head_dim`), first `rot_dims` of each
 /// head. `inv_freq[i]` is the angle per position of pair `i`. `interleaved`: pairs are adjacent
 /// values (GGUF `llama`), else the two halves (rotate-half, NeoX / Hugging Face).
-pub fn rope(
-    x: &mut [f32],
-    head_dim: usize,
-    rot_dims: usize,
-    pos: usize,
-    inv_freq: &[f32],
-    attn_factor: f32,
-    interleaved: bool,
-) {
+pub fn rope(x: &mut [f32], head_dim: usize, rot_dims: usize, pos: usize, inv_freq: &[f32], attn_factor: f32, interleaved: bool) {
     let (half, pairs) = (rot_dims / 2, (rot_dims / 2).min(inv_freq.len()));
     assert!(pairs <= 512, "rope: {rot_dims} rotated dimensions");
     // The angles' cosines and sines once for all the heads.
@@ -72,11 +64,7 @@ pub fn rope(
     }
     for h in x.chunks_exact_mut(head_dim) {
         for (i, &(cos, sin)) in cos_sin[..pairs].iter().enumerate() {
-            let (a, b) = if interleaved {
-                (2 * i, 2 * i + 1)
-            } else {
-                (i, i + half)
-            };
+            let (a, b) = if interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
             let (x0, x1) = (h[a], h[b]);
             h[a] = x0 * cos - x1 * sin;
             h[b] = x0 * sin + x1 * cos;
@@ -156,16 +144,8 @@ pub fn attention(
     out: &mut [f32],
 ) {
     let (kv_dim, n, q_dim) = (n_kv_heads * head_dim, positions.len(), n_heads * head_dim);
-    assert!(
-        n > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0,
-        "attention: {n} tokens, {n_heads} heads over {n_kv_heads}"
-    );
-    assert!(
-        q.len() >= n * q_dim
-            && out.len() >= n * q_dim
-            && k_cache.len().min(v_cache.len()) >= positions.end * kv_dim,
-        "attention: buffers too short"
-    );
+    assert!(n > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0, "attention: {n} tokens, {n_heads} heads over {n_kv_heads}");
+    assert!(q.len() >= n * q_dim && out.len() >= n * q_dim && k_cache.len().min(v_cache.len()) >= positions.end * kv_dim, "attention: buffers too short");
     let group = n_heads / n_kv_heads;
     // The positions token `p` reads, and those some token reads.
     let seen = |p: usize| window.map_or(0, |w| (p + 1).saturating_sub(w))..p + 1;
@@ -175,8 +155,7 @@ pub fn attention(
     let out = TokenRows::new(&mut out[..n * q_dim], head_dim);
     let work = 2 * q_dim * read.len() * n;
     threads::for_row_ranges(n_heads, work, 1, |heads| {
-        let (mut keys, mut values, mut q16, mut scores) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut keys, mut values, mut q16, mut scores) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut h0 = heads.start;
         while h0 < heads.end {
             let kvh = h0 / group;
@@ -228,71 +207,43 @@ pub fn round_to_f16(x: &mut [f32]) {
     let done = simd128::round_to_f16(x);
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     let done = 0;
-    x[done..]
-        .iter_mut()
-        .for_each(|v| *v = f16::from_f32(*v).to_f32());
+    x[done..].iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32());
 }
 
 /// `out[d] = Σ_i w[i] · rows[i][d]` for rows of `out.len()` values, each value summed in row
 /// order (in wasm SIMD builds four values at a time, the same bits).
 pub fn weighted_rows_sum(w: &[f32], rows: &[f32], out: &mut [f32]) {
     let width = out.len();
-    assert!(
-        rows.len() >= w.len() * width,
-        "weighted_rows_sum: {} rows of {width} in {} values",
-        w.len(),
-        rows.len()
-    );
+    assert!(rows.len() >= w.len() * width, "weighted_rows_sum: {} rows of {width} in {} values", w.len(), rows.len());
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     let done = simd128::weighted_rows_sum(w, rows, out);
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     let done = 0;
     for (d, o) in out.iter_mut().enumerate().skip(done) {
-        *o = w
-            .iter()
-            .zip(rows[d..].iter().step_by(width))
-            .fold(0.0, |acc, (&wi, &v)| acc + wi * v);
+        *o = w.iter().zip(rows[d..].iter().step_by(width)).fold(0.0, |acc, (&wi, &v)| acc + wi * v);
     }
 }
 
 /// f16 values as f32, exactly (in wasm SIMD builds eight at a time).
 #[inline]
 pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
-    assert_eq!(
-        src.len(),
-        dst.len(),
-        "f16_to_f32 of {} values into {}",
-        src.len(),
-        dst.len()
-    );
+    assert_eq!(src.len(), dst.len(), "f16_to_f32 of {} values into {}", src.len(), dst.len());
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     let done = simd128::f16_to_f32(src, dst);
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     let done = 0;
-    dst[done..]
-        .iter_mut()
-        .zip(&src[done..])
-        .for_each(|(o, h)| *o = f16_bits_to_f32(h.to_bits()));
+    dst[done..].iter_mut().zip(&src[done..]).for_each(|(o, h)| *o = f16_bits_to_f32(h.to_bits()));
 }
 
 /// f32 values as f16, rounded to nearest even (in wasm SIMD builds eight at a time, the bits of
 /// `half`'s conversion).
 pub fn f32_to_f16(src: &[f32], dst: &mut [f16]) {
-    assert_eq!(
-        src.len(),
-        dst.len(),
-        "f32_to_f16 of {} values into {}",
-        src.len(),
-        dst.len()
-    );
+    assert_eq!(src.len(), dst.len(), "f32_to_f16 of {} values into {}", src.len(), dst.len());
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     let done = simd128::f32_to_f16(src, dst);
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     let done = 0;
-    dst[done..]
-        .iter_mut()
-        .zip(&src[done..])
-        .for_each(|(o, &x)| *o = f16::from_f32(x));
+    dst[done..].iter_mut().zip(&src[done..]).for_each(|(o, &x)| *o = f16::from_f32(x));
 }
 
 /// `Σ a[i]·b[i]` in f32 (in wasm SIMD builds, for lengths that are multiples of 8, in four

@@ -79,11 +79,7 @@ fn dot2_u6<const FUSED: bool>(w0: v128, y0: v128, w1: v128, y1: v128) -> v128 {
     #[cfg(target_feature = "relaxed-simd")]
     {
         if FUSED {
-            i32x4_relaxed_dot_i8x16_i7x16_add(
-                y1,
-                w1,
-                i32x4_relaxed_dot_i8x16_i7x16_add(y0, w0, i32x4_splat(0)),
-            )
+            i32x4_relaxed_dot_i8x16_i7x16_add(y1, w1, i32x4_relaxed_dot_i8x16_i7x16_add(y0, w0, i32x4_splat(0)))
         } else {
             i32x4_extadd_pairwise_i16x8(pair_sums2_u6(w0, y0, w1, y1))
         }
@@ -126,10 +122,7 @@ fn scaled_dot_u6(w: v128, y: v128, scale: i16) -> v128 {
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 fn pair_sums2_u6(w0: v128, y0: v128, w1: v128, y1: v128) -> v128 {
-    i16x8_add(
-        i16x8_relaxed_dot_i8x16_i7x16(y0, w0),
-        i16x8_relaxed_dot_i8x16_i7x16(y1, w1),
-    )
+    i16x8_add(i16x8_relaxed_dot_i8x16_i7x16(y0, w0), i16x8_relaxed_dot_i8x16_i7x16(y1, w1))
 }
 
 #[inline(always)]
@@ -145,17 +138,9 @@ fn hsum_f32(v: v128) -> f32 {
 #[inline(always)]
 fn row_sums<const R: usize>(s: [v128; R]) -> v128 {
     let g = |i: usize| if i < R { s[i] } else { i32x4_splat(0) };
-    let pair = |a: v128, b: v128| {
-        i32x4_add(
-            i32x4_shuffle::<0, 4, 1, 5>(a, b),
-            i32x4_shuffle::<2, 6, 3, 7>(a, b),
-        )
-    };
+    let pair = |a: v128, b: v128| i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
     let (u0, u1) = (pair(g(0), g(1)), pair(g(2), g(3)));
-    i32x4_add(
-        i32x4_shuffle::<0, 1, 4, 5>(u0, u1),
-        i32x4_shuffle::<2, 3, 6, 7>(u0, u1),
-    )
+    i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(u0, u1), i32x4_shuffle::<2, 3, 6, 7>(u0, u1))
 }
 
 /// f16 magnitudes shifted to an f32's place (`(h & 0x7FFF) << 13` in u32 lanes, below
@@ -170,10 +155,7 @@ fn row_sums<const R: usize>(s: [v128; R]) -> v128 {
 fn f16_magnitudes_to_f32(magnitude: v128) -> v128 {
     const TWO_POW_MINUS_14: i32 = 0x3880_0000;
     let a = i32x4_add(magnitude, i32x4_splat(0x3800_0000));
-    let b = f32x4_sub(
-        i32x4_add(magnitude, i32x4_splat(TWO_POW_MINUS_14)),
-        i32x4_splat(TWO_POW_MINUS_14),
-    );
+    let b = f32x4_sub(i32x4_add(magnitude, i32x4_splat(TWO_POW_MINUS_14)), i32x4_splat(TWO_POW_MINUS_14));
     f32x4_pmin(a, b)
 }
 
@@ -188,11 +170,7 @@ fn f16_lanes_to_f32(h: v128) -> v128 {
     let magnitude = i32x4_shl(v128_and(h, i32x4_splat(0x7FFF)), 13);
     let finite = f32x4_mul(magnitude, f32x4_splat(f32::from_bits(0x7780_0000)));
     let special = i32x4_eq(v128_and(h, i32x4_splat(0x7C00)), i32x4_splat(0x7C00));
-    let value = v128_bitselect(
-        v128_or(magnitude, i32x4_splat(0x7F80_0000)),
-        finite,
-        special,
-    );
+    let value = v128_bitselect(v128_or(magnitude, i32x4_splat(0x7F80_0000)), finite, special);
     v128_or(value, i32x4_shl(v128_and(h, i32x4_splat(0x8000)), 16))
 }
 
@@ -212,10 +190,7 @@ fn finite_f16_lanes_to_f32(h: v128) -> v128 {
 /// 15), and the sign at bit 31.
 #[inline(always)]
 fn f16_lane_parts(h: v128) -> (v128, v128) {
-    (
-        u32x4_shr(i32x4_shl(h, 17), 4),
-        v128_and(i32x4_shl(h, 16), i32x4_splat(i32::MIN)),
-    )
+    (u32x4_shr(i32x4_shl(h, 17), 4), v128_and(i32x4_shl(h, 16), i32x4_splat(i32::MIN)))
 }
 
 /// The finite f16 at each of `R` addresses, as lanes `0..R` of an f32x4 (the rest zero).
@@ -226,18 +201,10 @@ fn f16_lane_parts(h: v128) -> (v128, v128) {
 unsafe fn f16_lanes<const R: usize>(p: [*const u8; R]) -> v128 {
     let mut h = i32x4_splat(0);
     // u16 lane 2r is the low half of u32 lane r.
-    if R > 0 {
-        h = v128_load16_lane::<0>(h, p[0] as *const u16);
-    }
-    if R > 1 {
-        h = v128_load16_lane::<2>(h, p[1] as *const u16);
-    }
-    if R > 2 {
-        h = v128_load16_lane::<4>(h, p[2] as *const u16);
-    }
-    if R > 3 {
-        h = v128_load16_lane::<6>(h, p[3] as *const u16);
-    }
+    if R > 0 { h = v128_load16_lane::<0>(h, p[0] as *const u16); }
+    if R > 1 { h = v128_load16_lane::<2>(h, p[1] as *const u16); }
+    if R > 2 { h = v128_load16_lane::<4>(h, p[2] as *const u16); }
+    if R > 3 { h = v128_load16_lane::<6>(h, p[3] as *const u16); }
     finite_f16_lanes_to_f32(h)
 }
 
@@ -247,13 +214,7 @@ unsafe fn f16_lanes<const R: usize>(p: [*const u8; R]) -> v128 {
 /// # Safety
 /// Each `p[r]..p[r] + 2` must be readable.
 #[inline(always)]
-unsafe fn add_block<const R: usize, const T: usize>(
-    acc: &mut [v128; T],
-    s: [[v128; R]; T],
-    offset: [i32; T],
-    p: [*const u8; R],
-    dy: [f32; T],
-) {
+unsafe fn add_block<const R: usize, const T: usize>(acc: &mut [v128; T], s: [[v128; R]; T], offset: [i32; T], p: [*const u8; R], dy: [f32; T]) {
     let dw = f16_lanes(p);
     for t in 0..T {
         let sums = f32x4_convert_i32x4(i32x4_add(row_sums(s[t]), i32x4_splat(offset[t])));
@@ -303,22 +264,9 @@ fn scaled_add(acc: v128, s: v128, scale: f32) -> v128 {
 /// what its tile reads for `nb` blocks (checked once per call, so the loops index unchecked).
 fn check_acts(ty: GgmlType, acts: &QuantizedActs, values: usize) {
     let nb = values / ty.block_size();
-    assert!(
-        acts.q.len() >= values && acts.d.len() >= nb,
-        "{}: activations hold {} values, the rows {values}",
-        ty.name(),
-        acts.q.len()
-    );
-    let sums = if matches!(ty, GgmlType::Q4K | GgmlType::Q6K) {
-        values / 16
-    } else {
-        nb
-    };
-    assert!(
-        acts.bsums.len() >= sums,
-        "{}: activations lack their block sums",
-        ty.name()
-    );
+    assert!(acts.q.len() >= values && acts.d.len() >= nb, "{}: activations hold {} values, the rows {values}", ty.name(), acts.q.len());
+    let sums = if matches!(ty, GgmlType::Q4K | GgmlType::Q6K) { values / 16 } else { nb };
+    assert!(acts.bsums.len() >= sums, "{}: activations lack their block sums", ty.name());
 }
 
 /// Block `b` of each token's Q8_0 activations: its two vectors of 16 values, the offset of an
@@ -328,11 +276,7 @@ fn check_acts(ty: GgmlType, acts: &QuantizedActs, values: usize) {
 /// # Safety
 /// Each token's activations hold block `b` (checked by [`check_acts`]).
 #[inline(always)]
-unsafe fn q8_0_block<const T: usize>(
-    acts: [&QuantizedActs; T],
-    b: usize,
-    bias: i32,
-) -> ([[v128; 2]; T], [i32; T], [f32; T]) {
+unsafe fn q8_0_block<const T: usize>(acts: [&QuantizedActs; T], b: usize, bias: i32) -> ([[v128; 2]; T], [i32; T], [f32; T]) {
     let mut y = [[i32x4_splat(0); 2]; T];
     let mut offset = [0i32; T];
     let mut dy = [0f32; T];
@@ -350,11 +294,7 @@ unsafe fn q8_0_block<const T: usize>(
 /// # Safety
 /// Each row pointer must address `nb` whole blocks; `acts` checked by [`check_acts`].
 #[inline(always)]
-unsafe fn q4_0_tile<const R: usize, const T: usize>(
-    rows: [*const u8; R],
-    acts: [&QuantizedActs; T],
-    nb: usize,
-) -> [[f32; T]; R] {
+unsafe fn q4_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
     let mask = u8x16_splat(0x0F);
     let mut acc = [f32x4_splat(0.0); T];
     for b in 0..nb {
@@ -407,10 +347,7 @@ impl X4Acc for X4Wide {
     fn add2(self, w0: v128, y0: v128, w1: v128, y1: v128) -> X4Wide {
         let widened = |s: [v128; 2], w: v128, y: v128| {
             let y = i16x8_extend_low_i8x16(y);
-            [
-                i32x4_add(s[0], i32x4_dot_i16x8(u16x8_extend_low_u8x16(w), y)),
-                i32x4_add(s[1], i32x4_dot_i16x8(u16x8_extend_high_u8x16(w), y)),
-            ]
+            [i32x4_add(s[0], i32x4_dot_i16x8(u16x8_extend_low_u8x16(w), y)), i32x4_add(s[1], i32x4_dot_i16x8(u16x8_extend_high_u8x16(w), y))]
         };
         X4Wide(widened(widened(self.0, w0, y0), w1, y1))
     }
@@ -423,10 +360,7 @@ impl X4Acc for X4Wide {
     #[inline(always)]
     fn rows(self) -> v128 {
         let [a, b] = self.0;
-        i32x4_add(
-            i32x4_shuffle::<0, 2, 4, 6>(a, b),
-            i32x4_shuffle::<1, 3, 5, 7>(a, b),
-        )
+        i32x4_add(i32x4_shuffle::<0, 2, 4, 6>(a, b), i32x4_shuffle::<1, 3, 5, 7>(a, b))
     }
 }
 
@@ -451,10 +385,7 @@ impl X4Acc for X4Pairs {
 
     #[inline(always)]
     fn add2(self, w0: v128, y0: v128, w1: v128, y1: v128) -> X4Pairs {
-        X4Pairs([
-            i16x8_add(self.0[0], pair_sums2_u6(w0, y0, w1, y1)),
-            self.0[1],
-        ])
+        X4Pairs([i16x8_add(self.0[0], pair_sums2_u6(w0, y0, w1, y1)), self.0[1]])
     }
 
     #[inline(always)]
@@ -534,9 +465,7 @@ pub fn fused_dot_add() -> bool {
     match FUSED_DOT_ADD.load(Relaxed) {
         0 => {
             let (a, b) = core::hint::black_box((i8x16_splat(127), u8x16_splat(0xFF)));
-            let fused =
-                i32x4_extract_lane::<0>(i32x4_relaxed_dot_i8x16_i7x16_add(a, b, i32x4_splat(0)))
-                    == 4 * 127 * 255;
+            let fused = i32x4_extract_lane::<0>(i32x4_relaxed_dot_i8x16_i7x16_add(a, b, i32x4_splat(0))) == 4 * 127 * 255;
             FUSED_DOT_ADD.store(1 + fused as u8, Relaxed);
             fused
         }
@@ -556,10 +485,7 @@ pub fn fused_dot_add() -> bool {
 #[cfg(target_feature = "relaxed-simd")]
 #[doc(hidden)]
 pub fn force_fused_dot_add(fused: Option<bool>) {
-    FUSED_DOT_ADD.store(
-        fused.map_or(0, |f| 1 + f as u8),
-        core::sync::atomic::Ordering::Relaxed,
-    );
+    FUSED_DOT_ADD.store(fused.map_or(0, |f| 1 + f as u8), core::sync::atomic::Ordering::Relaxed);
 }
 
 /// The weight codes of an interleaved type's blocks in the layout of [`crate::quant::row_order`],
@@ -605,20 +531,13 @@ struct X4Nibbles<const FIFTH: bool> {
 }
 
 impl<const FIFTH: bool> X4Type for X4Nibbles<FIFTH> {
-    const TY: GgmlType = if FIFTH {
-        GgmlType::Q5_0
-    } else {
-        GgmlType::Q4_0
-    };
+    const TY: GgmlType = if FIFTH { GgmlType::Q5_0 } else { GgmlType::Q4_0 };
     const BLOCK: usize = if FIFTH { 80 } else { 64 };
     const BIAS: i32 = if FIFTH { 16 } else { 8 };
 
     #[inline(always)]
     fn new() -> Self {
-        X4Nibbles {
-            nibble: u8x16_splat(0x0F),
-            fifth: u8x16_splat(0x10),
-        }
+        X4Nibbles { nibble: u8x16_splat(0x0F), fifth: u8x16_splat(0x10) }
     }
 
     #[inline(always)]
@@ -641,14 +560,7 @@ impl<const FIFTH: bool> X4Type for X4Nibbles<FIFTH> {
             return (lo, hi);
         }
         let lo_bits = v128_and(i16x8_shl(bits, 4 - c as u32), self.fifth);
-        let hi_bits = v128_and(
-            if c == 0 {
-                bits
-            } else {
-                u16x8_shr(bits, c as u32)
-            },
-            self.fifth,
-        );
+        let hi_bits = v128_and(if c == 0 { bits } else { u16x8_shr(bits, c as u32) }, self.fifth);
         (v128_or(lo, lo_bits), v128_or(hi, hi_bits))
     }
 
@@ -681,9 +593,7 @@ impl X4Type for X4Bytes {
     #[inline(always)]
     fn new() -> Self {
         // Opaque, so that V8 keeps it in a register (as Q5_0's constants).
-        X4Bytes {
-            top: core::hint::black_box(u8x16_splat(0x80)),
-        }
+        X4Bytes { top: core::hint::black_box(u8x16_splat(0x80)) }
     }
 
     #[inline(always)]
@@ -693,10 +603,7 @@ impl X4Type for X4Bytes {
 
     #[inline(always)]
     unsafe fn codes(self, block: *const u8, _: v128, c: usize) -> (v128, v128) {
-        (
-            v128_xor(load(block.add(32 * c)), self.top),
-            v128_xor(load(block.add(32 * c + 16)), self.top),
-        )
+        (v128_xor(load(block.add(32 * c)), self.top), v128_xor(load(block.add(32 * c + 16)), self.top))
     }
 
     #[inline(always)]
@@ -724,12 +631,7 @@ impl X4Type for X4Bytes {
 /// Each group's bytes must be readable (`nb` blocks of four rows); `acts` checked by
 /// [`check_acts`].
 #[inline(always)]
-unsafe fn x4_tile<A: X4Acc, C: X4Type, const G: usize>(
-    groups: [*const u8; G],
-    acts: &QuantizedActs,
-    nb: usize,
-    pow: v128,
-) -> [v128; G] {
+unsafe fn x4_tile<A: X4Acc, C: X4Type, const G: usize>(groups: [*const u8; G], acts: &QuantizedActs, nb: usize, pow: v128) -> [v128; G] {
     let codes = C::new();
     let mut acc = [f32x4_splat(0.0); G];
     for b in 0..nb {
@@ -771,9 +673,7 @@ unsafe fn x4_tile<A: X4Acc, C: X4Type, const G: usize>(
 /// `group + 8·b..group + 8·b + 8` must be readable.
 #[inline(always)]
 unsafe fn x4_scales(group: *const u8, b: usize, factor: v128) -> v128 {
-    let (magnitude, sign) = f16_lane_parts(u32x4_extend_low_u16x8(v128_load64_zero(
-        group.add(8 * b) as *const u64,
-    )));
+    let (magnitude, sign) = f16_lane_parts(u32x4_extend_low_u16x8(v128_load64_zero(group.add(8 * b) as *const u64)));
     v128_or(f32x4_mul(magnitude, factor), sign)
 }
 
@@ -822,8 +722,7 @@ impl PromptActsX4 {
                     self.0.extend([load(q), load(q.add(16))]);
                 }
             }
-            self.0
-                .extend(acts.iter().map(|a| i32x4_splat(-bias * a.bsums[b])));
+            self.0.extend(acts.iter().map(|a| i32x4_splat(-bias * a.bsums[b])));
             self.0.extend(acts.iter().map(|a| f32x4_splat(a.d[b])));
         }
     }
@@ -838,12 +737,7 @@ impl PromptActsX4 {
 /// Each group's bytes must be readable (`nb` blocks of four rows); `acts` holds `nb` blocks of
 /// `T` tokens.
 #[inline(always)]
-unsafe fn x4_prompt_tile<A: X4Acc, C: X4Type, const G: usize, const T: usize>(
-    groups: [*const u8; G],
-    acts: &PromptActsX4,
-    nb: usize,
-    pow: v128,
-) -> [[v128; T]; G] {
+unsafe fn x4_prompt_tile<A: X4Acc, C: X4Type, const G: usize, const T: usize>(groups: [*const u8; G], acts: &PromptActsX4, nb: usize, pow: v128) -> [[v128; T]; G] {
     debug_assert!(acts.0.len() >= packed_block(T) * nb);
     let codes = C::new();
     let mut acc = [[f32x4_splat(0.0); T]; G];
@@ -870,12 +764,7 @@ unsafe fn x4_prompt_tile<A: X4Acc, C: X4Type, const G: usize, const T: usize>(
         for g in 0..G {
             let dw = x4_scales(groups[g], b, pow);
             for t in 0..T {
-                acc[g][t] = x4_add_block(
-                    acc[g][t],
-                    s[g][t],
-                    *p.add(2 * T + t),
-                    f32x4_mul(dw, *p.add(3 * T + t)),
-                );
+                acc[g][t] = x4_add_block(acc[g][t], s[g][t], *p.add(2 * T + t), f32x4_mul(dw, *p.add(3 * T + t)));
             }
         }
     }
@@ -904,11 +793,7 @@ fn byte_select(v: v128, sel: v128) -> v128 {
 /// # Safety
 /// As [`q4_0_tile`].
 #[inline(always)]
-unsafe fn q5_0_tile<const R: usize, const T: usize, const FUSED: bool>(
-    rows: [*const u8; R],
-    acts: [&QuantizedActs; T],
-    nb: usize,
-) -> [[f32; T]; R] {
+unsafe fn q5_0_tile<const R: usize, const T: usize, const FUSED: bool>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
     let mask = u8x16_splat(0x0F);
     let fifth = u8x16_splat(0x10);
     // Opaque to the compilers, so that V8 keeps them in registers: as constants it built each
@@ -926,8 +811,7 @@ unsafe fn q5_0_tile<const R: usize, const T: usize, const FUSED: bool>(
         for r in 0..R {
             let qh = v128_load32_splat(p[r].add(2) as *const u32);
             // Value j's fifth bit is bit j of qh (j < 16), value j + 16's bit j + 16.
-            let spread =
-                |sel: v128| v128_and(i8x16_eq(v128_and(byte_select(qh, sel), bits), bits), fifth);
+            let spread = |sel: v128| v128_and(i8x16_eq(v128_and(byte_select(qh, sel), bits), bits), fifth);
             let qs = load(p[r].add(6));
             let lo = v128_or(v128_and(qs, mask), spread(low_bytes));
             let hi = v128_or(high_nibbles(qs, mask), spread(high_bytes));
@@ -945,11 +829,7 @@ unsafe fn q5_0_tile<const R: usize, const T: usize, const FUSED: bool>(
 /// # Safety
 /// As [`q4_0_tile`].
 #[inline(always)]
-unsafe fn q8_0_tile<const R: usize, const T: usize>(
-    rows: [*const u8; R],
-    acts: [&QuantizedActs; T],
-    nb: usize,
-) -> [[f32; T]; R] {
+unsafe fn q8_0_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
     let mut acc = [f32x4_splat(0.0); T];
     for b in 0..nb {
         let (y, _, dy) = q8_0_block(acts, b, 0);
@@ -975,11 +855,7 @@ unsafe fn q8_0_tile<const R: usize, const T: usize>(
 /// As [`q4_0_tile`]; no weight code of the rows is -128.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-unsafe fn q8_0_tile_relaxed<const R: usize, const T: usize>(
-    rows: [*const u8; R],
-    acts: [&QuantizedActs; T],
-    nb: usize,
-) -> [[f32; T]; R] {
+unsafe fn q8_0_tile_relaxed<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
     let zero = i32x4_splat(0);
     let mut acc = [f32x4_splat(0.0); T];
     for b in 0..nb {
@@ -1015,11 +891,7 @@ unsafe fn q8_0_tile_relaxed<const R: usize, const T: usize>(
 /// As [`q4_0_tile`]; the engine's fused dot-add probed true.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-unsafe fn q8_0_tile_fused<const R: usize, const T: usize>(
-    rows: [*const u8; R],
-    acts: [&QuantizedActs; T],
-    nb: usize,
-) -> [[f32; T]; R] {
+unsafe fn q8_0_tile_fused<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
     // Opaque, so that V8 keeps it in a register (as Q5_0's constants).
     let top = core::hint::black_box(u8x16_splat(0x80));
     let zero = i32x4_splat(0);
@@ -1029,16 +901,9 @@ unsafe fn q8_0_tile_fused<const R: usize, const T: usize>(
         let p = rows.map(|p| p.add(34 * b));
         let mut s = [[zero; R]; T];
         for r in 0..R {
-            let (w0, w1) = (
-                v128_xor(load(p[r].add(2)), top),
-                v128_xor(load(p[r].add(18)), top),
-            );
+            let (w0, w1) = (v128_xor(load(p[r].add(2)), top), v128_xor(load(p[r].add(18)), top));
             for t in 0..T {
-                s[t][r] = i32x4_relaxed_dot_i8x16_i7x16_add(
-                    y[t][1],
-                    w1,
-                    i32x4_relaxed_dot_i8x16_i7x16_add(y[t][0], w0, zero),
-                );
+                s[t][r] = i32x4_relaxed_dot_i8x16_i7x16_add(y[t][1], w1, i32x4_relaxed_dot_i8x16_i7x16_add(y[t][0], w0, zero));
             }
         }
         add_block(&mut acc, s, offset, p, dy);
@@ -1072,10 +937,7 @@ impl PromptActsQ8 {
                     let q = a.q.as_ptr().add(32 * b) as *const u8;
                     [load(q), load(q.add(16))]
                 };
-                self.0.extend(
-                    y.into_iter()
-                        .flat_map(|y| [i16x8_extend_low_i8x16(y), i16x8_extend_high_i8x16(y)]),
-                );
+                self.0.extend(y.into_iter().flat_map(|y| [i16x8_extend_low_i8x16(y), i16x8_extend_high_i8x16(y)]));
             }
         }
     }
@@ -1089,12 +951,7 @@ impl PromptActsQ8 {
 /// # Safety
 /// As [`q4_0_tile`]; `packed` holds `acts`' `nb` blocks.
 #[inline(always)]
-unsafe fn q8_0_prompt_tile<const R: usize>(
-    rows: [*const u8; R],
-    acts: [&QuantizedActs; PREFILL_TOKENS],
-    packed: &PromptActsQ8,
-    nb: usize,
-) -> [[f32; PREFILL_TOKENS]; R] {
+unsafe fn q8_0_prompt_tile<const R: usize>(rows: [*const u8; R], acts: [&QuantizedActs; PREFILL_TOKENS], packed: &PromptActsQ8, nb: usize) -> [[f32; PREFILL_TOKENS]; R] {
     const T: usize = PREFILL_TOKENS;
     debug_assert!(packed.0.len() >= Q8_PACKED_TOKEN * T * nb);
     let mut acc = [f32x4_splat(0.0); T];
@@ -1103,25 +960,14 @@ unsafe fn q8_0_prompt_tile<const R: usize>(
         let p = rows.map(|p| p.add(34 * b));
         let w: [[v128; 4]; R] = p.map(|p| {
             let (w0, w1) = (load(p.add(2)), load(p.add(18)));
-            [
-                i16x8_extend_low_i8x16(w0),
-                i16x8_extend_high_i8x16(w0),
-                i16x8_extend_low_i8x16(w1),
-                i16x8_extend_high_i8x16(w1),
-            ]
+            [i16x8_extend_low_i8x16(w0), i16x8_extend_high_i8x16(w0), i16x8_extend_low_i8x16(w1), i16x8_extend_high_i8x16(w1)]
         });
         let mut s = [[i32x4_splat(0); R]; T];
         for t in 0..T {
             let yt = y.add(Q8_PACKED_TOKEN * t);
             for r in 0..R {
-                let lo = i32x4_add(
-                    i32x4_dot_i16x8(w[r][0], *yt),
-                    i32x4_dot_i16x8(w[r][1], *yt.add(1)),
-                );
-                let hi = i32x4_add(
-                    i32x4_dot_i16x8(w[r][2], *yt.add(2)),
-                    i32x4_dot_i16x8(w[r][3], *yt.add(3)),
-                );
+                let lo = i32x4_add(i32x4_dot_i16x8(w[r][0], *yt), i32x4_dot_i16x8(w[r][1], *yt.add(1)));
+                let hi = i32x4_add(i32x4_dot_i16x8(w[r][2], *yt.add(2)), i32x4_dot_i16x8(w[r][3], *yt.add(3)));
                 s[t][r] = i32x4_add(lo, hi);
             }
         }
@@ -1139,10 +985,7 @@ unsafe fn q8_0_prompt_tile<const R: usize>(
 #[inline(always)]
 unsafe fn q8_k_bsums16(acts: &QuantizedActs, b: usize) -> [v128; 2] {
     let bs = acts.bsums.as_ptr().add(16 * b) as *const v128;
-    [
-        i16x8_narrow_i32x4(v128_load(bs), v128_load(bs.add(1))),
-        i16x8_narrow_i32x4(v128_load(bs.add(2)), v128_load(bs.add(3))),
-    ]
+    [i16x8_narrow_i32x4(v128_load(bs), v128_load(bs.add(1))), i16x8_narrow_i32x4(v128_load(bs.add(2)), v128_load(bs.add(3)))]
 }
 
 /// Q4_K's eight 6-bit scales (bytes 0..8) and eight mins (bytes 8..16) from its 12 packed bytes
@@ -1155,20 +998,11 @@ unsafe fn k4_scales_mins_simd(p: *const u8) -> v128 {
     let q = load(p);
     // Scales 0..4 and mins 0..4: q[j], q[j + 4] (6 bits); scales 4..8: q[j + 4] & 15; mins 4..8:
     // q[j + 4] >> 4 (a 16-bit shift: the bits from the next byte land past the mask).
-    let low =
-        i8x16_shuffle::<0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 24, 25, 26, 27>(q, u16x8_shr(q, 4));
-    let low = v128_and(
-        low,
-        u8x16(
-            63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15,
-        ),
-    );
+    let low = i8x16_shuffle::<0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 24, 25, 26, 27>(q, u16x8_shr(q, 4));
+    let low = v128_and(low, u8x16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
     // The two high bits of scales and mins 4..8: (q[j] >> 6) << 4 = (q[j] >> 2) & 0x30.
     let top = v128_and(u16x8_shr(q, 2), u8x16_splat(0x30));
-    let high = i8x16_shuffle::<16, 16, 16, 16, 0, 1, 2, 3, 16, 16, 16, 16, 4, 5, 6, 7>(
-        top,
-        u8x16_splat(0),
-    );
+    let high = i8x16_shuffle::<16, 16, 16, 16, 0, 1, 2, 3, 16, 16, 16, 16, 4, 5, 6, 7>(top, u8x16_splat(0));
     v128_or(low, high)
 }
 
@@ -1179,11 +1013,7 @@ unsafe fn k4_scales_mins_simd(p: *const u8) -> v128 {
 /// # Safety
 /// As [`q4_0_tile`].
 #[inline(always)]
-unsafe fn q4_k_tile<const R: usize, const T: usize>(
-    rows: [*const u8; R],
-    acts: [&QuantizedActs; T],
-    nb: usize,
-) -> [[f32; T]; R] {
+unsafe fn q4_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
     // Opaque, so that V8 keeps it in a register (as Q5_0's constants): Chromium, decode 0.073 →
     // 0.057 ns a weight.
     let mask = core::hint::black_box(u8x16_splat(0x0F));
@@ -1195,10 +1025,7 @@ unsafe fn q4_k_tile<const R: usize, const T: usize>(
         for t in 0..T {
             dy[t] = *acts[t].d.get_unchecked(b);
             let [lo, hi] = q8_k_bsums16(acts[t], b);
-            ysum32[t] = i16x8_narrow_i32x4(
-                i32x4_extadd_pairwise_i16x8(lo),
-                i32x4_extadd_pairwise_i16x8(hi),
-            );
+            ysum32[t] = i16x8_narrow_i32x4(i32x4_extadd_pairwise_i16x8(lo), i32x4_extadd_pairwise_i16x8(hi));
         }
         for r in 0..R {
             let p = rows[r].add(144 * b);
@@ -1211,30 +1038,18 @@ unsafe fn q4_k_tile<const R: usize, const T: usize>(
             // 32 bytes of nibbles per 64 values: low nibbles are sub-block 2c, high ones 2c + 1.
             for c in 0..4 {
                 let (q0, q1) = (load(p.add(16 + c * 32)), load(p.add(32 + c * 32)));
-                let (l0, l1, h0, h1) = (
-                    v128_and(q0, mask),
-                    v128_and(q1, mask),
-                    high_nibbles(q0, mask),
-                    high_nibbles(q1, mask),
-                );
+                let (l0, l1, h0, h1) = (v128_and(q0, mask), v128_and(q1, mask), high_nibbles(q0, mask), high_nibbles(q1, mask));
                 for t in 0..T {
                     let y = acts[t].q.as_ptr().add(QK_K * b + c * 64) as *const u8;
                     let lo = scaled_dot2_u6(l0, load(y), l1, load(y.add(16)), sc[2 * c] as i16);
-                    let hi = scaled_dot2_u6(
-                        h0,
-                        load(y.add(32)),
-                        h1,
-                        load(y.add(48)),
-                        sc[2 * c + 1] as i16,
-                    );
+                    let hi = scaled_dot2_u6(h0, load(y.add(32)), h1, load(y.add(48)), sc[2 * c + 1] as i16);
                     let scaled = i32x4_add(lo, hi);
                     total[t] = i32x4_add(total[t], scaled);
                 }
             }
             for t in 0..T {
                 acc[r][t] = scaled_add(acc[r][t], total[t], d * dy[t]);
-                acc[r][t] =
-                    scaled_add(acc[r][t], i32x4_dot_i16x8(mins, ysum32[t]), -(dmin * dy[t]));
+                acc[r][t] = scaled_add(acc[r][t], i32x4_dot_i16x8(mins, ysum32[t]), -(dmin * dy[t]));
             }
         }
     }
@@ -1248,15 +1063,8 @@ unsafe fn q4_k_tile<const R: usize, const T: usize>(
 /// # Safety
 /// As [`q4_0_tile`].
 #[inline(always)]
-unsafe fn q6_k_tile<const R: usize, const T: usize>(
-    rows: [*const u8; R],
-    acts: [&QuantizedActs; T],
-    nb: usize,
-) -> [[f32; T]; R] {
-    let (mask4, mask_high) = (
-        core::hint::black_box(u8x16_splat(0x0F)),
-        core::hint::black_box(u8x16_splat(0x30)),
-    );
+unsafe fn q6_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
+    let (mask4, mask_high) = (core::hint::black_box(u8x16_splat(0x0F)), core::hint::black_box(u8x16_splat(0x30)));
     let mut acc = [[f32x4_splat(0.0); T]; R];
     for b in 0..nb {
         let bsums: [[v128; 2]; T] = core::array::from_fn(|t| q8_k_bsums16(acts[t], b));
@@ -1264,10 +1072,7 @@ unsafe fn q6_k_tile<const R: usize, const T: usize>(
             let p = rows[r].add(210 * b);
             let scale = |sub: usize| (*p.add(192 + sub) as i8) as i32;
             let scales = load(p.add(192));
-            let (scales_lo, scales_hi) = (
-                i16x8_extend_low_i8x16(scales),
-                i16x8_extend_high_i8x16(scales),
-            );
+            let (scales_lo, scales_hi) = (i16x8_extend_low_i8x16(scales), i16x8_extend_high_i8x16(scales));
             let mut total = [i32x4_splat(0); T];
             // Two halves of 128 values; in each, 16 lanes `l` give values l, l+32, l+64, l+96, as
             // unsigned codes 0..63 (the value + 32).
@@ -1282,10 +1087,7 @@ unsafe fn q6_k_tile<const R: usize, const T: usize>(
                         v128_or(v128_and(ql0, mask4), v128_and(u16x8_shl(qh, 4), mask_high)),
                         v128_or(v128_and(ql1, mask4), v128_and(u16x8_shl(qh, 2), mask_high)),
                         v128_or(high_nibbles(ql0, mask4), v128_and(qh, mask_high)),
-                        v128_or(
-                            high_nibbles(ql1, mask4),
-                            v128_and(u16x8_shr(qh, 2), mask_high),
-                        ),
+                        v128_or(high_nibbles(ql1, mask4), v128_and(u16x8_shr(qh, 2), mask_high)),
                     ];
                     for (k, c) in codes.into_iter().enumerate() {
                         let at = n * 128 + k * 32 + lc;
@@ -1300,10 +1102,7 @@ unsafe fn q6_k_tile<const R: usize, const T: usize>(
             let d = f16_at_ptr(p.add(208));
             for t in 0..T {
                 // Σ scale·(code - 32)·y = Σ scale·code·y - 32·Σ scale·(Σ y of its 16 values).
-                let offset = i32x4_add(
-                    i32x4_dot_i16x8(scales_lo, bsums[t][0]),
-                    i32x4_dot_i16x8(scales_hi, bsums[t][1]),
-                );
+                let offset = i32x4_add(i32x4_dot_i16x8(scales_lo, bsums[t][0]), i32x4_dot_i16x8(scales_hi, bsums[t][1]));
                 let s = i32x4_sub(total[t], i32x4_shl(offset, 5));
                 acc[r][t] = scaled_add(acc[r][t], s, d * *acts[t].d.get_unchecked(b));
             }
@@ -1345,22 +1144,14 @@ macro_rules! tile {
 
 /// Whether this module has kernels for `ty`.
 pub fn handles(ty: GgmlType) -> bool {
-    matches!(
-        ty,
-        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q6K
-    )
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q6K)
 }
 
 /// `row · acts` for one row of `ty` (one of [`handles`]'s types). Q8_0 takes the widening
 /// kernel: its integer sums are the relaxed kernel's, so the results are the same bits.
 pub fn dot(ty: GgmlType, row: &[u8], acts: &QuantizedActs) -> f32 {
     let values = row.len() / ty.block_bytes() * ty.block_size();
-    assert_eq!(
-        row.len(),
-        ty.row_bytes(values),
-        "{}: a row of whole blocks",
-        ty.name()
-    );
+    assert_eq!(row.len(), ty.row_bytes(values), "{}: a row of whole blocks", ty.name());
     check_acts(ty, acts, values);
     let nb = values / ty.block_size();
     // SAFETY: the row holds `nb` blocks and the activations `nb` blocks (checked above).
@@ -1375,133 +1166,46 @@ pub fn dot(ty: GgmlType, row: &[u8], acts: &QuantizedActs) -> f32 {
 /// activations widened to i16, [`q8_0_prompt_tile`]; Q5_0: [`Q5_0_PROMPT_ROWS`] ×
 /// [`Q5_0_PROMPT_TOKENS`], then a tile of four), the tokens left over as single-token passes.
 #[cfg_attr(not(target_feature = "relaxed-simd"), allow(unused_variables))] // only the relaxed Q8_0 kernel reads `q8_0_min`
-pub fn matmul(
-    ty: GgmlType,
-    q8_0_min: bool,
-    w: &[u8],
-    rb: usize,
-    acts: &[QuantizedActs],
-    out: &TokenRows,
-    rows: Range<usize>,
-) {
-    assert!(
-        rows.end * rb <= w.len(),
-        "{}: rows {rows:?} of a matrix of {} bytes",
-        ty.name(),
-        w.len()
-    );
+pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
+    assert!(rows.end * rb <= w.len(), "{}: rows {rows:?} of a matrix of {} bytes", ty.name(), w.len());
     let nb = rb / ty.block_bytes();
-    acts.iter()
-        .for_each(|a| check_acts(ty, a, nb * ty.block_size()));
+    acts.iter().for_each(|a| check_acts(ty, a, nb * ty.block_size()));
     let row = |r: usize| w[r * rb..].as_ptr();
-    let full_tokens = if acts.len() > 1 {
-        acts.len() / PREFILL_TOKENS * PREFILL_TOKENS
-    } else {
-        0
-    };
+    let full_tokens = if acts.len() > 1 { acts.len() / PREFILL_TOKENS * PREFILL_TOKENS } else { 0 };
     let fused = matches!(ty, GgmlType::Q5_0 | GgmlType::Q8_0) && fused_dot_add();
     // SAFETY (every tile below): its rows lie in `rows`, within `w` (checked above), each of
     // `nb` blocks; its tokens exist; activations checked; Q8_0's `packed` holds their blocks.
     // Q5_0 runs its tiles of 8 tokens first and the rest (a quad or none) as the others do.
-    let wide = if ty == GgmlType::Q5_0 {
-        full_tokens / Q5_0_PROMPT_TOKENS * Q5_0_PROMPT_TOKENS
-    } else {
-        0
-    };
+    let wide = if ty == GgmlType::Q5_0 { full_tokens / Q5_0_PROMPT_TOKENS * Q5_0_PROMPT_TOKENS } else { 0 };
     if ty == GgmlType::Q8_0 && fused {
         #[cfg(target_feature = "relaxed-simd")]
         {
-            let tile = |_: &(), r, a| unsafe {
-                q8_0_tile_fused::<Q8_0_FUSED_PROMPT_ROWS, PREFILL_TOKENS>(r, a, nb)
-            };
+            let tile = |_: &(), r, a| unsafe { q8_0_tile_fused::<Q8_0_FUSED_PROMPT_ROWS, PREFILL_TOKENS>(r, a, nb) };
             let tile1 = |_: &(), r, a| unsafe { q8_0_tile_fused::<1, PREFILL_TOKENS>(r, a, nb) };
-            prompt_tiles(
-                w,
-                rb,
-                acts,
-                out,
-                rows.clone(),
-                0..full_tokens,
-                0,
-                || (),
-                |_, _| {},
-                tile,
-                tile1,
-            );
+            prompt_tiles(w, rb, acts, out, rows.clone(), 0..full_tokens, 0, || (), |_, _| {}, tile, tile1);
         }
     } else if ty == GgmlType::Q8_0 {
         let widen = |p: &mut PromptActsQ8, a| p.pack(a, nb);
-        let tile =
-            |p: &PromptActsQ8, r, a| unsafe { q8_0_prompt_tile::<Q8_0_PROMPT_ROWS>(r, a, p, nb) };
+        let tile = |p: &PromptActsQ8, r, a| unsafe { q8_0_prompt_tile::<Q8_0_PROMPT_ROWS>(r, a, p, nb) };
         let tile1 = |p: &PromptActsQ8, r, a| unsafe { q8_0_prompt_tile::<1>(r, a, p, nb) };
-        prompt_tiles(
-            w,
-            rb,
-            acts,
-            out,
-            rows.clone(),
-            0..full_tokens,
-            16 * Q8_PACKED_TOKEN * PREFILL_TOKENS * nb,
-            PromptActsQ8::new,
-            widen,
-            tile,
-            tile1,
-        );
+        prompt_tiles(w, rb, acts, out, rows.clone(), 0..full_tokens, 16 * Q8_PACKED_TOKEN * PREFILL_TOKENS * nb, PromptActsQ8::new, widen, tile, tile1);
     } else {
-        let tile = |_: &(), r, a| unsafe {
-            tile!(not Q8_0: ty, fused, r, a, nb, Q5_0_PROMPT_ROWS, Q5_0_PROMPT_TOKENS)
-        };
-        let tile1 =
-            |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, 1, Q5_0_PROMPT_TOKENS) };
-        prompt_tiles(
-            w,
-            rb,
-            acts,
-            out,
-            rows.clone(),
-            0..wide,
-            0,
-            || (),
-            |_, _| {},
-            tile,
-            tile1,
-        );
-        let tile = |_: &(), r, a| unsafe {
-            tile!(not Q8_0: ty, fused, r, a, nb, PREFILL_ROWS, PREFILL_TOKENS)
-        };
-        let tile1 =
-            |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, 1, PREFILL_TOKENS) };
-        prompt_tiles(
-            w,
-            rb,
-            acts,
-            out,
-            rows.clone(),
-            wide..full_tokens,
-            0,
-            || (),
-            |_, _| {},
-            tile,
-            tile1,
-        );
+        let tile = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, Q5_0_PROMPT_ROWS, Q5_0_PROMPT_TOKENS) };
+        let tile1 = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, 1, Q5_0_PROMPT_TOKENS) };
+        prompt_tiles(w, rb, acts, out, rows.clone(), 0..wide, 0, || (), |_, _| {}, tile, tile1);
+        let tile = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, PREFILL_ROWS, PREFILL_TOKENS) };
+        let tile1 = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, 1, PREFILL_TOKENS) };
+        prompt_tiles(w, rb, acts, out, rows.clone(), wide..full_tokens, 0, || (), |_, _| {}, tile, tile1);
     }
     for (t, a) in acts.iter().enumerate().skip(full_tokens) {
         let (firsts, stride, rest) = streams(rows.clone(), DECODE_ROWS);
         for r in firsts {
             let p: [*const u8; DECODE_ROWS] = core::array::from_fn(|i| row(r + i * stride));
             let o = unsafe { tile!(ty, q8_0_min, fused, p, [a], nb, DECODE_ROWS, 1) };
-            o.iter()
-                .enumerate()
-                .for_each(|(i, o)| unsafe { out.set(t, r + i * stride, o[0]) });
+            o.iter().enumerate().for_each(|(i, o)| unsafe { out.set(t, r + i * stride, o[0]) });
         }
         for r in rest {
-            unsafe {
-                out.set(
-                    t,
-                    r,
-                    tile!(ty, q8_0_min, fused, [row(r)], [a], nb, 1, 1)[0][0],
-                )
-            };
+            unsafe { out.set(t, r, tile!(ty, q8_0_min, fused, [row(r)], [a], nb, 1, 1)[0][0]) };
         }
     }
 }
@@ -1514,11 +1218,7 @@ pub fn matmul(
 /// and the rows left over.
 fn streams(rows: Range<usize>, tile: usize) -> (Range<usize>, usize, Range<usize>) {
     let stride = rows.len() / tile;
-    (
-        rows.start..rows.start + stride,
-        stride,
-        rows.start + stride * tile..rows.end,
-    )
+    (rows.start..rows.start + stride, stride, rows.start + stride * tile..rows.end)
 }
 
 /// Q5_0's prompt tile in the file's order (the rows past a matrix's last interleaved group):
@@ -1548,16 +1248,7 @@ const TILE_BATCH_BYTES: usize = 512 << 10;
 /// from `new`, `tile_bytes` each once prepared), a batch of about [`TILE_BATCH_BYTES`] at a
 /// time.
 #[allow(clippy::too_many_arguments)]
-fn cache_blocked<S>(
-    units: Range<usize>,
-    unit_bytes: usize,
-    align: usize,
-    tiles: usize,
-    tile_bytes: usize,
-    new: fn() -> S,
-    prepare: &dyn Fn(&mut S, usize),
-    run: &dyn Fn(&S, usize, Range<usize>),
-) {
+fn cache_blocked<S>(units: Range<usize>, unit_bytes: usize, align: usize, tiles: usize, tile_bytes: usize, new: fn() -> S, prepare: &dyn Fn(&mut S, usize), run: &dyn Fn(&S, usize, Range<usize>)) {
     let chunk = (WEIGHT_CHUNK_BYTES / unit_bytes.max(1)).max(align) / align * align;
     let batch = (TILE_BATCH_BYTES / tile_bytes.max(1)).clamp(1, tiles.max(1));
     let mut states: Vec<S> = Vec::new();
@@ -1565,16 +1256,10 @@ fn cache_blocked<S>(
         let batch = b0..(b0 + batch).min(tiles);
         states.truncate(batch.len());
         states.extend((states.len()..batch.len()).map(|_| new()));
-        states
-            .iter_mut()
-            .zip(batch.clone())
-            .for_each(|(s, t)| prepare(s, t));
+        states.iter_mut().zip(batch.clone()).for_each(|(s, t)| prepare(s, t));
         for c0 in units.clone().step_by(chunk) {
             let c = c0..(c0 + chunk).min(units.end);
-            states
-                .iter()
-                .zip(batch.clone())
-                .for_each(|(s, t)| run(s, t, c.clone()));
+            states.iter().zip(batch.clone()).for_each(|(s, t)| run(s, t, c.clone()));
         }
     }
 }
@@ -1600,9 +1285,7 @@ fn prompt_tiles<'a, const R: usize, const T: usize, S>(
 ) {
     debug_assert!(tokens.len() % T == 0);
     let row = |r: usize| w[r * rb..].as_ptr();
-    let quad = |i: usize| -> [&'a QuantizedActs; T] {
-        core::array::from_fn(|k| &acts[tokens.start + i * T + k])
-    };
+    let quad = |i: usize| -> [&'a QuantizedActs; T] { core::array::from_fn(|k| &acts[tokens.start + i * T + k]) };
     let run = |state: &S, i: usize, chunk: Range<usize>| {
         let (t0, a) = (tokens.start + i * T, quad(i));
         let (firsts, stride, rest) = streams(chunk, R);
@@ -1610,28 +1293,14 @@ fn prompt_tiles<'a, const R: usize, const T: usize, S>(
         for r0 in firsts {
             let o = tile(state, core::array::from_fn(|i| row(r0 + i * stride)), a);
             for (i, ot) in o.iter().enumerate() {
-                ot.iter()
-                    .enumerate()
-                    .for_each(|(t, &v)| unsafe { out.set(t0 + t, r0 + i * stride, v) });
+                ot.iter().enumerate().for_each(|(t, &v)| unsafe { out.set(t0 + t, r0 + i * stride, v) });
             }
         }
         for r in rest {
-            tile1(state, [row(r)], a)[0]
-                .iter()
-                .enumerate()
-                .for_each(|(t, &v)| unsafe { out.set(t0 + t, r, v) });
+            tile1(state, [row(r)], a)[0].iter().enumerate().for_each(|(t, &v)| unsafe { out.set(t0 + t, r, v) });
         }
     };
-    cache_blocked(
-        rows,
-        rb,
-        R,
-        tokens.len() / T,
-        tile_bytes,
-        new,
-        &|s, i| prepare(s, quad(i)),
-        &run,
-    );
+    cache_blocked(rows, rb, R, tokens.len() / T, tile_bytes, new, &|s, i| prepare(s, quad(i)), &run);
 }
 
 /// Q8_0 rows per prompt tile ([`q8_0_prompt_tile`], × [`PREFILL_TOKENS`] tokens). Kernel
@@ -1682,17 +1351,7 @@ const Q5_0_X4_PROMPT_TOKENS: usize = 8;
 /// [`X4Pairs`] (Q8_0: [`X4Wide`]). `scale_shift`: the matrix's scales are `2^scale_shift` times
 /// the file's ([`crate::quant::row_order::x4_normalize_scales`]).
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_x4(
-    ty: GgmlType,
-    q8_0_min: bool,
-    scale_shift: u8,
-    w: &[u8],
-    rb: usize,
-    total_rows: usize,
-    acts: &[QuantizedActs],
-    out: &TokenRows,
-    rows: Range<usize>,
-) {
+pub fn matmul_x4(ty: GgmlType, q8_0_min: bool, scale_shift: u8, w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
     macro_rules! by {
         ($d:ty, $p:ty, $c:ty) => {
             by!($d, $p, $c, PROMPT_GROUPS, PREFILL_TOKENS)
@@ -1701,36 +1360,14 @@ pub fn matmul_x4(
             by!($d, $p, $c, $g, $t, PROMPT_GROUPS)
         };
         ($d:ty, $p:ty, $c:ty, $g:expr, $t:expr, $g4:expr) => {
-            matmul_x4_by::<$d, $p, $c, $g, $t, $g4>(
-                q8_0_min,
-                x4_scale_pow(scale_shift),
-                w,
-                rb,
-                total_rows,
-                acts,
-                out,
-                rows,
-            )
+            matmul_x4_by::<$d, $p, $c, $g, $t, $g4>(q8_0_min, x4_scale_pow(scale_shift), w, rb, total_rows, acts, out, rows)
         };
     }
     match (ty, fused_dot_add()) {
         #[cfg(target_feature = "relaxed-simd")]
-        (GgmlType::Q4_0, true) => by!(
-            X4Dots<2>,
-            X4Dots<1>,
-            X4Nibbles<false>,
-            Q4_0_FUSED_PROMPT_GROUPS,
-            PREFILL_TOKENS,
-            Q4_0_FUSED_PROMPT_GROUPS
-        ),
+        (GgmlType::Q4_0, true) => by!(X4Dots<2>, X4Dots<1>, X4Nibbles<false>, Q4_0_FUSED_PROMPT_GROUPS, PREFILL_TOKENS, Q4_0_FUSED_PROMPT_GROUPS),
         #[cfg(target_feature = "relaxed-simd")]
-        (GgmlType::Q5_0, true) => by!(
-            X4Dots<2>,
-            X4Dots<1>,
-            X4Nibbles<true>,
-            Q5_0_X4_PROMPT_GROUPS,
-            Q5_0_X4_PROMPT_TOKENS
-        ),
+        (GgmlType::Q5_0, true) => by!(X4Dots<2>, X4Dots<1>, X4Nibbles<true>, Q5_0_X4_PROMPT_GROUPS, Q5_0_X4_PROMPT_TOKENS),
         #[cfg(target_feature = "relaxed-simd")]
         (GgmlType::Q8_0, true) => by!(X4Dots<2>, X4Dots<2>, X4Bytes),
         (GgmlType::Q4_0, _) => by!(X4Pairs, X4Pairs, X4Nibbles<false>),
@@ -1744,82 +1381,29 @@ pub fn matmul_x4(
 /// prompts', whose tiles take `PG` groups × `PT` tokens, and the quad of tokens left over where
 /// `PT` is more `PG4` groups.
 #[allow(clippy::too_many_arguments)]
-fn matmul_x4_by<
-    D: X4Acc,
-    P: X4Acc,
-    C: X4Type,
-    const PG: usize,
-    const PT: usize,
-    const PG4: usize,
->(
-    q8_0_min: bool,
-    pow: v128,
-    w: &[u8],
-    rb: usize,
-    total_rows: usize,
-    acts: &[QuantizedActs],
-    out: &TokenRows,
-    rows: Range<usize>,
-) {
+fn matmul_x4_by<D: X4Acc, P: X4Acc, C: X4Type, const PG: usize, const PT: usize, const PG4: usize>(q8_0_min: bool, pow: v128, w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
     let ty = C::TY;
     let grouped = total_rows / GROUP_ROWS * GROUP_ROWS;
-    assert!(
-        w.len() == total_rows * rb && rows.end <= total_rows,
-        "{}: rows {rows:?} of a matrix of {total_rows} rows, {} bytes",
-        ty.name(),
-        w.len()
-    );
-    assert!(
-        rows.start % GROUP_ROWS == 0 && (rows.end % GROUP_ROWS == 0 || rows.end == total_rows),
-        "{}: rows {rows:?} split an interleaved group",
-        ty.name()
-    );
+    assert!(w.len() == total_rows * rb && rows.end <= total_rows, "{}: rows {rows:?} of a matrix of {total_rows} rows, {} bytes", ty.name(), w.len());
+    assert!(rows.start % GROUP_ROWS == 0 && (rows.end % GROUP_ROWS == 0 || rows.end == total_rows), "{}: rows {rows:?} split an interleaved group", ty.name());
     let nb = rb / ty.block_bytes();
     acts.iter().for_each(|a| check_acts(ty, a, nb * 32));
-    let (first, groups) = (
-        rows.start / GROUP_ROWS,
-        (rows.end.min(grouped) - rows.start) / GROUP_ROWS,
-    );
+    let (first, groups) = (rows.start / GROUP_ROWS, (rows.end.min(grouped) - rows.start) / GROUP_ROWS);
     // SAFETY (every tile below): its groups lie in `rows`, below `grouped`, within `w` (checked
     // above); the activations are checked and the tokens exist.
     let group = |g: usize| w[g * GROUP_ROWS * rb..].as_ptr();
     let store = |t: usize, g: usize, v: v128| {
         // SAFETY: v128 and [f32; 4] have the same size; this call owns rows `rows` of `out`.
-        unsafe {
-            out.rows_mut(t, g * GROUP_ROWS..(g + 1) * GROUP_ROWS)
-                .copy_from_slice(&core::mem::transmute::<v128, [f32; 4]>(v))
-        };
+        unsafe { out.rows_mut(t, g * GROUP_ROWS..(g + 1) * GROUP_ROWS).copy_from_slice(&core::mem::transmute::<v128, [f32; 4]>(v)) };
     };
-    let full_tokens = if acts.len() > 1 {
-        acts.len() / PREFILL_TOKENS * PREFILL_TOKENS
-    } else {
-        0
-    };
+    let full_tokens = if acts.len() > 1 { acts.len() / PREFILL_TOKENS * PREFILL_TOKENS } else { 0 };
     // The prompt tiles: of `PT` tokens, then (where `PT` is more) a quad of the rest.
     let wide = full_tokens / PT * PT;
     let (groups, unit_bytes) = (first..first + groups, GROUP_ROWS * rb);
     // SAFETY: as above.
     unsafe {
-        x4_prompt_tiles::<P, C, PG, PT>(
-            &group,
-            &store,
-            nb,
-            pow,
-            acts,
-            0..wide,
-            groups.clone(),
-            unit_bytes,
-        );
-        x4_prompt_tiles::<P, C, PG4, PREFILL_TOKENS>(
-            &group,
-            &store,
-            nb,
-            pow,
-            acts,
-            wide..full_tokens,
-            groups.clone(),
-            unit_bytes,
-        );
+        x4_prompt_tiles::<P, C, PG, PT>(&group, &store, nb, pow, acts, 0..wide, groups.clone(), unit_bytes);
+        x4_prompt_tiles::<P, C, PG4, PREFILL_TOKENS>(&group, &store, nb, pow, acts, wide..full_tokens, groups.clone(), unit_bytes);
     }
     // The groups `stride` apart, as [`matmul`]'s rows, so that each stream runs on.
     let stride = groups.len() / DECODE_GROUPS;
@@ -1830,23 +1414,11 @@ fn matmul_x4_by<
             gs.iter().zip(o).for_each(|(&g, o)| store(t, g, o));
         }
         for g in first + stride * DECODE_GROUPS..groups.end {
-            store(
-                t,
-                g,
-                unsafe { x4_tile::<D, C, 1>([group(g)], a, nb, pow) }[0],
-            );
+            store(t, g, unsafe { x4_tile::<D, C, 1>([group(g)], a, nb, pow) }[0]);
         }
     }
     if rows.end > grouped {
-        matmul(
-            ty,
-            q8_0_min,
-            w,
-            rb,
-            acts,
-            out,
-            grouped.max(rows.start)..rows.end,
-        );
+        matmul(ty, q8_0_min, w, rb, acts, out, grouped.max(rows.start)..rows.end);
     }
 }
 
@@ -1870,22 +1442,14 @@ unsafe fn x4_prompt_tiles<P: X4Acc, C: X4Type, const G: usize, const T: usize>(
     unit_bytes: usize,
 ) {
     let tile_bytes = 16 * packed_block(T) * nb;
-    let pack = |p: &mut PromptActsX4, i: usize| {
-        p.pack(
-            &acts[tokens.start + i * T..tokens.start + (i + 1) * T],
-            nb,
-            C::BIAS,
-        )
-    };
+    let pack = |p: &mut PromptActsX4, i: usize| p.pack(&acts[tokens.start + i * T..tokens.start + (i + 1) * T], nb, C::BIAS);
     let run = |packed: &PromptActsX4, i: usize, chunk: Range<usize>| {
         let t0 = tokens.start + i * T;
         let stride = chunk.len() / G;
         for g in chunk.start..chunk.start + stride {
             let gs: [usize; G] = core::array::from_fn(|i| g + i * stride);
             let o = x4_prompt_tile::<P, C, G, T>(gs.map(group), packed, nb, pow);
-            gs.iter()
-                .zip(o)
-                .for_each(|(&g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
+            gs.iter().zip(o).for_each(|(&g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
         }
         // The groups left over in one more tile, its last group repeated where they are fewer
         // than `G` (a one-group tile of eight tokens ran at half the speed of a three-group one).
@@ -1893,20 +1457,10 @@ unsafe fn x4_prompt_tiles<P: X4Acc, C: X4Type, const G: usize, const T: usize>(
         if !rest.is_empty() {
             let gs: [usize; G] = core::array::from_fn(|i| (rest.start + i).min(rest.end - 1));
             let o = x4_prompt_tile::<P, C, G, T>(gs.map(group), packed, nb, pow);
-            rest.zip(o)
-                .for_each(|(g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
+            rest.zip(o).for_each(|(g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
         }
     };
-    cache_blocked(
-        groups,
-        unit_bytes,
-        G,
-        tokens.len() / T,
-        tile_bytes,
-        PromptActsX4::new,
-        &pack,
-        &run,
-    );
+    cache_blocked(groups, unit_bytes, G, tokens.len() / T, tile_bytes, PromptActsX4::new, &pack, &run);
 }
 
 /// Eight f16 values (16 bytes at `p`) as two f32x4, exactly ([`f16_lanes_to_f32`]).
@@ -1916,10 +1470,7 @@ unsafe fn x4_prompt_tiles<P: X4Acc, C: X4Type, const G: usize, const T: usize>(
 #[inline(always)]
 unsafe fn load_f16x8(p: *const f16) -> (v128, v128) {
     let h = load(p as *const u8);
-    (
-        f16_lanes_to_f32(u32x4_extend_low_u16x8(h)),
-        f16_lanes_to_f32(u32x4_extend_high_u16x8(h)),
-    )
+    (f16_lanes_to_f32(u32x4_extend_low_u16x8(h)), f16_lanes_to_f32(u32x4_extend_high_u16x8(h)))
 }
 
 /// The first `src.len() / 8 · 8` values of `src` as f32 into `dst` (as long), exactly; returns
@@ -1947,17 +1498,8 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     for i in (0..a.len()).step_by(8) {
         // SAFETY: i + 8 <= len of both (checked above).
         unsafe {
-            let (a, b) = (
-                a.as_ptr().add(i) as *const v128,
-                b.as_ptr().add(i) as *const v128,
-            );
-            acc = f32x4_add(
-                acc,
-                f32x4_add(
-                    f32x4_mul(v128_load(a), v128_load(b)),
-                    f32x4_mul(v128_load(a.add(1)), v128_load(b.add(1))),
-                ),
-            );
+            let (a, b) = (a.as_ptr().add(i) as *const v128, b.as_ptr().add(i) as *const v128);
+            acc = f32x4_add(acc, f32x4_add(f32x4_mul(v128_load(a), v128_load(b)), f32x4_mul(v128_load(a.add(1)), v128_load(b.add(1)))));
         }
     }
     hsum_f32(acc)
@@ -1979,10 +1521,7 @@ pub fn weighted_rows_sum(w: &[f32], rows: &[f32], out: &mut [f32]) -> usize {
             // SAFETY: d + 4·B <= width, row i < w.len(): within `rows` (checked by the caller).
             let p = unsafe { rows.as_ptr().add(i * width + d) };
             for (b, a) in acc.iter_mut().enumerate() {
-                *a = f32x4_add(
-                    *a,
-                    f32x4_mul(wi, unsafe { v128_load(p.add(4 * b) as *const v128) }),
-                );
+                *a = f32x4_add(*a, f32x4_mul(wi, unsafe { v128_load(p.add(4 * b) as *const v128) }));
             }
         }
         for (b, a) in acc.iter().enumerate() {
@@ -2010,21 +1549,8 @@ pub fn weighted_rows_sum(w: &[f32], rows: &[f32], out: &mut [f32]) -> usize {
 fn round_f16_lanes(x: v128) -> v128 {
     let sign = v128_and(x, i32x4_splat(i32::MIN));
     let abs = v128_andnot(x, sign);
-    let normal = v128_and(
-        i32x4_add(
-            abs,
-            i32x4_add(
-                i32x4_splat(0xFFF),
-                v128_and(u32x4_shr(abs, 13), i32x4_splat(1)),
-            ),
-        ),
-        i32x4_splat(!0x1FFF),
-    );
-    let normal = v128_bitselect(
-        i32x4_splat(0x7F80_0000),
-        normal,
-        i32x4_ge(normal, i32x4_splat(0x4780_0000)),
-    );
+    let normal = v128_and(i32x4_add(abs, i32x4_add(i32x4_splat(0xFFF), v128_and(u32x4_shr(abs, 13), i32x4_splat(1)))), i32x4_splat(!0x1FFF));
+    let normal = v128_bitselect(i32x4_splat(0x7F80_0000), normal, i32x4_ge(normal, i32x4_splat(0x4780_0000)));
     let subnormal = f32x4_sub(f32x4_add(abs, f32x4_splat(0.5)), f32x4_splat(0.5));
     let magnitude = v128_bitselect(subnormal, normal, i32x4_lt(abs, i32x4_splat(0x3880_0000)));
     // Infinities and NaNs as they are.
@@ -2042,19 +1568,9 @@ fn f16_bits_lanes(x: v128) -> v128 {
     let rounded = v128_and(round_f16_lanes(x), i32x4_splat(0x7FFF_FFFF));
     let normal = i32x4_sub(u32x4_shr(rounded, 13), i32x4_splat(112 << 10));
     let subnormal = i32x4_trunc_sat_f32x4(f32x4_mul(rounded, f32x4_splat(16_777_216.0)));
-    let finite = v128_bitselect(
-        subnormal,
-        normal,
-        i32x4_lt(rounded, i32x4_splat(0x3880_0000)),
-    );
+    let finite = v128_bitselect(subnormal, normal, i32x4_lt(rounded, i32x4_splat(0x3880_0000)));
     // Infinities (given or rounded to) and NaNs.
-    let nan_bits = v128_and(
-        i32x4_gt(abs_x, i32x4_splat(0x7F80_0000)),
-        v128_or(
-            i32x4_splat(0x200),
-            u32x4_shr(v128_and(x, i32x4_splat(0x7F_FFFF)), 13),
-        ),
-    );
+    let nan_bits = v128_and(i32x4_gt(abs_x, i32x4_splat(0x7F80_0000)), v128_or(i32x4_splat(0x200), u32x4_shr(v128_and(x, i32x4_splat(0x7F_FFFF)), 13)));
     let special = v128_or(i32x4_splat(0x7C00), nan_bits);
     let bits = v128_bitselect(special, finite, i32x4_ge(rounded, i32x4_splat(0x7F80_0000)));
     v128_or(bits, u32x4_shr(v128_and(x, i32x4_splat(i32::MIN)), 16))
@@ -2069,14 +1585,8 @@ pub fn f32_to_f16(src: &[f32], dst: &mut [f16]) -> usize {
         // SAFETY: i + 8 <= n, within both.
         unsafe {
             let p = src.as_ptr().add(i) as *const v128;
-            let (a, b) = (
-                f16_bits_lanes(v128_load(p)),
-                f16_bits_lanes(v128_load(p.add(1))),
-            );
-            v128_store(
-                dst.as_mut_ptr().add(i) as *mut v128,
-                u16x8_narrow_i32x4(a, b),
-            );
+            let (a, b) = (f16_bits_lanes(v128_load(p)), f16_bits_lanes(v128_load(p.add(1))));
+            v128_store(dst.as_mut_ptr().add(i) as *mut v128, u16x8_narrow_i32x4(a, b));
         }
     }
     n
@@ -2108,31 +1618,15 @@ fn exp_f32x4(x: v128) -> v128 {
     // the engine's choice: NaN lanes are put back at the end.)
     let x = f32x4_pmin(f32x4_pmax(x, f32x4_splat(-87.0)), f32x4_splat(88.0));
     let n = f32x4_nearest(f32x4_mul(x, f32x4_splat(core::f32::consts::LOG2_E)));
-    let r = f32x4_sub(
-        f32x4_sub(x, f32x4_mul(n, f32x4_splat(0.693_359_4))),
-        f32x4_mul(n, f32x4_splat(-2.121_944_4e-4)),
-    );
+    let r = f32x4_sub(f32x4_sub(x, f32x4_mul(n, f32x4_splat(0.693_359_4))), f32x4_mul(n, f32x4_splat(-2.121_944_4e-4)));
     let mut p = f32x4_splat(1.987_569_1e-4);
-    for c in [
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        0.166_666_65,
-        0.5,
-    ] {
+    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
         p = f32x4_add(f32x4_mul(p, r), f32x4_splat(c));
     }
-    let e = f32x4_add(
-        f32x4_add(f32x4_mul(p, f32x4_mul(r, r)), r),
-        f32x4_splat(1.0),
-    );
+    let e = f32x4_add(f32x4_add(f32x4_mul(p, f32x4_mul(r, r)), r), f32x4_splat(1.0));
     // n in -126..=127: 2^n is a normal f32 whose exponent field is n + 127.
     let pow2 = i32x4_shl(i32x4_add(i32x4_trunc_sat_f32x4(n), i32x4_splat(127)), 23);
-    v128_bitselect(
-        x0,
-        v128_bitselect(f32x4_splat(f32::INFINITY), f32x4_mul(e, pow2), overflow),
-        nan,
-    )
+    v128_bitselect(x0, v128_bitselect(f32x4_splat(f32::INFINITY), f32x4_mul(e, pow2), overflow), nan)
 }
 
 /// `gate = silu(gate) · up` (`x / (1 + e^-x)`, as the scalar `silu_mul`, with [`exp_f32x4`])
@@ -2145,13 +1639,7 @@ pub fn silu_mul(gate: &mut [f32], up: &[f32]) -> usize {
             let g = gate.as_mut_ptr().add(i) as *mut v128;
             let x = v128_load(g);
             let e = exp_f32x4(f32x4_neg(x));
-            v128_store(
-                g,
-                f32x4_mul(
-                    f32x4_div(x, f32x4_add(f32x4_splat(1.0), e)),
-                    v128_load(up.as_ptr().add(i) as *const v128),
-                ),
-            );
+            v128_store(g, f32x4_mul(f32x4_div(x, f32x4_add(f32x4_splat(1.0), e)), v128_load(up.as_ptr().add(i) as *const v128)));
         }
     }
     n
@@ -2169,10 +1657,7 @@ pub fn softmax(x: &mut [f32]) {
         m = f32x4_pmax(m, unsafe { v128_load(x.as_ptr().add(i) as *const v128) });
     }
     let lanes: [f32; 4] = unsafe { core::mem::transmute::<v128, [f32; 4]>(m) };
-    let max = lanes
-        .iter()
-        .chain(&x[n..])
-        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let max = lanes.iter().chain(&x[n..]).fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     let (mut sum, max4) = (f32x4_splat(0.0), f32x4_splat(max));
     for i in (0..n).step_by(4) {
         // SAFETY: i + 4 <= n <= len.
@@ -2196,31 +1681,18 @@ pub fn softmax(x: &mut [f32]) {
 /// (the same maximum, scale and ties-to-even rounding, lane-wise), and the codes' sum.
 pub fn q8_0_acts_block(x: &[f32; 32]) -> (f32, [i8; 32], i32) {
     // SAFETY (the loads): 8 × 4 values of a 32-value array.
-    let v: [v128; 8] =
-        core::array::from_fn(|i| unsafe { v128_load(x.as_ptr().add(4 * i) as *const v128) });
+    let v: [v128; 8] = core::array::from_fn(|i| unsafe { v128_load(x.as_ptr().add(4 * i) as *const v128) });
     // NaN lanes as zero, so the maximum skips them as `f32::max` does (whichever NaN rule the
     // engine's max has: LLVM may lower pmax to the relaxed one).
-    let amax4 = v.iter().fold(f32x4_splat(0.0), |a, &v| {
-        f32x4_pmax(a, v128_and(f32x4_abs(v), f32x4_eq(v, v)))
-    });
+    let amax4 = v.iter().fold(f32x4_splat(0.0), |a, &v| f32x4_pmax(a, v128_and(f32x4_abs(v), f32x4_eq(v, v))));
     let lanes: [f32; 4] = unsafe { core::mem::transmute::<v128, [f32; 4]>(amax4) };
     let amax = lanes.iter().fold(0.0f32, |a, &b| a.max(b));
     let d = amax / 127.0;
     let id = f32x4_splat(if amax != 0.0 { 127.0 / amax } else { 0.0 });
     let q = |v: v128| i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v, id)));
     let h: [v128; 4] = core::array::from_fn(|i| i16x8_narrow_i32x4(q(v[2 * i]), q(v[2 * i + 1])));
-    let b = [
-        i8x16_narrow_i16x8(h[0], h[1]),
-        i8x16_narrow_i16x8(h[2], h[3]),
-    ];
-    let sums = i32x4_add(
-        i32x4_extadd_pairwise_i16x8(i16x8_extadd_pairwise_i8x16(b[0])),
-        i32x4_extadd_pairwise_i16x8(i16x8_extadd_pairwise_i8x16(b[1])),
-    );
+    let b = [i8x16_narrow_i16x8(h[0], h[1]), i8x16_narrow_i16x8(h[2], h[3])];
+    let sums = i32x4_add(i32x4_extadd_pairwise_i16x8(i16x8_extadd_pairwise_i8x16(b[0])), i32x4_extadd_pairwise_i16x8(i16x8_extadd_pairwise_i8x16(b[1])));
     let s: [i32; 4] = unsafe { core::mem::transmute::<v128, [i32; 4]>(sums) };
-    (
-        d,
-        unsafe { core::mem::transmute::<[v128; 2], [i8; 32]>(b) },
-        s.iter().sum(),
-    )
+    (d, unsafe { core::mem::transmute::<[v128; 2], [i8; 32]>(b) }, s.iter().sum())
 }

@@ -44,15 +44,9 @@ pub fn set_threads(n: usize) -> usize {
         #[cfg(not(target_arch = "wasm32"))]
         if n > 1 {
             // Fails only when the pool already exists: then its size bounds what we use.
-            let _ = rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build_global();
+            let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
         }
-        let n = if n > 1 {
-            n.min(rayon::current_num_threads())
-        } else {
-            1
-        };
+        let n = if n > 1 { n.min(rayon::current_num_threads()) } else { 1 };
         THREADS.store(n, Ordering::Relaxed);
         n
     }
@@ -214,13 +208,7 @@ mod crew {
             return f();
         }
         let _release = ReleasePool;
-        let crew = Crew {
-            size,
-            epoch: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
-            job: UnsafeCell::new(None),
-        };
+        let crew = Crew { size, epoch: AtomicUsize::new(0), done: AtomicUsize::new(0), stop: AtomicBool::new(false), job: UnsafeCell::new(None) };
         rayon::scope(|s| {
             let crew = &crew;
             for i in 1..size {

@@ -26,12 +26,7 @@ pub struct GpuOptions {
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions {
-            subgroups: true,
-            f16: true,
-            max_weight_binding: None,
-            quantized_activations: true,
-        }
+        GpuOptions { subgroups: true, f16: true, max_weight_binding: None, quantized_activations: true }
     }
 }
 
@@ -65,20 +60,13 @@ impl GpuContext {
     pub async fn new(opts: &GpuOptions) -> Result<Arc<GpuContext>> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
         let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                ..Default::default()
-            })
+            .request_adapter(&wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() })
             .await
             .map_err(|e| Error::gpu(GpuFailure::NoAdapter, format!("no GPU adapter: {e}")))?;
         let info = adapter.get_info();
         let features = adapter.features();
         let mut required = wgpu::Features::empty();
-        let subgroup_size = if opts.subgroups
-            && features.contains(wgpu::Features::SUBGROUP)
-            && info.subgroup_min_size == info.subgroup_max_size
-            && (4..=64).contains(&info.subgroup_min_size)
-        {
+        let subgroup_size = if opts.subgroups && features.contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size == info.subgroup_max_size && (4..=64).contains(&info.subgroup_min_size) {
             required |= wgpu::Features::SUBGROUP;
             info.subgroup_min_size
         } else {
@@ -99,12 +87,7 @@ impl GpuContext {
                 trace: wgpu::Trace::Off,
             })
             .await
-            .map_err(|e| {
-                Error::gpu(
-                    GpuFailure::NoAdapter,
-                    format!("the adapter '{}' gave no device: {e}", info.name),
-                )
-            })?;
+            .map_err(|e| Error::gpu(GpuFailure::NoAdapter, format!("the adapter '{}' gave no device: {e}", info.name)))?;
         let lost = Arc::new(AtomicBool::new(false));
         let error = Arc::new(Mutex::new(None));
         {
@@ -128,32 +111,17 @@ impl GpuContext {
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         };
         let max_weight_binding = opts.max_weight_binding.unwrap_or(u64::MAX);
-        Ok(Arc::new(GpuContext {
-            device,
-            queue,
-            limits,
-            summary,
-            quantized_activations: opts.quantized_activations,
-            max_weight_binding,
-            lost,
-            error,
-        }))
+        Ok(Arc::new(GpuContext { device, queue, limits, summary, quantized_activations: opts.quantized_activations, max_weight_binding, lost, error }))
     }
 
     /// Fails when the device was lost or reported an error since the last check.
     pub fn check(&self) -> Result<()> {
         if self.lost.load(Ordering::SeqCst) {
-            return Err(Error::gpu(
-                GpuFailure::DeviceLost,
-                "the GPU device was lost",
-            ));
+            return Err(Error::gpu(GpuFailure::DeviceLost, "the GPU device was lost"));
         }
         if let Some(e) = self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
             if e.to_lowercase().contains("out of memory") {
-                return Err(Error::OutOfMemory {
-                    what: format!("the GPU device ({e})"),
-                    bytes: 0,
-                });
+                return Err(Error::OutOfMemory { what: format!("the GPU device ({e})"), bytes: 0 });
             }
             return Err(Error::gpu(GpuFailure::Internal, e));
         }
@@ -167,10 +135,7 @@ impl GpuContext {
 
     /// Largest binding the kernels can address, in bytes (a multiple of 16).
     pub fn max_binding(&self) -> u64 {
-        self.limits
-            .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size)
-            & !15
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size) & !15
     }
 
     /// Most bytes of a weight matrix one buffer holds.
@@ -179,12 +144,7 @@ impl GpuContext {
     }
 
     /// A storage buffer of `size` bytes (at least 16), checked against the limits.
-    pub fn buffer(
-        &self,
-        label: &str,
-        size: u64,
-        usage: wgpu::BufferUsages,
-    ) -> Result<wgpu::Buffer> {
+    pub fn buffer(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
         let size = size.max(16).next_multiple_of(16);
         if size > self.max_binding() {
             return Err(Error::gpu(
@@ -192,24 +152,14 @@ impl GpuContext {
                 format!("{label} needs a buffer of {size} bytes; the adapter binds at most {} (maxStorageBufferBindingSize / maxBufferSize)", self.max_binding()),
             ));
         }
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size,
-            usage,
-            mapped_at_creation: false,
-        }))
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false }))
     }
 
     /// A read-only storage buffer holding `words`.
     pub fn upload(&self, label: &str, words: &[u32]) -> Result<wgpu::Buffer> {
-        let buf = self.buffer(
-            label,
-            words.len() as u64 * 4,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-        )?;
+        let buf = self.buffer(label, words.len() as u64 * 4, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST)?;
         if !words.is_empty() {
-            self.queue
-                .write_buffer(&buf, 0, bytemuck::cast_slice(words));
+            self.queue.write_buffer(&buf, 0, bytemuck::cast_slice(words));
         }
         Ok(buf)
     }
@@ -223,45 +173,25 @@ impl GpuContext {
         let slice = staging.slice(0..len);
         let mapped = map_read(&self.device, slice).await;
         self.check()?;
-        mapped.map_err(|_| {
-            Error::gpu(
-                GpuFailure::DeviceLost,
-                "reading back from the GPU failed (device lost)",
-            )
-        })?;
-        let data = slice
-            .get_mapped_range()
-            .map_err(|e| {
-                Error::gpu(
-                    GpuFailure::Internal,
-                    format!("mapping a readback buffer: {e}"),
-                )
-            })?
-            .to_vec();
+        mapped.map_err(|_| Error::gpu(GpuFailure::DeviceLost, "reading back from the GPU failed (device lost)"))?;
+        let data = slice.get_mapped_range().map_err(|e| Error::gpu(GpuFailure::Internal, format!("mapping a readback buffer: {e}")))?.to_vec();
         staging.unmap();
         Ok(data)
     }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-async fn map_read(
-    device: &wgpu::Device,
-    slice: wgpu::BufferSlice<'_>,
-) -> std::result::Result<(), ()> {
+async fn map_read(device: &wgpu::Device, slice: wgpu::BufferSlice<'_>) -> std::result::Result<(), ()> {
     let done = Arc::new(Mutex::new(None));
     let slot = done.clone();
-    slice.map_async(wgpu::MapMode::Read, move |r| {
-        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.is_ok())
-    });
+    slice.map_async(wgpu::MapMode::Read, move |r| *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.is_ok()));
     // The thread whose poll sees the work finish runs the callbacks, after its poll returns:
     // with the device shared between threads, ours can return before another thread's poll
     // has run our callback, so wait for the callback itself (a lost device runs it with an
     // error).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|_| ())?;
+        device.poll(wgpu::PollType::wait_indefinitely()).map_err(|_| ())?;
         if let Some(ok) = done.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return if ok { Ok(()) } else { Err(()) };
         }
@@ -273,40 +203,23 @@ async fn map_read(
 }
 
 #[cfg(target_arch = "wasm32")]
-async fn map_read(
-    _device: &wgpu::Device,
-    slice: wgpu::BufferSlice<'_>,
-) -> std::result::Result<(), ()> {
+async fn map_read(_device: &wgpu::Device, slice: wgpu::BufferSlice<'_>) -> std::result::Result<(), ()> {
     // The browser calls back from its event loop: wait on a promise the callback resolves.
     let mut resolve_fn = None;
     let promise = js_sys::Promise::new(&mut |resolve, _reject| resolve_fn = Some(resolve));
     let resolve = resolve_fn.ok_or(())?;
     slice.map_async(wgpu::MapMode::Read, move |r| {
-        let _ = resolve.call1(
-            &wasm_bindgen::JsValue::NULL,
-            &wasm_bindgen::JsValue::from_bool(r.is_ok()),
-        );
+        let _ = resolve.call1(&wasm_bindgen::JsValue::NULL, &wasm_bindgen::JsValue::from_bool(r.is_ok()));
     });
-    let ok = wasm_bindgen_futures::JsFuture::from(promise)
-        .await
-        .map_err(|_| ())?;
-    if ok.as_bool() == Some(true) {
-        Ok(())
-    } else {
-        Err(())
-    }
+    let ok = wasm_bindgen_futures::JsFuture::from(promise).await.map_err(|_| ())?;
+    if ok.as_bool() == Some(true) { Ok(()) } else { Err(()) }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 impl GpuContext {
     /// Seconds per repetition of `dispatches`, recorded `reps` times in one pass at position
     /// `pos` (one token) and timed from submit to completion, the queue drained first.
-    pub fn time_pass(
-        &self,
-        dispatches: &[&super::kernels::Dispatch],
-        pos: u32,
-        reps: u32,
-    ) -> Result<f64> {
+    pub fn time_pass(&self, dispatches: &[&super::kernels::Dispatch], pos: u32, reps: u32) -> Result<f64> {
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
@@ -317,9 +230,7 @@ impl GpuContext {
         let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
         let t0 = std::time::Instant::now();
         self.queue.submit([enc.finish()]);
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::gpu(GpuFailure::DeviceLost, e))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::gpu(GpuFailure::DeviceLost, e))?;
         self.check()?;
         Ok(t0.elapsed().as_secs_f64() / reps as f64)
     }

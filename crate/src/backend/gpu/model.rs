@@ -7,10 +7,10 @@ use std::sync::Arc;
 use super::context::GpuContext;
 use super::kernels::{fold, grid, Dims, Dispatch, Grid, KernelKind, Kernels, MatVecOut, Step};
 use super::repack::{pack, padded_cols, GpuFormat};
-use crate::backend::cpu::acts::ActKind;
 use crate::error::{Error, GpuFailure, Result};
 use crate::model::spec::{Activation, ModelSpec};
 use crate::model::Model;
+use crate::backend::cpu::acts::ActKind;
 use crate::quant::{GgmlType, QMatrix};
 use crate::sampling::SamplingParams;
 
@@ -36,63 +36,30 @@ pub struct GpuMatrix {
 
 impl GpuMatrix {
     /// `mats` stacked by rows (`gated`: exactly a gate and an up matrix, computed together).
-    pub fn upload(
-        ctx: &GpuContext,
-        label: &str,
-        mats: &[&QMatrix],
-        gated: bool,
-    ) -> Result<GpuMatrix> {
+    pub fn upload(ctx: &GpuContext, label: &str, mats: &[&QMatrix], gated: bool) -> Result<GpuMatrix> {
         let ty = mats[0].ty;
         if mats.iter().any(|m| m.ty != ty || m.cols != mats[0].cols) {
-            return Err(Error::gpu(
-                GpuFailure::Internal,
-                format!("{label}: stacked matrices must share a type and a width"),
-            ));
+            return Err(Error::gpu(GpuFailure::Internal, format!("{label}: stacked matrices must share a type and a width")));
         }
         let cols = padded_cols(mats[0].cols);
         let format = GpuFormat::for_type(ty);
-        let rows = if gated {
-            mats[0].rows
-        } else {
-            mats.iter().map(|m| m.rows).sum()
-        };
-        let per_row = (format.row_words(cols) + format.scale_words(1, cols) + 1) as u64
-            * 4
-            * if gated { 2 } else { 1 };
+        let rows = if gated { mats[0].rows } else { mats.iter().map(|m| m.rows).sum() };
+        let per_row = (format.row_words(cols) + format.scale_words(1, cols) + 1) as u64 * 4 * if gated { 2 } else { 1 };
         let max_rows = (ctx.max_weight_binding() / per_row) as usize;
         if max_rows == 0 {
-            return Err(Error::gpu(
-                GpuFailure::Limit,
-                format!("{label}: one row needs {per_row} bytes, more than the adapter binds"),
-            ));
+            return Err(Error::gpu(GpuFailure::Limit, format!("{label}: one row needs {per_row} bytes, more than the adapter binds")));
         }
         let mut parts = Vec::new();
         let mut first = 0;
         while first < rows {
             let n = max_rows.min(rows - first);
-            let ranges: Vec<(&QMatrix, usize, usize)> = if gated {
-                vec![(mats[0], first, n), (mats[1], first, n)]
-            } else {
-                row_ranges(mats, first, n)
-            };
+            let ranges: Vec<(&QMatrix, usize, usize)> = if gated { vec![(mats[0], first, n), (mats[1], first, n)] } else { row_ranges(mats, first, n) };
             let packed = pack(&ranges);
             let buffer = ctx.upload(label, &packed.words)?;
-            parts.push(MatPart {
-                buffer,
-                first_row: first,
-                rows: n,
-                scale_offset: packed.scale_offset,
-            });
+            parts.push(MatPart { buffer, first_row: first, rows: n, scale_offset: packed.scale_offset });
             first += n;
         }
-        Ok(GpuMatrix {
-            ty,
-            format,
-            cols,
-            rows,
-            gated,
-            parts,
-        })
+        Ok(GpuMatrix { ty, format, cols, rows, gated, parts })
     }
 
     pub fn bytes(&self) -> u64 {
@@ -109,63 +76,18 @@ impl GpuMatrix {
     /// part: `tokens` token rows per workgroup (1: decode mat-vec; 8: prefill mat-mat);
     /// `out_stride` and `x_stride` are the row strides of `out` and `x` in values.
     #[allow(clippy::too_many_arguments)]
-    pub fn matvec(
-        &self,
-        k: &Kernels,
-        step: &wgpu::Buffer,
-        x: &wgpu::Buffer,
-        norm: Option<&wgpu::Buffer>,
-        bias: Option<&wgpu::Buffer>,
-        out: &wgpu::Buffer,
-        out_offset: usize,
-        op: MatVecOut,
-        eps: f32,
-        dummy: &wgpu::Buffer,
-        tokens: u32,
-        out_stride: usize,
-        x_stride: usize,
-    ) -> Result<Vec<Dispatch>> {
+    pub fn matvec(&self, k: &Kernels, step: &wgpu::Buffer, x: &wgpu::Buffer, norm: Option<&wgpu::Buffer>, bias: Option<&wgpu::Buffer>, out: &wgpu::Buffer, out_offset: usize, op: MatVecOut, eps: f32, dummy: &wgpu::Buffer, tokens: u32, out_stride: usize, x_stride: usize) -> Result<Vec<Dispatch>> {
         let tpr = self.threads_per_row();
-        let kernel = k.get(KernelKind::MatVec {
-            format: self.format,
-            norm: norm.is_some(),
-            bias: bias.is_some(),
-            out: op,
-            threads_per_row: tpr,
-            tokens,
-        })?;
+        let kernel = k.get(KernelKind::MatVec { format: self.format, norm: norm.is_some(), bias: bias.is_some(), out: op, threads_per_row: tpr, tokens })?;
         let ctx = k.ctx();
         let max = ctx.limits.max_compute_workgroups_per_dimension;
         self.parts
             .iter()
             .map(|p| {
                 let first = (out_offset + p.first_row) as u32;
-                let dims = Dims {
-                    a: [
-                        p.rows as u32,
-                        self.cols as u32,
-                        p.scale_offset as u32,
-                        first,
-                    ],
-                    b: [first, out_stride as u32, (x_stride / 4) as u32, 0],
-                    f: [eps, 0.0, 0.0, 0.0],
-                };
+                let dims = Dims { a: [p.rows as u32, self.cols as u32, p.scale_offset as u32, first], b: [first, out_stride as u32, (x_stride / 4) as u32, 0], f: [eps, 0.0, 0.0, 0.0] };
                 let groups = (p.rows as u32).div_ceil(64 / tpr);
-                Dispatch::new(
-                    ctx,
-                    "matvec",
-                    kernel.clone(),
-                    dims,
-                    step,
-                    &[
-                        &p.buffer,
-                        x,
-                        norm.unwrap_or(dummy),
-                        bias.unwrap_or(dummy),
-                        out,
-                    ],
-                    Grid::TokensZ(fold(groups, max), tokens),
-                )
+                Dispatch::new(ctx, "matvec", kernel.clone(), dims, step, &[&p.buffer, x, norm.unwrap_or(dummy), bias.unwrap_or(dummy), out], Grid::TokensZ(fold(groups, max), tokens))
             })
             .collect()
     }
@@ -182,11 +104,7 @@ fn act_kind_index(ty: GgmlType) -> usize {
 }
 
 /// Rows `first..first+n` of `mats` stacked, as ranges of the individual matrices.
-fn row_ranges<'a>(
-    mats: &[&'a QMatrix],
-    mut first: usize,
-    mut n: usize,
-) -> Vec<(&'a QMatrix, usize, usize)> {
+fn row_ranges<'a>(mats: &[&'a QMatrix], mut first: usize, mut n: usize) -> Vec<(&'a QMatrix, usize, usize)> {
     let mut out = Vec::new();
     for m in mats {
         if first >= m.rows {
@@ -250,10 +168,7 @@ impl GpuModel {
         let w = &model.weights;
         let unfit = |m: String| Err(Error::gpu(GpuFailure::Limit, m));
         if spec.head_dim > 256 || spec.head_dim % 2 != 0 || spec.rope_dims > spec.head_dim {
-            return unfit(format!(
-                "head size {} is beyond the GPU attention kernel (even, at most 256)",
-                spec.head_dim
-            ));
+            return unfit(format!("head size {} is beyond the GPU attention kernel (even, at most 256)", spec.head_dim));
         }
         if spec.dim % 32 != 0 || spec.n_kv_heads == 0 || spec.n_heads % spec.n_kv_heads != 0 {
             return unfit("model width or head counts the GPU kernels do not handle".into());
@@ -278,11 +193,7 @@ impl GpuModel {
             }
             let qkv_bias = if lw.bq.is_some() || lw.bk.is_some() || lw.bv.is_some() {
                 let mut b = Vec::with_capacity(offset);
-                for (v, n) in [
-                    (&lw.bq, spec.q_dim()),
-                    (&lw.bk, spec.kv_dim()),
-                    (&lw.bv, spec.kv_dim()),
-                ] {
+                for (v, n) in [(&lw.bq, spec.q_dim()), (&lw.bk, spec.kv_dim()), (&lw.bv, spec.kv_dim())] {
                     match v {
                         Some(v) => b.extend_from_slice(v),
                         None => b.extend(std::iter::repeat_n(0.0, n)),
@@ -292,21 +203,11 @@ impl GpuModel {
             } else {
                 None
             };
-            let opt = |v: &Option<Vec<f32>>, name: &str| {
-                v.as_ref().map(|v| ctx.upload_f32(name, v)).transpose()
-            };
+            let opt = |v: &Option<Vec<f32>>, name: &str| v.as_ref().map(|v| ctx.upload_f32(name, v)).transpose();
             let ffn = if lw.w_gate.ty == lw.w_up.ty {
-                Ffn::Gated(GpuMatrix::upload(
-                    &ctx,
-                    &format!("blk.{l}.ffn_gate_up"),
-                    &[&lw.w_gate, &lw.w_up],
-                    true,
-                )?)
+                Ffn::Gated(GpuMatrix::upload(&ctx, &format!("blk.{l}.ffn_gate_up"), &[&lw.w_gate, &lw.w_up], true)?)
             } else {
-                Ffn::Separate(
-                    GpuMatrix::upload(&ctx, &format!("blk.{l}.ffn_gate"), &[&lw.w_gate], false)?,
-                    GpuMatrix::upload(&ctx, &format!("blk.{l}.ffn_up"), &[&lw.w_up], false)?,
-                )
+                Ffn::Separate(GpuMatrix::upload(&ctx, &format!("blk.{l}.ffn_gate"), &[&lw.w_gate], false)?, GpuMatrix::upload(&ctx, &format!("blk.{l}.ffn_up"), &[&lw.w_up], false)?)
             };
             layers.push(GpuLayer {
                 attn_norm: ctx.upload_f32("attn_norm", &lw.attn_norm)?,
@@ -319,48 +220,27 @@ impl GpuModel {
                 post_attn_norm: opt(&lw.post_attn_norm, "post_attn_norm")?,
                 ffn_norm: ctx.upload_f32("ffn_norm", &lw.ffn_norm)?,
                 ffn,
-                w_down: GpuMatrix::upload(
-                    &ctx,
-                    &format!("blk.{l}.ffn_down"),
-                    &[&lw.w_down],
-                    false,
-                )?,
+                w_down: GpuMatrix::upload(&ctx, &format!("blk.{l}.ffn_down"), &[&lw.w_down], false)?,
                 post_ffn_norm: opt(&lw.post_ffn_norm, "post_ffn_norm")?,
             });
         }
         let embed = GpuMatrix::upload(&ctx, "token_embd", &[&w.token_embd], false)?;
-        let output = if same_bytes(&w.output, &w.token_embd) {
-            None
-        } else {
-            Some(GpuMatrix::upload(&ctx, "output", &[&w.output], false)?)
-        };
+        let output = if same_bytes(&w.output, &w.token_embd) { None } else { Some(GpuMatrix::upload(&ctx, "output", &[&w.output], false)?) };
         let output_norm = ctx.upload_f32("output_norm", &w.output_norm)?;
         if let Some(e) = scope.pop().await {
             let bytes = w.matrices().map(|m| m.bytes().len() as u64).sum();
-            return Err(Error::OutOfMemory {
-                what: format!("the weights of {} on the GPU ({e})", model.name),
-                bytes,
-            });
+            return Err(Error::OutOfMemory { what: format!("the weights of {} on the GPU ({e})", model.name), bytes });
         }
         ctx.check()?;
         let mut weight_bytes = embed.bytes() + output.as_ref().map_or(0, |o| o.bytes());
         for l in &layers {
-            weight_bytes +=
-                l.qkv.iter().map(|(m, _)| m.bytes()).sum::<u64>() + l.wo.bytes() + l.w_down.bytes();
+            weight_bytes += l.qkv.iter().map(|(m, _)| m.bytes()).sum::<u64>() + l.wo.bytes() + l.w_down.bytes();
             weight_bytes += match &l.ffn {
                 Ffn::Gated(m) => m.bytes(),
                 Ffn::Separate(g, u) => g.bytes() + u.bytes(),
             };
         }
-        Ok(Arc::new(GpuModel {
-            kernels: Kernels::new(ctx),
-            spec: spec.clone(),
-            embed,
-            output,
-            output_norm,
-            layers,
-            weight_bytes,
-        }))
+        Ok(Arc::new(GpuModel { kernels: Kernels::new(ctx), spec: spec.clone(), embed, output, output_norm, layers, weight_bytes }))
     }
 
     pub fn ctx(&self) -> &Arc<GpuContext> {
@@ -404,11 +284,7 @@ pub enum Want<'a> {
     /// The next-token logits, read back in full.
     Logits,
     /// A token sampled on the GPU.
-    Token {
-        params: &'a SamplingParams,
-        draw: f32,
-        penalties: &'a [(u32, u32)],
-    },
+    Token { params: &'a SamplingParams, draw: f32, penalties: &'a [(u32, u32)] },
 }
 
 pub enum StepOutput {
@@ -460,28 +336,16 @@ impl GpuSession {
         let ctx = model.ctx().clone();
         let k = &model.kernels;
         let s = &model.spec;
-        let (dim, q_dim, kv_dim, hd, nh, nkv) = (
-            s.dim,
-            s.q_dim(),
-            s.kv_dim(),
-            s.head_dim,
-            s.n_heads,
-            s.n_kv_heads,
-        );
+        let (dim, q_dim, kv_dim, hd, nh, nkv) = (s.dim, s.q_dim(), s.kv_dim(), s.head_dim, s.n_heads, s.n_kv_heads);
         let st = wgpu::BufferUsages::STORAGE;
         let f32s = |n: usize| n as u64 * 4;
-        let buf = |label: &str, bytes: u64, extra: wgpu::BufferUsages| {
-            ctx.buffer(label, bytes, st | extra)
-        };
+        let buf = |label: &str, bytes: u64, extra: wgpu::BufferUsages| ctx.buffer(label, bytes, st | extra);
         let none = wgpu::BufferUsages::empty();
         let max_splits = capacity.div_ceil(64);
         // Prefill chunks of up to 32 tokens, fewer when the per-token attention scores
         // (n_heads × capacity) would pass 64 MiB or a binding.
         let per_token_scores = f32s(nh * capacity);
-        let rows = (32u64)
-            .min((64 << 20) / per_token_scores)
-            .min(ctx.max_binding() / per_token_scores)
-            .max(1) as usize;
+        let rows = (32u64).min((64 << 20) / per_token_scores).min(ctx.max_binding() / per_token_scores).max(1) as usize;
         let (att_w, ffn_w) = (padded_cols(q_dim), padded_cols(s.ffn_dim));
         let qkv_w = q_dim + 2 * kv_dim;
         let widest = padded_cols(dim.max(q_dim).max(s.ffn_dim));
@@ -492,285 +356,95 @@ impl GpuSession {
             tmp: buf("tmp", f32s(rows * dim), none)?,
             gate: buf("gate", f32s(rows * ffn_w), none)?,
             up: buf("up", f32s(rows * ffn_w), none)?,
-            xq: (0..4)
-                .map(|_| buf("rounded activations", f32s(rows * widest), none))
-                .collect::<Result<_>>()?,
-            stats: buf(
-                "attention split stats",
-                f32s(rows * nh * max_splits * 2),
-                none,
-            )?,
+            xq: (0..4).map(|_| buf("rounded activations", f32s(rows * widest), none)).collect::<Result<_>>()?,
+            stats: buf("attention split stats", f32s(rows * nh * max_splits * 2), none)?,
             scores: buf("attention scores", per_token_scores * rows as u64, none)?,
-            part: buf(
-                "attention split values",
-                f32s(rows * nh * max_splits * hd),
-                none,
-            )?,
+            part: buf("attention split values", f32s(rows * nh * max_splits * hd), none)?,
         };
-        let step = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("step"),
-            size: 48,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let step = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("step"), size: 48, usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
         let tokens = buf("tokens", rows as u64 * 4, wgpu::BufferUsages::COPY_DST)?;
         let logits = buf("logits", f32s(s.vocab_size), wgpu::BufferUsages::COPY_SRC)?;
-        let pen = buf(
-            "penalties",
-            (capacity as u64 + 1) * 8,
-            wgpu::BufferUsages::COPY_DST,
-        )?;
+        let pen = buf("penalties", (capacity as u64 + 1) * 8, wgpu::BufferUsages::COPY_DST)?;
         let result = buf("result", 4, wgpu::BufferUsages::COPY_SRC)?;
-        let staging = ctx.buffer(
-            "readback",
-            f32s(s.vocab_size),
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        )?;
+        let staging = ctx.buffer("readback", f32s(s.vocab_size), wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST)?;
         let dummy = buf("unused binding", 16, none)?;
         let kv_bytes = (capacity * kv_dim * 2) as u64;
         // One RoPE table per distinct frequency set (Gemma 3's local and global layers differ).
         let mut rope_tables: Vec<(&[f32], wgpu::Buffer)> = Vec::new();
         for lw in &model.layers {
             if !rope_tables.iter().any(|(f, _)| *f == &lw.inv_freq[..]) {
-                let table = rope_table(
-                    &lw.inv_freq[..s.rope_dims / 2],
-                    s.rope_attn_factor(),
-                    capacity,
-                );
+                let table = rope_table(&lw.inv_freq[..s.rope_dims / 2], s.rope_attn_factor(), capacity);
                 rope_tables.push((&lw.inv_freq, ctx.upload_f32("rope table", &table)?));
             }
         }
         let mut caches = Vec::with_capacity(s.n_layers);
         for _ in 0..s.n_layers {
-            caches.push((
-                buf("k cache", kv_bytes, none)?,
-                buf("v cache", kv_bytes, none)?,
-            ));
+            caches.push((buf("k cache", kv_bytes, none)?, buf("v cache", kv_bytes, none)?));
         }
         let eps = s.norm_eps;
         let max = ctx.limits.max_compute_workgroups_per_dimension;
-        let (rope_k, scores_k, values_k, merge_k) = (
-            k.get(KernelKind::RopeKv)?,
-            k.get(KernelKind::AttnScores)?,
-            k.get(KernelKind::AttnValues)?,
-            k.get(KernelKind::AttnMerge)?,
-        );
-        let (norm_add_k, act_k, quant_k) = (
-            k.get(KernelKind::NormAdd)?,
-            k.get(KernelKind::ActMul)?,
-            k.get(KernelKind::QuantActs)?,
-        );
-        let embed_k = k.get(KernelKind::Embed {
-            format: model.embed.format,
-        })?;
+        let (rope_k, scores_k, values_k, merge_k) = (k.get(KernelKind::RopeKv)?, k.get(KernelKind::AttnScores)?, k.get(KernelKind::AttnValues)?, k.get(KernelKind::AttnMerge)?);
+        let (norm_add_k, act_k, quant_k) = (k.get(KernelKind::NormAdd)?, k.get(KernelKind::ActMul)?, k.get(KernelKind::QuantActs)?);
+        let embed_k = k.get(KernelKind::Embed { format: model.embed.format })?;
 
         // The forward pass over the step's tokens, `tb` token rows per mat-vec workgroup, and
         // (decode) the output head.
         let forward = |tb: u32| -> Result<(Vec<Dispatch>, Vec<Dispatch>)> {
             let mut body = Vec::new();
             for p in &model.embed.parts {
-                let dims = Dims {
-                    a: [p.rows as u32, dim as u32, p.scale_offset as u32, 0],
-                    b: [p.first_row as u32, 0, 0, 0],
-                    f: [s.embed_scale.unwrap_or(1.0), 0.0, 0.0, 0.0],
-                };
-                body.push(Dispatch::new(
-                    &ctx,
-                    "embed",
-                    embed_k.clone(),
-                    dims,
-                    &step,
-                    &[&p.buffer, &a.x, &tokens],
-                    Grid::TokensY((dim as u32 / 4).div_ceil(64)),
-                )?);
+                let dims = Dims { a: [p.rows as u32, dim as u32, p.scale_offset as u32, 0], b: [p.first_row as u32, 0, 0, 0], f: [s.embed_scale.unwrap_or(1.0), 0.0, 0.0, 0.0] };
+                body.push(Dispatch::new(&ctx, "embed", embed_k.clone(), dims, &step, &[&p.buffer, &a.x, &tokens], Grid::TokensY((dim as u32 / 4).div_ceil(64)))?);
             }
             // Mat-vec inputs: rounded by a quant_acts dispatch per rounding kind (RMSNorm applied
             // there), or, in decode with f32 activations, read as f32 with RMSNorm folded into the
             // mat-vec itself.
             let fold_norm = !ctx.quantized_activations && tb == 1;
             #[allow(clippy::too_many_arguments)]
-            let mv = |list: &mut Vec<Dispatch>,
-                      rounded: &mut [bool; 4],
-                      m: &GpuMatrix,
-                      x: &wgpu::Buffer,
-                      n: usize,
-                      norm: Option<&wgpu::Buffer>,
-                      bias: Option<&wgpu::Buffer>,
-                      out: &wgpu::Buffer,
-                      off: usize,
-                      op: MatVecOut,
-                      out_stride: usize|
-             -> Result<()> {
+            let mv = |list: &mut Vec<Dispatch>, rounded: &mut [bool; 4], m: &GpuMatrix, x: &wgpu::Buffer, n: usize, norm: Option<&wgpu::Buffer>, bias: Option<&wgpu::Buffer>, out: &wgpu::Buffer, off: usize, op: MatVecOut, out_stride: usize| -> Result<()> {
                 let x_stride = padded_cols(n);
                 if fold_norm {
-                    list.extend(m.matvec(
-                        k, &step, x, norm, bias, out, off, op, eps, &dummy, tb, out_stride,
-                        x_stride,
-                    )?);
+                    list.extend(m.matvec(k, &step, x, norm, bias, out, off, op, eps, &dummy, tb, out_stride, x_stride)?);
                     return Ok(());
                 }
-                let ki = if ctx.quantized_activations {
-                    act_kind_index(m.ty)
-                } else {
-                    3
-                };
+                let ki = if ctx.quantized_activations { act_kind_index(m.ty) } else { 3 };
                 if !rounded[ki] {
-                    let dims = Dims {
-                        a: [n as u32, ki as u32, norm.is_some() as u32, x_stride as u32],
-                        f: [eps, 0.0, 0.0, 0.0],
-                        ..Default::default()
-                    };
-                    list.push(Dispatch::new(
-                        &ctx,
-                        "quantize activations",
-                        quant_k.clone(),
-                        dims,
-                        &step,
-                        &[x, norm.unwrap_or(&dummy), &a.xq[ki]],
-                        Grid::TokensY(1),
-                    )?);
+                    let dims = Dims { a: [n as u32, ki as u32, norm.is_some() as u32, x_stride as u32], f: [eps, 0.0, 0.0, 0.0], ..Default::default() };
+                    list.push(Dispatch::new(&ctx, "quantize activations", quant_k.clone(), dims, &step, &[x, norm.unwrap_or(&dummy), &a.xq[ki]], Grid::TokensY(1))?);
                     rounded[ki] = true;
                 }
-                list.extend(m.matvec(
-                    k, &step, &a.xq[ki], None, bias, out, off, op, eps, &dummy, tb, out_stride,
-                    x_stride,
-                )?);
+                list.extend(m.matvec(k, &step, &a.xq[ki], None, bias, out, off, op, eps, &dummy, tb, out_stride, x_stride)?);
                 Ok(())
             };
             let norm_add = |body: &mut Vec<Dispatch>, norm: &wgpu::Buffer| -> Result<()> {
-                let dims = Dims {
-                    a: [dim as u32, 0, 0, 0],
-                    f: [eps, 0.0, 0.0, 0.0],
-                    ..Default::default()
-                };
-                body.push(Dispatch::new(
-                    &ctx,
-                    "norm_add",
-                    norm_add_k.clone(),
-                    dims,
-                    &step,
-                    &[&a.x, &a.tmp, norm],
-                    Grid::TokensY(1),
-                )?);
+                let dims = Dims { a: [dim as u32, 0, 0, 0], f: [eps, 0.0, 0.0, 0.0], ..Default::default() };
+                body.push(Dispatch::new(&ctx, "norm_add", norm_add_k.clone(), dims, &step, &[&a.x, &a.tmp, norm], Grid::TokensY(1))?);
                 Ok(())
             };
             for (l, (lw, (kc, vc))) in model.layers.iter().zip(&caches).enumerate() {
                 let mut r = [false; 4];
                 for (m, off) in &lw.qkv {
-                    mv(
-                        &mut body,
-                        &mut r,
-                        m,
-                        &a.x,
-                        dim,
-                        Some(&lw.attn_norm),
-                        lw.qkv_bias.as_ref(),
-                        &a.qkv,
-                        *off,
-                        MatVecOut::Store,
-                        qkv_w,
-                    )?;
+                    mv(&mut body, &mut r, m, &a.x, dim, Some(&lw.attn_norm), lw.qkv_bias.as_ref(), &a.qkv, *off, MatVecOut::Store, qkv_w)?;
                 }
-                let flags = lw.q_norm.is_some() as u32
-                    | (lw.k_norm.is_some() as u32) << 1
-                    | (s.rope_interleaved as u32) << 2;
-                let dims = Dims {
-                    a: [nh as u32, nkv as u32, hd as u32, s.rope_dims as u32],
-                    b: [flags, 0, 0, kv_dim as u32],
-                    f: [eps, 0.0, 0.0, 0.0],
-                };
-                let rope = rope_tables
-                    .iter()
-                    .find(|(f, _)| *f == &lw.inv_freq[..])
-                    .map(|(_, b)| b)
-                    .unwrap_or(&dummy);
-                body.push(Dispatch::new(
-                    &ctx,
-                    "rope_kv",
-                    rope_k.clone(),
-                    dims,
-                    &step,
-                    &[
-                        &a.qkv,
-                        lw.q_norm.as_ref().unwrap_or(&dummy),
-                        lw.k_norm.as_ref().unwrap_or(&dummy),
-                        rope,
-                        kc,
-                        vc,
-                    ],
-                    Grid::TokensY((nh + 2 * nkv) as u32),
-                )?);
+                let flags = lw.q_norm.is_some() as u32 | (lw.k_norm.is_some() as u32) << 1 | (s.rope_interleaved as u32) << 2;
+                let dims = Dims { a: [nh as u32, nkv as u32, hd as u32, s.rope_dims as u32], b: [flags, 0, 0, kv_dim as u32], f: [eps, 0.0, 0.0, 0.0] };
+                let rope = rope_tables.iter().find(|(f, _)| *f == &lw.inv_freq[..]).map(|(_, b)| b).unwrap_or(&dummy);
+                body.push(Dispatch::new(&ctx, "rope_kv", rope_k.clone(), dims, &step, &[&a.qkv, lw.q_norm.as_ref().unwrap_or(&dummy), lw.k_norm.as_ref().unwrap_or(&dummy), rope, kc, vc], Grid::TokensY((nh + 2 * nkv) as u32))?);
                 let window = match s.sliding_window {
                     Some(win) if s.is_sliding_layer(l) => win as u32,
                     _ => 0,
                 };
-                let dims = Dims {
-                    a: [nh as u32, nkv as u32, hd as u32, kv_dim as u32],
-                    b: [max_splits as u32, window, capacity as u32, 0],
-                    f: [s.attn_scale, s.attn_softcap.unwrap_or(0.0), 0.0, 0.0],
-                };
-                body.push(Dispatch::new(
-                    &ctx,
-                    "attention scores",
-                    scores_k.clone(),
-                    dims,
-                    &step,
-                    &[&a.qkv, kc, &a.stats, &a.scores],
-                    Grid::AttnSplits { heads: nh as u32 },
-                )?);
-                body.push(Dispatch::new(
-                    &ctx,
-                    "attention values",
-                    values_k.clone(),
-                    dims,
-                    &step,
-                    &[&a.stats, &a.scores, vc, &a.part],
-                    Grid::AttnSplits { heads: nh as u32 },
-                )?);
-                let dims = Dims {
-                    a: [nh as u32, hd as u32, max_splits as u32, att_w as u32],
-                    ..Default::default()
-                };
-                body.push(Dispatch::new(
-                    &ctx,
-                    "attention merge",
-                    merge_k.clone(),
-                    dims,
-                    &step,
-                    &[&a.part, &a.att],
-                    Grid::TokensY(nh as u32),
-                )?);
+                let dims = Dims { a: [nh as u32, nkv as u32, hd as u32, kv_dim as u32], b: [max_splits as u32, window, capacity as u32, 0], f: [s.attn_scale, s.attn_softcap.unwrap_or(0.0), 0.0, 0.0] };
+                body.push(Dispatch::new(&ctx, "attention scores", scores_k.clone(), dims, &step, &[&a.qkv, kc, &a.stats, &a.scores], Grid::AttnSplits { heads: nh as u32 })?);
+                body.push(Dispatch::new(&ctx, "attention values", values_k.clone(), dims, &step, &[&a.stats, &a.scores, vc, &a.part], Grid::AttnSplits { heads: nh as u32 })?);
+                let dims = Dims { a: [nh as u32, hd as u32, max_splits as u32, att_w as u32], ..Default::default() };
+                body.push(Dispatch::new(&ctx, "attention merge", merge_k.clone(), dims, &step, &[&a.part, &a.att], Grid::TokensY(nh as u32))?);
                 let mut r = [false; 4];
                 match &lw.post_attn_norm {
                     Some(n) => {
-                        mv(
-                            &mut body,
-                            &mut r,
-                            &lw.wo,
-                            &a.att,
-                            q_dim,
-                            None,
-                            None,
-                            &a.tmp,
-                            0,
-                            MatVecOut::Store,
-                            dim,
-                        )?;
+                        mv(&mut body, &mut r, &lw.wo, &a.att, q_dim, None, None, &a.tmp, 0, MatVecOut::Store, dim)?;
                         norm_add(&mut body, n)?;
                     }
-                    None => mv(
-                        &mut body,
-                        &mut r,
-                        &lw.wo,
-                        &a.att,
-                        q_dim,
-                        None,
-                        None,
-                        &a.x,
-                        0,
-                        MatVecOut::Add,
-                        dim,
-                    )?,
+                    None => mv(&mut body, &mut r, &lw.wo, &a.att, q_dim, None, None, &a.x, 0, MatVecOut::Add, dim)?,
                 }
                 let gated = match s.activation {
                     Activation::Silu => MatVecOut::GatedSilu,
@@ -778,177 +452,44 @@ impl GpuSession {
                 };
                 let mut r = [false; 4];
                 match &lw.ffn {
-                    Ffn::Gated(m) => mv(
-                        &mut body,
-                        &mut r,
-                        m,
-                        &a.x,
-                        dim,
-                        Some(&lw.ffn_norm),
-                        None,
-                        &a.gate,
-                        0,
-                        gated,
-                        ffn_w,
-                    )?,
+                    Ffn::Gated(m) => mv(&mut body, &mut r, m, &a.x, dim, Some(&lw.ffn_norm), None, &a.gate, 0, gated, ffn_w)?,
                     Ffn::Separate(g, u) => {
-                        mv(
-                            &mut body,
-                            &mut r,
-                            g,
-                            &a.x,
-                            dim,
-                            Some(&lw.ffn_norm),
-                            None,
-                            &a.gate,
-                            0,
-                            MatVecOut::Store,
-                            ffn_w,
-                        )?;
-                        mv(
-                            &mut body,
-                            &mut r,
-                            u,
-                            &a.x,
-                            dim,
-                            Some(&lw.ffn_norm),
-                            None,
-                            &a.up,
-                            0,
-                            MatVecOut::Store,
-                            ffn_w,
-                        )?;
-                        let dims = Dims {
-                            a: [ffn_w as u32, (gated == MatVecOut::GatedGelu) as u32, 0, 0],
-                            ..Default::default()
-                        };
-                        body.push(Dispatch::new(
-                            &ctx,
-                            "act_mul",
-                            act_k.clone(),
-                            dims,
-                            &step,
-                            &[&a.gate, &a.up, &dummy],
-                            grid((rows * ffn_w) as u32 / 64 + 1, max),
-                        )?);
+                        mv(&mut body, &mut r, g, &a.x, dim, Some(&lw.ffn_norm), None, &a.gate, 0, MatVecOut::Store, ffn_w)?;
+                        mv(&mut body, &mut r, u, &a.x, dim, Some(&lw.ffn_norm), None, &a.up, 0, MatVecOut::Store, ffn_w)?;
+                        let dims = Dims { a: [ffn_w as u32, (gated == MatVecOut::GatedGelu) as u32, 0, 0], ..Default::default() };
+                        body.push(Dispatch::new(&ctx, "act_mul", act_k.clone(), dims, &step, &[&a.gate, &a.up, &dummy], grid((rows * ffn_w) as u32 / 64 + 1, max))?);
                     }
                 }
                 let mut r = [false; 4];
                 match &lw.post_ffn_norm {
                     Some(n) => {
-                        mv(
-                            &mut body,
-                            &mut r,
-                            &lw.w_down,
-                            &a.gate,
-                            s.ffn_dim,
-                            None,
-                            None,
-                            &a.tmp,
-                            0,
-                            MatVecOut::Store,
-                            dim,
-                        )?;
+                        mv(&mut body, &mut r, &lw.w_down, &a.gate, s.ffn_dim, None, None, &a.tmp, 0, MatVecOut::Store, dim)?;
                         norm_add(&mut body, n)?;
                     }
-                    None => mv(
-                        &mut body,
-                        &mut r,
-                        &lw.w_down,
-                        &a.gate,
-                        s.ffn_dim,
-                        None,
-                        None,
-                        &a.x,
-                        0,
-                        MatVecOut::Add,
-                        dim,
-                    )?,
+                    None => mv(&mut body, &mut r, &lw.w_down, &a.gate, s.ffn_dim, None, None, &a.x, 0, MatVecOut::Add, dim)?,
                 }
             }
             let mut head = Vec::new();
             if tb == 1 {
                 // The output head, decode only (the last prompt token runs as a decode step).
                 let output = model.output.as_ref().unwrap_or(&model.embed);
-                mv(
-                    &mut head,
-                    &mut [false; 4],
-                    output,
-                    &a.x,
-                    dim,
-                    Some(&model.output_norm),
-                    None,
-                    &logits,
-                    0,
-                    MatVecOut::Store,
-                    0,
-                )?;
+                mv(&mut head, &mut [false; 4], output, &a.x, dim, Some(&model.output_norm), None, &logits, 0, MatVecOut::Store, 0)?;
                 if let Some(cap) = s.final_softcap {
-                    let dims = Dims {
-                        a: [s.vocab_size as u32, 0, 0, 0],
-                        f: [cap, 0.0, 0.0, 0.0],
-                        ..Default::default()
-                    };
-                    head.push(Dispatch::new(
-                        &ctx,
-                        "soft_cap",
-                        k.get(KernelKind::SoftCap)?,
-                        dims,
-                        &step,
-                        &[&logits, &dummy, &dummy],
-                        grid((s.vocab_size as u32).div_ceil(64), max),
-                    )?);
+                    let dims = Dims { a: [s.vocab_size as u32, 0, 0, 0], f: [cap, 0.0, 0.0, 0.0], ..Default::default() };
+                    head.push(Dispatch::new(&ctx, "soft_cap", k.get(KernelKind::SoftCap)?, dims, &step, &[&logits, &dummy, &dummy], grid((s.vocab_size as u32).div_ceil(64), max))?);
                 }
             }
             Ok((body, head))
         };
         let (decode, head) = forward(1)?;
-        let prefill = if rows > 1 {
-            forward(PREFILL_TOKENS_PER_GROUP)?.0
-        } else {
-            Vec::new()
-        };
-        let dims = Dims {
-            a: [s.vocab_size as u32, 0, 0, 0],
-            ..Default::default()
-        };
+        let prefill = if rows > 1 { forward(PREFILL_TOKENS_PER_GROUP)?.0 } else { Vec::new() };
+        let dims = Dims { a: [s.vocab_size as u32, 0, 0, 0], ..Default::default() };
         let sampling = vec![
-            Dispatch::new(
-                &ctx,
-                "penalize",
-                k.get(KernelKind::Penalize)?,
-                dims,
-                &step,
-                &[&logits, &pen, &result],
-                grid((capacity as u32 + 1).div_ceil(64), max),
-            )?,
-            Dispatch::new(
-                &ctx,
-                "pick",
-                k.get(KernelKind::Pick)?,
-                dims,
-                &step,
-                &[&logits, &pen, &result],
-                Grid::Fixed([1, 1, 1]),
-            )?,
+            Dispatch::new(&ctx, "penalize", k.get(KernelKind::Penalize)?, dims, &step, &[&logits, &pen, &result], grid((capacity as u32 + 1).div_ceil(64), max))?,
+            Dispatch::new(&ctx, "pick", k.get(KernelKind::Pick)?, dims, &step, &[&logits, &pen, &result], Grid::Fixed([1, 1, 1]))?,
         ];
         ctx.check()?;
-        Ok(GpuSession {
-            model,
-            capacity,
-            prefill_chunk: rows,
-            step,
-            tokens,
-            logits,
-            pen,
-            result,
-            staging,
-            decode,
-            head,
-            sampling,
-            prefill,
-            stats: GpuStats::default(),
-        })
+        Ok(GpuSession { model, capacity, prefill_chunk: rows, step, tokens, logits, pen, result, staging, decode, head, sampling, prefill, stats: GpuStats::default() })
     }
 
     pub fn model(&self) -> &Arc<GpuModel> {
@@ -961,41 +502,20 @@ impl GpuSession {
         let ctx = self.model.ctx().clone();
         ctx.check()?;
         if pos + tokens.len() > self.capacity {
-            return Err(Error::ContextFull {
-                needed: pos + tokens.len(),
-                capacity: self.capacity,
-            });
+            return Err(Error::ContextFull { needed: pos + tokens.len(), capacity: self.capacity });
         }
         if self.prefill.is_empty() {
-            return Err(Error::gpu(
-                GpuFailure::Internal,
-                "this session has no prefill pass (a context of one token)",
-            ));
+            return Err(Error::gpu(GpuFailure::Internal, "this session has no prefill pass (a context of one token)"));
         }
         for (i, chunk) in tokens.chunks(self.prefill_chunk).enumerate() {
             let p = pos + i * self.prefill_chunk;
-            let st = Step {
-                pos: p as u32,
-                n_tokens: chunk.len() as u32,
-                ..Default::default()
-            };
-            ctx.queue
-                .write_buffer(&self.tokens, 0, bytemuck::cast_slice(chunk));
-            ctx.queue
-                .write_buffer(&self.step, 0, bytemuck::bytes_of(&st));
-            let mut enc = ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("prefill"),
-                });
+            let st = Step { pos: p as u32, n_tokens: chunk.len() as u32, ..Default::default() };
+            ctx.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(chunk));
+            ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&st));
+            let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("prefill") });
             {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("prefill"),
-                    timestamp_writes: None,
-                });
-                self.prefill
-                    .iter()
-                    .for_each(|d| d.record(&mut pass, p as u32, chunk.len() as u32));
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("prefill"), timestamp_writes: None });
+                self.prefill.iter().for_each(|d| d.record(&mut pass, p as u32, chunk.len() as u32));
             }
             ctx.queue.submit([enc.finish()]);
             self.stats.prefill_tokens += chunk.len() as u64;
@@ -1010,23 +530,10 @@ impl GpuSession {
         let ctx = self.model.ctx().clone();
         ctx.check()?;
         if pos >= self.capacity {
-            return Err(Error::ContextFull {
-                needed: pos + 1,
-                capacity: self.capacity,
-            });
+            return Err(Error::ContextFull { needed: pos + 1, capacity: self.capacity });
         }
-        let mut st = Step {
-            pos: pos as u32,
-            token,
-            n_tokens: 1,
-            ..Default::default()
-        };
-        if let Want::Token {
-            params,
-            draw,
-            penalties,
-        } = &want
-        {
+        let mut st = Step { pos: pos as u32, token, n_tokens: 1, ..Default::default() };
+        if let Want::Token { params, draw, penalties } = &want {
             let n = penalties.len().min(self.capacity + 1);
             st.n_penalties = n as u32;
             st.temperature = params.temperature;
@@ -1039,38 +546,22 @@ impl GpuSession {
             st.draw = *draw;
             if n > 0 {
                 let flat: Vec<u32> = penalties[..n].iter().flat_map(|&(t, c)| [t, c]).collect();
-                ctx.queue
-                    .write_buffer(&self.pen, 0, bytemuck::cast_slice(&flat));
+                ctx.queue.write_buffer(&self.pen, 0, bytemuck::cast_slice(&flat));
             }
         }
-        ctx.queue
-            .write_buffer(&self.tokens, 0, bytemuck::bytes_of(&token));
-        ctx.queue
-            .write_buffer(&self.step, 0, bytemuck::bytes_of(&st));
-        let mut enc = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("token"),
-            });
+        ctx.queue.write_buffer(&self.tokens, 0, bytemuck::bytes_of(&token));
+        ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&st));
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("token") });
         let mut dispatched = self.decode.len();
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("token"),
-                timestamp_writes: None,
-            });
-            self.decode
-                .iter()
-                .for_each(|d| d.record(&mut pass, pos as u32, 1));
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("token"), timestamp_writes: None });
+            self.decode.iter().for_each(|d| d.record(&mut pass, pos as u32, 1));
             if !matches!(want, Want::Nothing) {
-                self.head
-                    .iter()
-                    .for_each(|d| d.record(&mut pass, pos as u32, 1));
+                self.head.iter().for_each(|d| d.record(&mut pass, pos as u32, 1));
                 dispatched += self.head.len();
             }
             if matches!(want, Want::Token { .. }) {
-                self.sampling
-                    .iter()
-                    .for_each(|d| d.record(&mut pass, pos as u32, 1));
+                self.sampling.iter().for_each(|d| d.record(&mut pass, pos as u32, 1));
                 dispatched += self.sampling.len();
             }
         }
@@ -1078,10 +569,7 @@ impl GpuSession {
         let read = match want {
             Want::Nothing => 0,
             Want::Logits => {
-                let n = self
-                    .logits
-                    .size()
-                    .min(self.model.spec.vocab_size as u64 * 4);
+                let n = self.logits.size().min(self.model.spec.vocab_size as u64 * 4);
                 enc.copy_buffer_to_buffer(&self.logits, 0, &self.staging, 0, n);
                 n
             }
@@ -1114,27 +602,11 @@ impl GpuSession {
 impl GpuSession {
     /// Runs the dispatches of one token at position `pos` that `keep` selects, `reps` times in
     /// one pass, and returns the wall time per repetition in ms (the queue is drained first).
-    fn time_dispatches(
-        &self,
-        pos: usize,
-        reps: u32,
-        keep: impl Fn(&Dispatch) -> bool,
-    ) -> Result<f64> {
+    fn time_dispatches(&self, pos: usize, reps: u32, keep: impl Fn(&Dispatch) -> bool) -> Result<f64> {
         let ctx = self.model.ctx();
-        let st = Step {
-            pos: pos as u32,
-            n_tokens: 1,
-            ..Default::default()
-        };
-        ctx.queue
-            .write_buffer(&self.step, 0, bytemuck::bytes_of(&st));
-        let all: Vec<&Dispatch> = self
-            .decode
-            .iter()
-            .chain(&self.head)
-            .chain(&self.sampling)
-            .filter(|d| keep(d))
-            .collect();
+        let st = Step { pos: pos as u32, n_tokens: 1, ..Default::default() };
+        ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&st));
+        let all: Vec<&Dispatch> = self.decode.iter().chain(&self.head).chain(&self.sampling).filter(|d| keep(d)).collect();
         Ok(ctx.time_pass(&all, pos as u32, reps)? * 1000.0)
     }
 
@@ -1150,18 +622,8 @@ impl GpuSession {
         }
         let mut out = Vec::new();
         for name in names {
-            let count = self
-                .decode
-                .iter()
-                .chain(&self.head)
-                .chain(&self.sampling)
-                .filter(|d| d.name == name)
-                .count();
-            out.push((
-                name,
-                count,
-                self.time_dispatches(pos, reps, |d| d.name == name)?,
-            ));
+            let count = self.decode.iter().chain(&self.head).chain(&self.sampling).filter(|d| d.name == name).count();
+            out.push((name, count, self.time_dispatches(pos, reps, |d| d.name == name)?));
         }
         let total = self.decode.len() + self.head.len() + self.sampling.len();
         out.push(("token", total, self.time_dispatches(pos, reps, |_| true)?));

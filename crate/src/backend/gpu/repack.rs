@@ -33,9 +33,7 @@ impl GpuFormat {
             GgmlType::Q8_0 => GpuFormat::Q8_0,
             GgmlType::Q4K => GpuFormat::Q4K,
             GgmlType::Q6K => GpuFormat::Q6K,
-            GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q5K => {
-                GpuFormat::I8ScaleOffset
-            }
+            GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q5K => GpuFormat::I8ScaleOffset,
             GgmlType::F16 => GpuFormat::F16,
             GgmlType::F32 | GgmlType::BF16 => GpuFormat::F32,
         }
@@ -101,18 +99,10 @@ pub fn pack(ranges: &[(&QMatrix, usize, usize)]) -> PackedPart {
     debug_assert_eq!(words.len(), scale_offset);
     if !scales16.is_empty() {
         scales16.resize(scales16.len().next_multiple_of(2), 0);
-        words.extend(
-            scales16
-                .chunks_exact(2)
-                .map(|p| p[0] as u32 | (p[1] as u32) << 16),
-        );
+        words.extend(scales16.chunks_exact(2).map(|p| p[0] as u32 | (p[1] as u32) << 16));
     }
     words.extend(scales32);
-    PackedPart {
-        rows,
-        words,
-        scale_offset,
-    }
+    PackedPart { rows, words, scale_offset }
 }
 
 /// Float rows (F32, F16, BF16) of any width, padded with zeros to [`padded_cols`].
@@ -125,25 +115,17 @@ fn pack_padded_floats(ranges: &[(&QMatrix, usize, usize)], fmt: GpuFormat) -> Pa
         for r in first..first + n {
             m.dequantize_row(r, &mut row[..m.cols]);
             match fmt {
-                GpuFormat::F16 => words.extend(row.chunks_exact(2).map(|p| {
-                    half::f16::from_f32(p[0]).to_bits() as u32
-                        | (half::f16::from_f32(p[1]).to_bits() as u32) << 16
-                })),
+                GpuFormat::F16 => words.extend(row.chunks_exact(2).map(|p| half::f16::from_f32(p[0]).to_bits() as u32 | (half::f16::from_f32(p[1]).to_bits() as u32) << 16)),
                 _ => words.extend(row.iter().map(|v| v.to_bits())),
             }
         }
     }
     let rows = ranges.iter().map(|r| r.2).sum();
-    PackedPart {
-        rows,
-        scale_offset: words.len(),
-        words,
-    }
+    PackedPart { rows, scale_offset: words.len(), words }
 }
 
 fn le_words(b: &[u8]) -> impl Iterator<Item = u32> + '_ {
-    b.chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
 }
 
 fn i8_words(codes: impl IntoIterator<Item = i8>) -> Vec<u32> {
@@ -151,13 +133,7 @@ fn i8_words(codes: impl IntoIterator<Item = i8>) -> Vec<u32> {
     le_words(&bytes).collect()
 }
 
-fn pack_bytes(
-    ty: GgmlType,
-    bytes: &[u8],
-    words: &mut Vec<u32>,
-    scales16: &mut Vec<u16>,
-    scales32: &mut Vec<u32>,
-) {
+fn pack_bytes(ty: GgmlType, bytes: &[u8], words: &mut Vec<u32>, scales16: &mut Vec<u16>, scales32: &mut Vec<u32>) {
     let f16_bits = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
     let mut push_scale_offset = |codes: &[i8], scale: f32, offset: f32, words: &mut Vec<u32>| {
         words.extend(i8_words(codes.iter().copied()));
@@ -180,29 +156,15 @@ fn pack_bytes(
             words.push(u16::from_le_bytes([b[208], b[209]]) as u32);
         }),
         GgmlType::Q4_1 => blocks.for_each(|b| {
-            let codes: Vec<i8> = (0..32)
-                .map(|j| {
-                    (if j < 16 {
-                        b[4 + j] & 0xF
-                    } else {
-                        b[4 + j - 16] >> 4
-                    }) as i8
-                })
-                .collect();
+            let codes: Vec<i8> = (0..32).map(|j| (if j < 16 { b[4 + j] & 0xF } else { b[4 + j - 16] >> 4 }) as i8).collect();
             push_scale_offset(&codes, f16_at(b, 0), f16_at(b, 2), words);
         }),
         GgmlType::Q5_0 => blocks.for_each(|b| {
-            let codes: Vec<i8> = q5_values(&b[2..6], &b[6..22])
-                .iter()
-                .map(|&q| q as i8 - 16)
-                .collect();
+            let codes: Vec<i8> = q5_values(&b[2..6], &b[6..22]).iter().map(|&q| q as i8 - 16).collect();
             push_scale_offset(&codes, f16_at(b, 0), 0.0, words);
         }),
         GgmlType::Q5_1 => blocks.for_each(|b| {
-            let codes: Vec<i8> = q5_values(&b[4..8], &b[8..24])
-                .iter()
-                .map(|&q| q as i8)
-                .collect();
+            let codes: Vec<i8> = q5_values(&b[4..8], &b[8..24]).iter().map(|&q| q as i8).collect();
             push_scale_offset(&codes, f16_at(b, 0), f16_at(b, 2), words);
         }),
         GgmlType::Q5K => blocks.for_each(|b| {
@@ -216,10 +178,6 @@ fn pack_bytes(
         }),
         GgmlType::F16 => words.extend(le_words(bytes)),
         GgmlType::F32 => words.extend(le_words(bytes)),
-        GgmlType::BF16 => words.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32().to_bits()),
-        ),
+        GgmlType::BF16 => words.extend(bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32().to_bits())),
     }
 }
