@@ -1356,6 +1356,9 @@ pub fn matmul_x4(ty: GgmlType, q8_0_min: bool, scale_shift: u8, w: &[u8], rb: us
         ($d:ty, $p:ty, $c:ty) => {
             by!($d, $p, $c, PROMPT_GROUPS, PREFILL_TOKENS)
         };
+        ($d:ty, $p:ty, $c:ty, $g:expr) => {
+            by!($d, $p, $c, $g, PREFILL_TOKENS, $g)
+        };
         ($d:ty, $p:ty, $c:ty, $g:expr, $t:expr) => {
             by!($d, $p, $c, $g, $t, PROMPT_GROUPS)
         };
@@ -1365,7 +1368,7 @@ pub fn matmul_x4(ty: GgmlType, q8_0_min: bool, scale_shift: u8, w: &[u8], rb: us
     }
     match (ty, fused_dot_add()) {
         #[cfg(target_feature = "relaxed-simd")]
-        (GgmlType::Q4_0, true) => by!(X4Dots<2>, X4Dots<1>, X4Nibbles<false>, Q4_0_FUSED_PROMPT_GROUPS, PREFILL_TOKENS, Q4_0_FUSED_PROMPT_GROUPS),
+        (GgmlType::Q4_0, true) => by!(X4Dots<2>, X4Dots<1>, X4Nibbles<false>, Q4_0_FUSED_PROMPT_GROUPS),
         #[cfg(target_feature = "relaxed-simd")]
         (GgmlType::Q5_0, true) => by!(X4Dots<2>, X4Dots<1>, X4Nibbles<true>, Q5_0_X4_PROMPT_GROUPS, Q5_0_X4_PROMPT_TOKENS),
         #[cfg(target_feature = "relaxed-simd")]
@@ -1432,8 +1435,8 @@ fn matmul_x4_by<D: X4Acc, P: X4Acc, C: X4Type, const PG: usize, const PT: usize,
 /// hold the tokens, checked by [`check_acts`].
 #[allow(clippy::too_many_arguments)]
 unsafe fn x4_prompt_tiles<P: X4Acc, C: X4Type, const G: usize, const T: usize>(
-    group: &dyn Fn(usize) -> *const u8,
-    store: &dyn Fn(usize, usize, v128),
+    group: &impl Fn(usize) -> *const u8,
+    store: &impl Fn(usize, usize, v128),
     nb: usize,
     pow: v128,
     acts: &[QuantizedActs],
