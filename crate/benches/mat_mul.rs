@@ -188,7 +188,7 @@ fn run_layers(ty: GgmlType, note: &str, order: RowOrder) {
     }
 }
 
-/// [`run`] of `ty` (interleaved Q4_0 or Q5_0) with each way of adding the block sums in
+/// [`run`] of `ty` (interleaved Q4_0, Q5_0, the K-quants) with each way of adding the block sums in
 /// relaxed-SIMD builds (then says which one this engine's probe picks), else once.
 fn run_each_dot_add(ty: GgmlType) {
     #[cfg(target_feature = "relaxed-simd")]
@@ -226,7 +226,7 @@ fn q8_0(_: &mut Criterion) {
 
 #[bench]
 fn q4_k(_: &mut Criterion) {
-    run(GgmlType::Q4K, "", RowOrder::Plain);
+    run_each_dot_add(GgmlType::Q4K);
     run_layers(GgmlType::Q4K, "", RowOrder::Plain);
 }
 
@@ -238,7 +238,7 @@ fn q5_0(_: &mut Criterion) {
 
 #[bench]
 fn q6_k(_: &mut Criterion) {
-    run(GgmlType::Q6K, "", RowOrder::Plain);
+    run_each_dot_add(GgmlType::Q6K);
     run_layers(GgmlType::Q6K, "", RowOrder::Plain);
 }
 

@@ -57,7 +57,7 @@ fn every_weight_type_matches_an_f64_reference_and_simd_agrees_with_scalar() {
     }
 }
 
-/// Runs `f` once per way the interleaved Q4_0, the Q5_0 and the Q8_0 kernels can add their block sums
+/// Runs `f` once per way the interleaved Q4_0, the Q5_0, the K-quant and the Q8_0 kernels can add their block sums
 /// on this engine: in relaxed-SIMD builds forced to the fused dot-add and to the 16-bit pairs
 /// where the probe finds the dot-add fused, else to the pairs alone (Q8_0's fused kernel feeds
 /// the instruction all 8 bits, exact only where it does not saturate: the probe's engines);
@@ -89,7 +89,8 @@ fn the_mat_vec_equals_the_dot_of_each_row() {
         let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 4.0).collect();
         let mut acts = QuantizedActs::default();
         acts.quantize(ActKind::for_weights(ty), &x);
-        // (`vec_dot` adds Q5_0's block sums by the 16-bit pairs: the fused dot-add's must agree.)
+        // (`vec_dot` adds Q5_0's block sums and the K-quants' sub-blocks by the 16-bit pairs: the
+        // fused dot-add's must agree.)
         each_dot_add_kernel(|kernel| {
             let mut out = vec![0f32; rows];
             matvec_prequantized(&w, &acts, &mut out);
@@ -288,6 +289,48 @@ fn the_largest_five_bit_codes_against_the_largest_activations_sum_exactly() {
             assert!(o.iter().all(|&v| v == want), "token {t} {kernel}: {o:?}, want {want}");
         }
     });
+}
+
+#[test]
+fn the_largest_k_quant_codes_against_the_largest_activations_sum_exactly() {
+    // Q4_K: every nibble 15, every scale 63, mins 0; Q6_K: every code 63 (value 31), every
+    // scale 127; d = 1. Constant activations quantize to Q8_K codes of ±127 (the largest this
+    // quantizer writes): the fused dot-add's sums of four or eight products are then at their
+    // bound (4·63·127, 8·15·127; 128 would still fit) before they are packed into i16 lanes. Every result must be the scalar dot's, and the
+    // mat-vec's and the prompt tiles' the lone dot's bits.
+    let one = f16::from_f32(1.0).to_le_bytes();
+    let q4_k: Vec<u8> = [&one[..], &[0, 0], &[0xFF; 4], &[0; 4], &[0x0F; 4], &[0xFF; 128]].concat();
+    let q6_k: Vec<u8> = [&[0xFF; 192][..], &[127; 16], &one].concat();
+    let (rows, n, tokens) = (8, 512, 5);
+    for (ty, block) in [(GgmlType::Q4K, q4_k), (GgmlType::Q6K, q6_k)] {
+        assert_eq!(block.len(), ty.block_bytes());
+        let bytes: Vec<u8> = (0..rows * n / 256).flat_map(|_| block.clone()).collect();
+        let w = QMatrix::owned(ty, rows, n, bytes);
+        let acts: Vec<QuantizedActs> = (0..tokens)
+            .map(|t| {
+                let mut a = QuantizedActs::default();
+                a.quantize(ActKind::Q8K, &vec![if t % 2 == 0 { 3.0 } else { -3.0 }; n]);
+                a
+            })
+            .collect();
+        assert!(acts.iter().all(|a| a.q.iter().all(|&q| q.unsigned_abs() >= 127)), "{}: the activations' codes {:?}", ty.name(), &acts[0].q[..4]);
+        let lone: Vec<f32> = acts.iter().map(|a| vec_dot(ty, &w.row(0), a)).collect();
+        for (t, (&d, a)) in lone.iter().zip(&acts).enumerate() {
+            let scalar = vec_dot_scalar(ty, &w.row(0), a);
+            assert!((d - scalar).abs() <= 1e-6 * scalar.abs(), "{} token {t}: dot {d} vs scalar {scalar}", ty.name());
+        }
+        each_dot_add_kernel(|kernel| {
+            let mut out = vec![0f32; rows * tokens];
+            matmul_prequantized(&w, &acts, &mut out);
+            for (t, a) in acts.iter().enumerate() {
+                let mut one_token = vec![0f32; rows];
+                matvec_prequantized(&w, a, &mut one_token);
+                for (r, (&p, &v)) in out[t * rows..(t + 1) * rows].iter().zip(&one_token).enumerate() {
+                    assert_eq!((p.to_bits(), v.to_bits()), (lone[t].to_bits(), lone[t].to_bits()), "{} row {r} token {t} {kernel}: prompt {p}, mat-vec {v}, dot {}", ty.name(), lone[t]);
+                }
+            }
+        });
+    }
 }
 
 #[test]

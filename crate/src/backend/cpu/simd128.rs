@@ -479,7 +479,7 @@ pub fn fused_dot_add() -> bool {
     false
 }
 
-/// Makes the interleaved Q4_0, the Q5_0 and the Q8_0 kernels add their block sums by the fused dot-add
+/// Makes the interleaved Q4_0, the Q5_0, the K-quant and the Q8_0 kernels add their block sums by the fused dot-add
 /// (`Some(true)`), by 16-bit pairs (`Some(false)`) or as the probe chose (`None`): for tests,
 /// which check both give the same bits, and the kernel benchmark.
 #[cfg(target_feature = "relaxed-simd")]
@@ -1009,11 +1009,18 @@ unsafe fn k4_scales_mins_simd(p: *const u8) -> v128 {
 /// Q4_K (`d`, `dmin` f16, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles) against Q8_K
 /// activations. The mins' offset, `dmin · Σ min·(Σ y of its 32 values)`, is one `pmaddwd` of
 /// the mins against the pairs of the activations' 16-value sums.
+/// `FUSED` (relaxed-SIMD, where the engine fuses the dot-add, [`fused_dot_add`]): each
+/// sub-block's 32 values take two chained `i32x4.relaxed_dot_i8x16_i7x16_add` (sums of eight
+/// products, |Σ| ≤ 8·15·128, exact in i16), and a pair of sub-blocks one interleave to i16
+/// ([`interleaved_sums`]) and one `pmaddwd` against their two scales: five multiplies per 64
+/// values where the 16-bit pairs take six, with the same sums in the same lanes. Taken in decode (one token; a layer of Qwen2.5's shapes in
+/// Chromium on the Xeon, 2026-12-07: 0.0455 → 0.0389 ns per weight), not in the prompt tiles
+/// ([`matmul`]).
 ///
 /// # Safety
 /// As [`q4_0_tile`].
 #[inline(always)]
-unsafe fn q4_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
+unsafe fn q4_k_tile<const R: usize, const T: usize, const FUSED: bool>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
     // Opaque, so that V8 keeps it in a register (as Q5_0's constants): Chromium, decode 0.073 →
     // 0.057 ns a weight.
     let mask = core::hint::black_box(u8x16_splat(0x0F));
@@ -1039,6 +1046,19 @@ unsafe fn q4_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
             for c in 0..4 {
                 let (q0, q1) = (load(p.add(16 + c * 32)), load(p.add(32 + c * 32)));
                 let (l0, l1, h0, h1) = (v128_and(q0, mask), v128_and(q1, mask), high_nibbles(q0, mask), high_nibbles(q1, mask));
+                if FUSED && cfg!(target_feature = "relaxed-simd") {
+                    #[cfg(target_feature = "relaxed-simd")]
+                    {
+                        let pair = scale_pair(u16x8_extend_low_u8x16(scales_mins), c);
+                        for t in 0..T {
+                            let y = acts[t].q.as_ptr().add(QK_K * b + c * 64) as *const u8;
+                            let lo = i32x4_relaxed_dot_i8x16_i7x16_add(load(y.add(16)), l1, i32x4_relaxed_dot_i8x16_i7x16_add(load(y), l0, i32x4_splat(0)));
+                            let hi = i32x4_relaxed_dot_i8x16_i7x16_add(load(y.add(48)), h1, i32x4_relaxed_dot_i8x16_i7x16_add(load(y.add(32)), h0, i32x4_splat(0)));
+                            total[t] = i32x4_add(total[t], i32x4_dot_i16x8(interleaved_sums(lo, hi), pair));
+                        }
+                    }
+                    continue;
+                }
                 for t in 0..T {
                     let y = acts[t].q.as_ptr().add(QK_K * b + c * 64) as *const u8;
                     let lo = scaled_dot2_u6(l0, load(y), l1, load(y.add(16)), sc[2 * c] as i16);
@@ -1059,11 +1079,18 @@ unsafe fn q4_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
 /// Q6_K (128 bytes of low nibbles, 64 bytes of high 2 bits, 16 signed 8-bit scales, `d` f16)
 /// against Q8_K activations. The codes' offset of 32, `32 · Σ scale·(Σ y of its 16 values)`, is
 /// two `pmaddwd` of the scales against the activations' 16-value sums.
+/// `FUSED` (relaxed-SIMD, where the engine fuses the dot-add, [`fused_dot_add`]): each pair of
+/// sub-blocks (32 values, two scales) takes two zero-based `i32x4.relaxed_dot_i8x16_i7x16_add`
+/// (sums of four products, |Σ| ≤ 4·63·128, exact in i16), one interleave to i16
+/// ([`interleaved_sums`]) and one `pmaddwd` against the pair's scales: three multiplies where
+/// the 16-bit pairs take four (a `pmaddubsw` and a `pmaddwd` per sub-block), with the same
+/// sums in the same lanes. Taken in decode (as
+/// Q4_K's: 0.0641 → 0.0578 ns per weight), not in the prompt tiles.
 ///
 /// # Safety
 /// As [`q4_0_tile`].
 #[inline(always)]
-unsafe fn q6_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
+unsafe fn q6_k_tile<const R: usize, const T: usize, const FUSED: bool>(rows: [*const u8; R], acts: [&QuantizedActs; T], nb: usize) -> [[f32; T]; R] {
     let (mask4, mask_high) = (core::hint::black_box(u8x16_splat(0x0F)), core::hint::black_box(u8x16_splat(0x30)));
     let mut acc = [[f32x4_splat(0.0); T]; R];
     for b in 0..nb {
@@ -1074,22 +1101,42 @@ unsafe fn q6_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
             let scales = load(p.add(192));
             let (scales_lo, scales_hi) = (i16x8_extend_low_i8x16(scales), i16x8_extend_high_i8x16(scales));
             let mut total = [i32x4_splat(0); T];
-            // Two halves of 128 values; in each, 16 lanes `l` give values l, l+32, l+64, l+96, as
-            // unsigned codes 0..63 (the value + 32).
+            // Two halves of 128 values; in each, 16 lanes `l` (from `lc`) give values l, l+32,
+            // l+64, l+96, as unsigned codes 0..63 (the value + 32).
+            let codes = |n: usize, lc: usize| {
+                let ql0 = load(p.add(n * 64 + lc));
+                let ql1 = load(p.add(n * 64 + 32 + lc));
+                let qh = load(p.add(128 + n * 32 + lc));
+                // Bits 2k, 2k + 1 of each high byte moved to bits 4, 5 by 16-bit shifts (the mask
+                // drops what crosses a byte).
+                [
+                    v128_or(v128_and(ql0, mask4), v128_and(u16x8_shl(qh, 4), mask_high)),
+                    v128_or(v128_and(ql1, mask4), v128_and(u16x8_shl(qh, 2), mask_high)),
+                    v128_or(high_nibbles(ql0, mask4), v128_and(qh, mask_high)),
+                    v128_or(high_nibbles(ql1, mask4), v128_and(u16x8_shr(qh, 2), mask_high)),
+                ]
+            };
             for n in 0..2 {
+                if FUSED && cfg!(target_feature = "relaxed-simd") {
+                    #[cfg(target_feature = "relaxed-simd")]
+                    {
+                        // Sub-blocks 8n + 2k (lanes 0..16) and 8n + 2k + 1 (lanes 16..32).
+                        let (first, second) = (codes(n, 0), codes(n, 16));
+                        let half = if n == 0 { scales_lo } else { scales_hi };
+                        for k in 0..4 {
+                            let pair = scale_pair(half, k);
+                            for t in 0..T {
+                                let y = acts[t].q.as_ptr().add(QK_K * b + n * 128 + k * 32) as *const u8;
+                                let s0 = i32x4_relaxed_dot_i8x16_i7x16_add(load(y), first[k], i32x4_splat(0));
+                                let s1 = i32x4_relaxed_dot_i8x16_i7x16_add(load(y.add(16)), second[k], i32x4_splat(0));
+                                total[t] = i32x4_add(total[t], i32x4_dot_i16x8(interleaved_sums(s0, s1), pair));
+                            }
+                        }
+                    }
+                    continue;
+                }
                 for lc in [0, 16] {
-                    let ql0 = load(p.add(n * 64 + lc));
-                    let ql1 = load(p.add(n * 64 + 32 + lc));
-                    let qh = load(p.add(128 + n * 32 + lc));
-                    // Bits 2k, 2k + 1 of each high byte moved to bits 4, 5 by 16-bit shifts (the
-                    // mask drops what crosses a byte).
-                    let codes = [
-                        v128_or(v128_and(ql0, mask4), v128_and(u16x8_shl(qh, 4), mask_high)),
-                        v128_or(v128_and(ql1, mask4), v128_and(u16x8_shl(qh, 2), mask_high)),
-                        v128_or(high_nibbles(ql0, mask4), v128_and(qh, mask_high)),
-                        v128_or(high_nibbles(ql1, mask4), v128_and(u16x8_shr(qh, 2), mask_high)),
-                    ];
-                    for (k, c) in codes.into_iter().enumerate() {
+                    for (k, c) in codes(n, lc).into_iter().enumerate() {
                         let at = n * 128 + k * 32 + lc;
                         let sc = scale(at / 16) as i16;
                         for t in 0..T {
@@ -1111,17 +1158,42 @@ unsafe fn q6_k_tile<const R: usize, const T: usize>(rows: [*const u8; R], acts: 
     acc.map(|row| row.map(hsum_f32))
 }
 
+/// The i16 scales of sub-blocks `2k` and `2k + 1` of `half` (eight i16 lanes), alternating: the
+/// operand of a `pmaddwd` against [`interleaved_sums`] of the two sub-blocks.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn scale_pair(half: v128, k: usize) -> v128 {
+    match k {
+        0 => i16x8_shuffle::<0, 1, 0, 1, 0, 1, 0, 1>(half, half),
+        1 => i16x8_shuffle::<2, 3, 2, 3, 2, 3, 2, 3>(half, half),
+        2 => i16x8_shuffle::<4, 5, 4, 5, 4, 5, 4, 5>(half, half),
+        _ => i16x8_shuffle::<6, 7, 6, 7, 6, 7, 6, 7>(half, half),
+    }
+}
+
+/// Two sub-blocks' i32 sums `a`, `b` (each within i16) as i16 lanes `a0, b0, a1, b1, ...`: the
+/// low halves of `a` and of `b` shifted up, blended (a shift and a `pblendw`). A `pmaddwd`
+/// against [`scale_pair`] then gives lane `i` `sa·a_i + sb·b_i`, the lanes of the 16-bit pairs'
+/// kernel, so that both round the same sums (bit-equal results).
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn interleaved_sums(a: v128, b: v128) -> v128 {
+    i16x8_shuffle::<0, 9, 2, 11, 4, 13, 6, 15>(a, i32x4_shl(b, 16))
+}
+
 /// One tile kernel of each shape this module runs; `$q8_0_min`: the rows may hold Q8_0's -128;
-/// `$fused`: Q5_0's block sums by the fused dot-add ([`dot2_u6`]).
+/// `$fused`: Q5_0's block sums ([`dot2_u6`]) and the K-quants' sub-block pairs by the fused
+/// dot-add.
 macro_rules! tile {
-    // The types of the prompt tiles of four tokens (Q8_0 has its own, [`q8_0_prompt_tile`]).
+    // The types of the prompt tiles of four or eight tokens (Q8_0 has its own,
+    // [`q8_0_prompt_tile`]; the K-quants add by the 16-bit pairs there, [`matmul`]).
     (not Q8_0: $ty:expr, $fused:expr, $rows:expr, $acts:expr, $nb:expr, $r:tt, $t:tt) => {
         match $ty {
             GgmlType::Q4_0 => q4_0_tile::<$r, $t>($rows, $acts, $nb),
             GgmlType::Q5_0 if $fused => q5_0_tile::<$r, $t, true>($rows, $acts, $nb),
             GgmlType::Q5_0 => q5_0_tile::<$r, $t, false>($rows, $acts, $nb),
-            GgmlType::Q4K => q4_k_tile::<$r, $t>($rows, $acts, $nb),
-            GgmlType::Q6K => q6_k_tile::<$r, $t>($rows, $acts, $nb),
+            GgmlType::Q4K => q4_k_tile::<$r, $t, false>($rows, $acts, $nb),
+            GgmlType::Q6K => q6_k_tile::<$r, $t, false>($rows, $acts, $nb),
             _ => unreachable!(),
         }
     };
@@ -1135,8 +1207,10 @@ macro_rules! tile {
             GgmlType::Q8_0 => q8_0_tile::<$r, $t>($rows, $acts, $nb),
             GgmlType::Q5_0 if $fused => q5_0_tile::<$r, $t, true>($rows, $acts, $nb),
             GgmlType::Q5_0 => q5_0_tile::<$r, $t, false>($rows, $acts, $nb),
-            GgmlType::Q4K => q4_k_tile::<$r, $t>($rows, $acts, $nb),
-            GgmlType::Q6K => q6_k_tile::<$r, $t>($rows, $acts, $nb),
+            GgmlType::Q4K if $fused => q4_k_tile::<$r, $t, true>($rows, $acts, $nb),
+            GgmlType::Q4K => q4_k_tile::<$r, $t, false>($rows, $acts, $nb),
+            GgmlType::Q6K if $fused => q6_k_tile::<$r, $t, true>($rows, $acts, $nb),
+            GgmlType::Q6K => q6_k_tile::<$r, $t, false>($rows, $acts, $nb),
             _ => unreachable!(),
         }
     };
@@ -1163,8 +1237,9 @@ pub fn dot(ty: GgmlType, row: &[u8], acts: &QuantizedActs) -> f32 {
 /// (decode): tiles of [`DECODE_ROWS`] (Q8_0 too, since the rows' streams are contiguous: 2-row
 /// tiles measured 19 % slower in Chromium, the same in Node). Several: tiles of
 /// [`PREFILL_ROWS`] × [`PREFILL_TOKENS`] (Q8_0: [`Q8_0_PROMPT_ROWS`] × [`PREFILL_TOKENS`] on
-/// activations widened to i16, [`q8_0_prompt_tile`]; Q5_0: [`Q5_0_PROMPT_ROWS`] ×
-/// [`Q5_0_PROMPT_TOKENS`], then a tile of four), the tokens left over as single-token passes.
+/// activations widened to i16, [`q8_0_prompt_tile`]; Q5_0 and the K-quants:
+/// [`WIDE_PROMPT_ROWS`] × [`WIDE_PROMPT_TOKENS`], then a tile of four), the tokens left over as
+/// single-token passes.
 #[cfg_attr(not(target_feature = "relaxed-simd"), allow(unused_variables))] // only the relaxed Q8_0 kernel reads `q8_0_min`
 pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
     assert!(rows.end * rb <= w.len(), "{}: rows {rows:?} of a matrix of {} bytes", ty.name(), w.len());
@@ -1172,11 +1247,12 @@ pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[Quantiz
     acts.iter().for_each(|a| check_acts(ty, a, nb * ty.block_size()));
     let row = |r: usize| w[r * rb..].as_ptr();
     let full_tokens = if acts.len() > 1 { acts.len() / PREFILL_TOKENS * PREFILL_TOKENS } else { 0 };
-    let fused = matches!(ty, GgmlType::Q5_0 | GgmlType::Q8_0) && fused_dot_add();
+    let fused = matches!(ty, GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q6K) && fused_dot_add();
     // SAFETY (every tile below): its rows lie in `rows`, within `w` (checked above), each of
     // `nb` blocks; its tokens exist; activations checked; Q8_0's `packed` holds their blocks.
-    // Q5_0 runs its tiles of 8 tokens first and the rest (a quad or none) as the others do.
-    let wide = if ty == GgmlType::Q5_0 { full_tokens / Q5_0_PROMPT_TOKENS * Q5_0_PROMPT_TOKENS } else { 0 };
+    // Q5_0 and the K-quants run their tiles of 8 tokens first and the rest (a quad or none) as
+    // the others do.
+    let wide = if matches!(ty, GgmlType::Q5_0 | GgmlType::Q4K | GgmlType::Q6K) { full_tokens / WIDE_PROMPT_TOKENS * WIDE_PROMPT_TOKENS } else { 0 };
     if ty == GgmlType::Q8_0 && fused {
         #[cfg(target_feature = "relaxed-simd")]
         {
@@ -1190,8 +1266,12 @@ pub fn matmul(ty: GgmlType, q8_0_min: bool, w: &[u8], rb: usize, acts: &[Quantiz
         let tile1 = |p: &PromptActsQ8, r, a| unsafe { q8_0_prompt_tile::<1>(r, a, p, nb) };
         prompt_tiles(w, rb, acts, out, rows.clone(), 0..full_tokens, 16 * Q8_PACKED_TOKEN * PREFILL_TOKENS * nb, PromptActsQ8::new, widen, tile, tile1);
     } else {
-        let tile = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, Q5_0_PROMPT_ROWS, Q5_0_PROMPT_TOKENS) };
-        let tile1 = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, 1, Q5_0_PROMPT_TOKENS) };
+        // The K-quants' prompt tiles add by the 16-bit pairs: their fused form measured no faster
+        // in 2 × 8 or 3 × 4 tiles (a layer of Qwen2.5's shapes on the Xeon: Q4_K 0.0238 against
+        // 0.0259 ns per weight and token, Q6_K 0.0325 against 0.0397), where decode's one token
+        // gains by it (`tile!`'s prompt arm).
+        let tile = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, WIDE_PROMPT_ROWS, WIDE_PROMPT_TOKENS) };
+        let tile1 = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, 1, WIDE_PROMPT_TOKENS) };
         prompt_tiles(w, rb, acts, out, rows.clone(), 0..wide, 0, || (), |_, _| {}, tile, tile1);
         let tile = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, PREFILL_ROWS, PREFILL_TOKENS) };
         let tile1 = |_: &(), r, a| unsafe { tile!(not Q8_0: ty, fused, r, a, nb, 1, PREFILL_TOKENS) };
@@ -1221,14 +1301,15 @@ fn streams(rows: Range<usize>, tile: usize) -> (Range<usize>, usize, Range<usize
     (rows.start..rows.start + stride, stride, rows.start + stride * tile..rows.end)
 }
 
-/// Q5_0's prompt tile in the file's order (the rows past a matrix's last interleaved group):
-/// [`Q5_0_PROMPT_ROWS`] × [`Q5_0_PROMPT_TOKENS`] (its fifth bits cost a
-/// dozen instructions per row and block, spread over more tokens). Kernel benchmark (Qwen2.5's
-/// shapes, 120 tokens, Chromium, 2026-12-04), ns per weight and token: 3 × 4 0.079, 2 × 4 0.067,
-/// 4 × 4 0.069, 1 × 8 0.094, 3 × 8 0.066, 2 × 8 0.062-0.065. Q4_K measured no better than 3 × 4
-/// in any of these shapes, Q6_K within the noise.
-const Q5_0_PROMPT_ROWS: usize = 2;
-const Q5_0_PROMPT_TOKENS: usize = 8;
+/// The prompt tile of Q5_0 (the rows past a matrix's last interleaved group) and of the
+/// K-quants: [`WIDE_PROMPT_ROWS`] × [`WIDE_PROMPT_TOKENS`] (Q5_0's fifth bits cost a dozen
+/// instructions per row and block, Q6_K's two high bits 16 per 64 values, spread over more
+/// tokens). Kernel benchmark (Qwen2.5's shapes, 120 tokens, Chromium), ns per weight and token:
+/// Q5_0 (2026-12-04) 3 × 4 0.079, 2 × 4 0.067, 4 × 4 0.069, 1 × 8 0.094, 3 × 8 0.066, 2 × 8
+/// 0.062-0.065; the Xeon, 2026-12-07, a layer: Q6_K 3 × 4 0.0389 → 2 × 8 0.0325, Q4_K 0.0248 →
+/// 0.0238.
+const WIDE_PROMPT_ROWS: usize = 2;
+const WIDE_PROMPT_TOKENS: usize = 8;
 
 /// Weight bytes per chunk of a prompt mat-mul's rows ([`cache_blocked`]): with a batch of
 /// tiles ([`TILE_BATCH_BYTES`]), well inside a core's L2 (2 MB on the Xeon measured). Package
