@@ -188,8 +188,8 @@ fn run_layers(ty: GgmlType, note: &str, order: RowOrder) {
     }
 }
 
-/// [`run`] of `ty` (interleaved Q4_0, Q5_0, the K-quants) with each way of adding the block sums in
-/// relaxed-SIMD builds (then says which one this engine's probe picks), else once.
+/// [`run`] of `ty` (Q4_0 and Q5_0 interleaved, the K-quants in the file's order) with each way
+/// of adding the block sums in relaxed-SIMD builds (then says which one this engine's probe picks), else once.
 fn run_each_dot_add(ty: GgmlType) {
     #[cfg(target_feature = "relaxed-simd")]
     {

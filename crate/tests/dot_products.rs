@@ -57,8 +57,8 @@ fn every_weight_type_matches_an_f64_reference_and_simd_agrees_with_scalar() {
     }
 }
 
-/// Runs `f` once per way the interleaved Q4_0, the Q5_0, the K-quant and the Q8_0 kernels can add their block sums
-/// on this engine: in relaxed-SIMD builds forced to the fused dot-add and to the 16-bit pairs
+/// Runs `f` once per way the interleaved Q4_0, the Q5_0, the K-quant and the Q8_0 kernels can
+/// add their block sums on this engine: in relaxed-SIMD builds forced to the fused dot-add and to the 16-bit pairs
 /// where the probe finds the dot-add fused, else to the pairs alone (Q8_0's fused kernel feeds
 /// the instruction all 8 bits, exact only where it does not saturate: the probe's engines);
 /// else once.
@@ -296,8 +296,9 @@ fn the_largest_k_quant_codes_against_the_largest_activations_sum_exactly() {
     // Q4_K: every nibble 15, every scale 63, mins 0; Q6_K: every code 63 (value 31), every
     // scale 127; d = 1. Constant activations quantize to Q8_K codes of ±127 (the largest this
     // quantizer writes): the fused dot-add's sums of four or eight products are then at their
-    // bound (4·63·127, 8·15·127; 128 would still fit) before they are packed into i16 lanes. Every result must be the scalar dot's, and the
-    // mat-vec's and the prompt tiles' the lone dot's bits.
+    // bound (4·63·127, 8·15·127; 128 would still fit) before they are packed into i16 lanes.
+    // Every result must be the scalar dot's, and the mat-vec's and the prompt tiles' the lone
+    // dot's bits.
     let one = f16::from_f32(1.0).to_le_bytes();
     let q4_k: Vec<u8> = [&one[..], &[0, 0], &[0xFF; 4], &[0; 4], &[0x0F; 4], &[0xFF; 128]].concat();
     let q6_k: Vec<u8> = [&[0xFF; 192][..], &[127; 16], &one].concat();

@@ -1013,9 +1013,9 @@ unsafe fn k4_scales_mins_simd(p: *const u8) -> v128 {
 /// sub-block's 32 values take two chained `i32x4.relaxed_dot_i8x16_i7x16_add` (sums of eight
 /// products, |Σ| ≤ 8·15·128, exact in i16), and a pair of sub-blocks one interleave to i16
 /// ([`interleaved_sums`]) and one `pmaddwd` against their two scales: five multiplies per 64
-/// values where the 16-bit pairs take six, with the same sums in the same lanes. Taken in decode (one token; a layer of Qwen2.5's shapes in
-/// Chromium on the Xeon, 2026-12-07: 0.0455 → 0.0389 ns per weight), not in the prompt tiles
-/// ([`matmul`]).
+/// values where the 16-bit pairs take six, with the same sums in the same lanes. Taken in
+/// decode (one token; a layer of Qwen2.5's shapes in Chromium on the Xeon, 2026-12-07: 0.0455 →
+/// 0.0389 ns per weight), not in the prompt tiles ([`matmul`]).
 ///
 /// # Safety
 /// As [`q4_0_tile`].
@@ -1084,8 +1084,8 @@ unsafe fn q4_k_tile<const R: usize, const T: usize, const FUSED: bool>(rows: [*c
 /// (sums of four products, |Σ| ≤ 4·63·128, exact in i16), one interleave to i16
 /// ([`interleaved_sums`]) and one `pmaddwd` against the pair's scales: three multiplies where
 /// the 16-bit pairs take four (a `pmaddubsw` and a `pmaddwd` per sub-block), with the same
-/// sums in the same lanes. Taken in decode (as
-/// Q4_K's: 0.0641 → 0.0578 ns per weight), not in the prompt tiles.
+/// sums in the same lanes. Taken in decode (as Q4_K's: 0.0641 → 0.0578 ns per weight), not in
+/// the prompt tiles.
 ///
 /// # Safety
 /// As [`q4_0_tile`].
@@ -1172,7 +1172,8 @@ fn scale_pair(half: v128, k: usize) -> v128 {
 }
 
 /// Two sub-blocks' i32 sums `a`, `b` (each within i16) as i16 lanes `a0, b0, a1, b1, ...`: the
-/// low halves of `a` and of `b` shifted up, blended (a shift and a `pblendw`). A `pmaddwd`
+/// low halves of `a` and of `b` shifted up, blended in place (a shift and a blend of i16 lanes,
+/// x86's `pblendw` where V8 matches the shuffle; not checked in its code). A `pmaddwd`
 /// against [`scale_pair`] then gives lane `i` `sa·a_i + sb·b_i`, the lanes of the 16-bit pairs'
 /// kernel, so that both round the same sums (bit-equal results).
 #[cfg(target_feature = "relaxed-simd")]
