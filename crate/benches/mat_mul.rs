@@ -188,7 +188,7 @@ fn run_layers(ty: GgmlType, note: &str, order: RowOrder) {
     }
 }
 
-/// [`run`] of `ty` (Q4_0 and Q5_0 interleaved, the K-quants in the file's order) with each way
+/// [`run`] of `ty` in the loader's order ([`row_order`]: Q4_0 and Q5_0 interleaved, Q4_K where the dot-add is fused, Q6_K in the file's order) with each way
 /// of adding the block sums in relaxed-SIMD builds (then says which one this engine's probe picks), else once.
 fn run_each_dot_add(ty: GgmlType) {
     #[cfg(target_feature = "relaxed-simd")]
@@ -226,8 +226,15 @@ fn q8_0(_: &mut Criterion) {
 
 #[bench]
 fn q4_k(_: &mut Criterion) {
-    run_each_dot_add(GgmlType::Q4K);
-    run_layers(GgmlType::Q4K, "", RowOrder::Plain);
+    // The 16-bit pairs in the file's order, the fused dot-add interleaved (the loader's orders);
+    // 8 layers in the file's order and, where this engine's loader interleaves Q4_K, so.
+    let ty = GgmlType::Q4K;
+    run_each_dot_add(ty);
+    let mut orders = vec![RowOrder::Plain];
+    orders.extend(Some(row_order(ty)).filter(|&o| o != RowOrder::Plain));
+    for order in orders {
+        run_layers(ty, if order == RowOrder::Plain { " (file order)" } else { " (interleaved)" }, order);
+    }
 }
 
 #[bench]

@@ -161,12 +161,12 @@ fn interleaved_tiles_of_several_groups_give_the_plain_rows_results_bit_for_bit()
     // (two prompt tiles and one token left over) and × 1.
     let mut rng = fastrand::Rng::with_seed(29);
     let (n, tokens) = (256, 9);
-    for (ty, rows) in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0].into_iter().flat_map(|ty| [(ty, 23), (ty, 37)]) {
+    for (ty, rows) in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4K].into_iter().flat_map(|ty| [(ty, 23), (ty, 37)]) {
         let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
         let plain = QMatrix::owned(ty, rows, n, bytes.clone());
         let x4 = QMatrix::owned_in_order(ty, rows, n, bytes, RowOrder::interleaved(ty).unwrap());
         assert_ne!(x4.order(), RowOrder::Plain);
-        let acts = random_acts(&mut rng, ActKind::Q8_0, n, tokens);
+        let acts = random_acts(&mut rng, ActKind::for_weights(ty), n, tokens);
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         let (mut want, mut want1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
         matmul_prequantized(&plain, &acts, &mut want);
@@ -187,25 +187,30 @@ fn interleaved_rows_give_the_plain_rows_results_bit_for_bit() {
     // 11 rows (two groups of four and three rows left in the file's order) × 1 and 5 tokens
     // (a prompt tile of four and one left over): the interleaved kernel against the plain one,
     // and the rows read back in the file's order. Then with small scales, half of them
-    // subnormal f16s, which the interleaved order holds multiplied by a power of two.
+    // subnormal f16s, which the interleaved order holds multiplied by a power of two (Q4_K:
+    // its `d` and `dmin` so, which its kernels convert exactly as they are).
     let mut rng = fastrand::Rng::with_seed(13);
-    let (rows, n, tokens) = (11, 320, 5);
-    for (ty, small_scales) in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0].into_iter().flat_map(|ty| [(ty, false), (ty, true)]) {
+    let (rows, tokens) = (11, 5);
+    for (ty, small_scales) in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4K].into_iter().flat_map(|ty| [(ty, false), (ty, true)]) {
+        let n = if ty == GgmlType::Q4K { 512 } else { 320 };
         let order = RowOrder::interleaved(ty).unwrap();
         let mut bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
         if small_scales {
             for (i, block) in bytes.chunks_exact_mut(ty.block_bytes()).enumerate() {
                 let h = if i % 2 == 0 { rng.u16(1..0x400) } else { rng.u16(0x400..0x2000) };
                 block[..2].copy_from_slice(&(h | if rng.bool() { 0x8000 } else { 0 }).to_le_bytes());
+                if ty == GgmlType::Q4K {
+                    block[2..4].copy_from_slice(&rng.u16(1..0x400).to_le_bytes());
+                }
             }
         }
         let plain = QMatrix::owned(ty, rows, n, bytes.clone());
         let x4 = QMatrix::owned_in_order(ty, rows, n, bytes.clone(), order);
         assert_eq!(x4.order(), order);
-        assert_eq!(x4.scale_shift() > 0, small_scales, "{}: scales shifted", ty.name());
+        assert_eq!(x4.scale_shift() > 0, small_scales && ty != GgmlType::Q4K, "{}: scales shifted", ty.name());
         assert_ne!(x4.bytes(), plain.bytes(), "the rows were interleaved");
         assert_eq!(*x4.plain_rows(0, rows), bytes[..]);
-        let acts = random_acts(&mut rng, ActKind::Q8_0, n, tokens);
+        let acts = random_acts(&mut rng, ActKind::for_weights(ty), n, tokens);
         let (mut want, mut want1) = (vec![0f32; rows * tokens], vec![0f32; rows]);
         matmul_prequantized(&plain, &acts, &mut want);
         matvec_prequantized(&plain, &acts[4], &mut want1);
@@ -245,14 +250,15 @@ fn activations_of_the_largest_scales_give_the_plain_rows_results_in_the_interlea
     // decode tiles multiply by 2^112 (by 2^(112 - k) where the matrix's scales were shifted),
     // below f32's largest: finite, the plain kernels' bits.
     let mut rng = fastrand::Rng::with_seed(17);
-    let (rows, n) = (8, 64);
-    for ty in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0] {
+    let rows = 8;
+    for ty in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4K] {
+        let n = ty.block_size();
         let bytes: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, ty, n)).collect();
         let plain = QMatrix::owned(ty, rows, n, bytes.clone());
         let x4 = QMatrix::owned_in_order(ty, rows, n, bytes, RowOrder::interleaved(ty).unwrap());
         let x: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 1.6e7).collect();
         let mut acts = QuantizedActs::default();
-        acts.quantize(ActKind::Q8_0, &x);
+        acts.quantize(ActKind::for_weights(ty), &x);
         let (mut want, mut got) = (vec![0f32; rows], vec![0f32; rows]);
         matvec_prequantized(&plain, &acts, &mut want);
         matvec_prequantized(&x4, &acts, &mut got);
@@ -306,7 +312,7 @@ fn the_largest_k_quant_codes_against_the_largest_activations_sum_exactly() {
     for (ty, block) in [(GgmlType::Q4K, q4_k), (GgmlType::Q6K, q6_k)] {
         assert_eq!(block.len(), ty.block_bytes());
         let bytes: Vec<u8> = (0..rows * n / 256).flat_map(|_| block.clone()).collect();
-        let w = QMatrix::owned(ty, rows, n, bytes);
+        let w = QMatrix::owned(ty, rows, n, bytes.clone());
         let acts: Vec<QuantizedActs> = (0..tokens)
             .map(|t| {
                 let mut a = QuantizedActs::default();
@@ -320,17 +326,21 @@ fn the_largest_k_quant_codes_against_the_largest_activations_sum_exactly() {
             let scalar = vec_dot_scalar(ty, &w.row(0), a);
             assert!((d - scalar).abs() <= 1e-6 * scalar.abs(), "{} token {t}: dot {d} vs scalar {scalar}", ty.name());
         }
-        each_dot_add_kernel(|kernel| {
-            let mut out = vec![0f32; rows * tokens];
-            matmul_prequantized(&w, &acts, &mut out);
-            for (t, a) in acts.iter().enumerate() {
-                let mut one_token = vec![0f32; rows];
-                matvec_prequantized(&w, a, &mut one_token);
-                for (r, (&p, &v)) in out[t * rows..(t + 1) * rows].iter().zip(&one_token).enumerate() {
-                    assert_eq!((p.to_bits(), v.to_bits()), (lone[t].to_bits(), lone[t].to_bits()), "{} row {r} token {t} {kernel}: prompt {p}, mat-vec {v}, dot {}", ty.name(), lone[t]);
+        // In the file's order and, Q4_K, interleaved.
+        let interleaved = RowOrder::interleaved(ty).map(|order| QMatrix::owned_in_order(ty, rows, n, bytes.clone(), order));
+        for w in std::iter::once(&w).chain(&interleaved) {
+            each_dot_add_kernel(|kernel| {
+                let mut out = vec![0f32; rows * tokens];
+                matmul_prequantized(w, &acts, &mut out);
+                for (t, a) in acts.iter().enumerate() {
+                    let mut one_token = vec![0f32; rows];
+                    matvec_prequantized(w, a, &mut one_token);
+                    for (r, (&p, &v)) in out[t * rows..(t + 1) * rows].iter().zip(&one_token).enumerate() {
+                        assert_eq!((p.to_bits(), v.to_bits()), (lone[t].to_bits(), lone[t].to_bits()), "{} {:?} row {r} token {t} {kernel}: prompt {p}, mat-vec {v}, dot {}", ty.name(), w.order(), lone[t]);
+                    }
                 }
-            }
-        });
+            });
+        }
     }
 }
 

@@ -98,7 +98,7 @@ impl QMatrix {
     }
 
     /// Reorders the file-ordered `bytes` of a `rows × cols` matrix of `ty` to `order` in place
-    /// when `ty` has that order (Q4_0, Q5_0 and Q8_0 are interleaved), its scales made normal
+    /// when `ty` has that order (Q4_0, Q5_0, Q8_0 and Q4_K are interleaved), its scales made normal
     /// f16s where they can be ([`row_order::x4_normalize_scales`]); says how it left them.
     pub fn reorder(ty: GgmlType, rows: usize, cols: usize, bytes: &mut [u8], order: RowOrder) -> Reordered {
         if order != RowOrder::Plain && order.holds(ty) && rows >= GROUP_ROWS {
@@ -143,7 +143,7 @@ impl QMatrix {
     pub fn rare_codes(&self) -> RareCodes {
         *self.rare.get_or_init(|| match self.order {
             RowOrder::Plain => super::block_rare_codes(self.ty, self.bytes()),
-            RowOrder::Q4_0x4 | RowOrder::Q5_0x4 | RowOrder::Q8_0x4 => RareCodes {
+            RowOrder::Q4_0x4 | RowOrder::Q5_0x4 | RowOrder::Q8_0x4 | RowOrder::Q4Kx4 => RareCodes {
                 q8_0_min: row_order::x4_has_q8_0_min(self.ty, self.bytes(), self.rows, self.cols),
                 nonfinite_scale: row_order::x4_has_nonfinite_scale(self.ty, self.bytes(), self.rows, self.cols),
             },

@@ -1,7 +1,9 @@
-//! The order of a matrix's rows in memory: the file's (row after row) or Q4_0 / Q5_0 / Q8_0 rows
-//! interleaved four at a time, the order the wasm SIMD kernels read fastest. Same bytes, same
-//! size: the CPU loader reorders a file's Q4_0 and Q5_0 matrices in place (and Q8_0's where the
-//! engine fuses the relaxed dot-add: [`crate::backend::cpu::row_order`]).
+//! The order of a matrix's rows in memory: the file's (row after row) or Q4_0 / Q5_0 / Q8_0 /
+//! Q4_K rows interleaved four at a time, the order the wasm SIMD kernels read fastest. Same
+//! bytes, same size: the CPU loader reorders a file's Q4_0 and Q5_0 matrices in place (and
+//! Q8_0's and Q4_K's where the engine fuses the relaxed dot-add:
+//! [`crate::backend::cpu::row_order`]). Q4_K's groups hold their super-blocks one after another
+//! ([`Q4_K_X4_BLOCK`] has the layout); the rest of this description is the others'.
 //!
 //! A group of four rows of `nb` blocks (the four rows' bytes) holds first the rows' scales,
 //! block by block (`8·b + 2·k`: row `k`'s f16 scale of block `b`), then the rows' codes block
@@ -33,6 +35,8 @@ pub enum RowOrder {
     Q5_0x4,
     /// Q8_0 rows in groups of [`GROUP_ROWS`], as this module's description lays out.
     Q8_0x4,
+    /// Q4_K rows in groups of [`GROUP_ROWS`], super-block by super-block ([`Q4_K_X4_BLOCK`]).
+    Q4Kx4,
 }
 
 impl RowOrder {
@@ -42,6 +46,7 @@ impl RowOrder {
             GgmlType::Q4_0 => Some(RowOrder::Q4_0x4),
             GgmlType::Q5_0 => Some(RowOrder::Q5_0x4),
             GgmlType::Q8_0 => Some(RowOrder::Q8_0x4),
+            GgmlType::Q4K => Some(RowOrder::Q4Kx4),
             _ => None,
         }
     }
@@ -73,7 +78,7 @@ const fn code_bytes(ty: GgmlType) -> usize {
     }
 }
 
-/// Panics unless `ty` has an interleaved order. In the file's blocks of all three, the scale's
+/// Panics unless `ty` has an interleaved order. In the file's blocks of Q4_0, Q5_0 and Q8_0, the scale's
 /// 2 bytes lead, the codes end the block and Q5_0's 4 of fifth bits lie between.
 fn check_interleaved(ty: GgmlType) {
     assert!(RowOrder::interleaved(ty).is_some(), "{} has no interleaved order", ty.name());
@@ -99,6 +104,9 @@ fn qh_of(bytes: &[u8]) -> u32 {
 /// 16 ms of it, one thread).
 pub fn interleave(ty: GgmlType, bytes: &mut [u8], rows: usize, cols: usize) -> RareCodes {
     check_interleaved(ty);
+    if ty == GgmlType::Q4K {
+        return q4_k_interleave(bytes, rows, cols);
+    }
     let (rb, bb, xb, cb) = (ty.row_bytes(cols), ty.block_bytes(), x4_block_bytes(ty), code_bytes(ty));
     assert_eq!(bytes.len(), rows * rb, "{} matrix of {rows}x{cols}", ty.name());
     let nb = rb / bb;
@@ -139,6 +147,9 @@ pub fn x4_row(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize, scale_shift:
     if r >= rows / GROUP_ROWS * GROUP_ROWS {
         return out.copy_from_slice(&bytes[r * rb..][..rb]);
     }
+    if ty == GgmlType::Q4K {
+        return q4_k_x4_row(&bytes[r / GROUP_ROWS * GROUP_ROWS * rb..][..GROUP_ROWS * rb], r % GROUP_ROWS, out);
+    }
     let nb = rb / bb;
     let (group, k) = (&bytes[r / GROUP_ROWS * GROUP_ROWS * rb..][..GROUP_ROWS * rb], r % GROUP_ROWS);
     for (b, block) in out.chunks_exact_mut(bb).enumerate() {
@@ -163,7 +174,7 @@ pub fn plain_rows(order: RowOrder, ty: GgmlType, bytes: &[u8], rows: usize, cols
     assert!(first + n <= rows, "rows {first}..{} of {rows}", first + n);
     match order {
         RowOrder::Plain => Cow::Borrowed(&bytes[first * rb..(first + n) * rb]),
-        RowOrder::Q4_0x4 | RowOrder::Q5_0x4 | RowOrder::Q8_0x4 => {
+        RowOrder::Q4_0x4 | RowOrder::Q5_0x4 | RowOrder::Q8_0x4 | RowOrder::Q4Kx4 => {
             let mut out = vec![0u8; n * rb];
             for (i, row) in out.chunks_exact_mut(rb).enumerate() {
                 x4_row(ty, bytes, rows, cols, scale_shift, first + i, row);
@@ -183,6 +194,11 @@ pub fn plain_rows(order: RowOrder, ty: GgmlType, bytes: &[u8], rows: usize, cols
 /// [`x4_row`] gives the file's scales back. The rows past the last group keep theirs.
 pub fn x4_normalize_scales(ty: GgmlType, bytes: &mut [u8], rows: usize, cols: usize) -> u8 {
     check_interleaved(ty);
+    if ty == GgmlType::Q4K {
+        // Its kernels convert `d` and `dmin` by the subnormal-safe conversion, once a
+        // super-block.
+        return 0;
+    }
     let rb = ty.row_bytes(cols);
     let (nb, grouped) = (rb / ty.block_bytes(), rows / GROUP_ROWS * GROUP_ROWS * rb);
     let scale_bytes = 8 * nb;
@@ -242,6 +258,10 @@ fn unshifted_scale(h: u16, k: u8) -> u16 {
 /// [`super::has_nonfinite_block_scale`] for the file's order).
 pub fn x4_has_nonfinite_scale(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> bool {
     check_interleaved(ty);
+    if ty == GgmlType::Q4K {
+        // As the file order's scan, which leaves the K-quants' scales to their kernels.
+        return super::has_nonfinite_block_scale(ty, bytes);
+    }
     let rb = ty.row_bytes(cols);
     let grouped = rows / GROUP_ROWS * GROUP_ROWS * rb;
     let nb = rb / ty.block_bytes();
@@ -271,6 +291,128 @@ pub fn x4_has_q8_0_min(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> 
     let scales = 8 * (rb / ty.block_bytes());
     // A group's bytes past its scales are all codes (no fifth bits).
     bytes[..grouped].chunks_exact(GROUP_ROWS * rb).any(|g| super::blocks::codes_hold_min(&g[scales..])) || super::blocks::q8_0_has_min_code(&bytes[grouped..])
+}
+
+/// Bytes of a super-block of a [`RowOrder::Q4Kx4`] group: the four rows' 144 each. The group
+/// holds its super-blocks one after another, each laid out as
+/// - bytes 0..8: the rows' `d` (f16, row `k` at `2k`), 8..16 their `dmin`;
+/// - 16..64: their six-bit scales and mins, repacked for the kernels ([`q4_k_x4_scales`]):
+///   at index `i = 8p + 2k + j` (`p` in 0..2, `j` in 0..2) of the 16 of each half `h`, row `k`'s
+///   scale (or min) of sub-block `4h + 2p + j`, so that the bytes widened to u16 put each row's
+///   pair of sub-blocks `2p, 2p + 1` (of a half) in its own 32-bit lane; bytes 16..32 hold the
+///   low four bits of the scales (half 0 in the low nibbles, half 1 in the high ones), 32..48
+///   those of the mins, 48..64 the two high bits of all four (at index `i`, bits `2·q..2·q + 2`
+///   for q = scales of half 0, scales of half 1, mins of half 0, mins of half 1);
+/// - 64..576: the eight sub-blocks of 32 values, 64 bytes each, as an interleaved Q4_0 block's
+///   codes: vector `c` (16 bytes) holds at byte `4k + i` row `k`'s value `4c + i` of the
+///   sub-block in its low nibble and value `16 + 4c + i` in its high one.
+pub const Q4_K_X4_BLOCK: usize = GROUP_ROWS * 144;
+
+/// The repacked scale index `i` (of a half) of row `k`, sub-block `j` of pair `p`.
+const fn q4_k_x4_index(k: usize, p: usize, j: usize) -> usize {
+    8 * p + 2 * k + j
+}
+
+/// Bytes 16..64 of a [`Q4_K_X4_BLOCK`] from the four rows' scales and mins (`sc[k]`, `mn[k]`).
+fn q4_k_x4_scales(sc: &[[u8; 8]; GROUP_ROWS], mn: &[[u8; 8]; GROUP_ROWS]) -> [u8; 48] {
+    let mut out = [0u8; 48];
+    for k in 0..GROUP_ROWS {
+        for p in 0..2 {
+            for j in 0..2 {
+                let i = q4_k_x4_index(k, p, j);
+                let (s0, s1, m0, m1) = (sc[k][2 * p + j], sc[k][4 + 2 * p + j], mn[k][2 * p + j], mn[k][4 + 2 * p + j]);
+                out[i] = (s0 & 15) | (s1 & 15) << 4;
+                out[16 + i] = (m0 & 15) | (m1 & 15) << 4;
+                out[32 + i] = s0 >> 4 | (s1 >> 4) << 2 | (m0 >> 4) << 4 | (m1 >> 4) << 6;
+            }
+        }
+    }
+    out
+}
+
+/// Row `k`'s scales and mins back from bytes 16..64 of a [`Q4_K_X4_BLOCK`].
+fn q4_k_x4_scales_of(packed: &[u8], k: usize) -> ([u8; 8], [u8; 8]) {
+    let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
+    for p in 0..2 {
+        for j in 0..2 {
+            let i = q4_k_x4_index(k, p, j);
+            let (lo, mlo, high) = (packed[i], packed[16 + i], packed[32 + i]);
+            sc[2 * p + j] = (lo & 15) | (high & 3) << 4;
+            sc[4 + 2 * p + j] = lo >> 4 | ((high >> 2) & 3) << 4;
+            mn[2 * p + j] = (mlo & 15) | ((high >> 4) & 3) << 4;
+            mn[4 + 2 * p + j] = mlo >> 4 | (high >> 6) << 4;
+        }
+    }
+    (sc, mn)
+}
+
+/// The file's 12 bytes of six-bit scales and mins (the inverse of
+/// [`super::k4_scales_mins`]).
+fn k4_pack_scales_mins(sc: &[u8; 8], mn: &[u8; 8]) -> [u8; 12] {
+    let mut q = [0u8; 12];
+    for j in 0..4 {
+        q[j] = sc[j] | (sc[j + 4] >> 4) << 6;
+        q[j + 4] = mn[j] | (mn[j + 4] >> 4) << 6;
+        q[j + 8] = (sc[j + 4] & 15) | (mn[j + 4] & 15) << 4;
+    }
+    q
+}
+
+/// The file's byte and nibble (0 low, 1 high) of a Q4_K super-block's codes that hold value
+/// `v` of sub-block `s`, and the byte and nibble of its 64 in the interleaved order for row `k`.
+fn q4_k_code_places(s: usize, v: usize, k: usize) -> ((usize, u32), (usize, u32)) {
+    ((32 * (s / 2) + v, 4 * (s % 2) as u32), (16 * ((v % 16) / 4) + 4 * k + v % 4, 4 * (v / 16) as u32))
+}
+
+/// [`interleave`] of Q4_K ([`Q4_K_X4_BLOCK`]).
+fn q4_k_interleave(bytes: &mut [u8], rows: usize, cols: usize) -> RareCodes {
+    let ty = GgmlType::Q4K;
+    let rb = ty.row_bytes(cols);
+    assert_eq!(bytes.len(), rows * rb, "Q4_K matrix of {rows}x{cols}");
+    let rare = super::block_rare_codes(ty, bytes);
+    let mut plain = vec![0u8; GROUP_ROWS * rb];
+    for group in bytes.chunks_exact_mut(GROUP_ROWS * rb) {
+        plain.copy_from_slice(group);
+        for (b, x) in group.chunks_exact_mut(Q4_K_X4_BLOCK).enumerate() {
+            let block = |k: usize| &plain[k * rb + 144 * b..][..144];
+            let (mut sc, mut mn) = ([[0u8; 8]; GROUP_ROWS], [[0u8; 8]; GROUP_ROWS]);
+            for k in 0..GROUP_ROWS {
+                x[2 * k..2 * k + 2].copy_from_slice(&block(k)[..2]);
+                x[8 + 2 * k..8 + 2 * k + 2].copy_from_slice(&block(k)[2..4]);
+                (sc[k], mn[k]) = super::k4_scales_mins(&block(k)[4..16]);
+            }
+            x[16..64].copy_from_slice(&q4_k_x4_scales(&sc, &mn));
+            x[64..].fill(0);
+            for k in 0..GROUP_ROWS {
+                let qs = &block(k)[16..];
+                for s in 0..8 {
+                    for v in 0..32 {
+                        let ((f, fs), (i, is)) = q4_k_code_places(s, v, k);
+                        x[64 + 64 * s + i] |= ((qs[f] >> fs) & 15) << is;
+                    }
+                }
+            }
+        }
+    }
+    rare
+}
+
+/// Row `k` of a [`RowOrder::Q4Kx4`] group (`group`: its four rows' bytes) in the file's order.
+fn q4_k_x4_row(group: &[u8], k: usize, out: &mut [u8]) {
+    for (block, x) in out.chunks_exact_mut(144).zip(group.chunks_exact(Q4_K_X4_BLOCK)) {
+        block[..2].copy_from_slice(&x[2 * k..2 * k + 2]);
+        block[2..4].copy_from_slice(&x[8 + 2 * k..8 + 2 * k + 2]);
+        let (sc, mn) = q4_k_x4_scales_of(&x[16..64], k);
+        block[4..16].copy_from_slice(&k4_pack_scales_mins(&sc, &mn));
+        let qs = &mut block[16..];
+        qs.fill(0);
+        for s in 0..8 {
+            for v in 0..32 {
+                let ((f, fs), (i, is)) = q4_k_code_places(s, v, k);
+                qs[f] |= ((x[64 + 64 * s + i] >> is) & 15) << fs;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -421,6 +563,39 @@ mod tests {
             let mut x4 = vec![0x80u8; rows * ty.row_bytes(cols)];
             x4.chunks_exact_mut(ty.block_bytes()).for_each(|b| b[..2].copy_from_slice(&0x3C00u16.to_le_bytes()));
             assert!(!interleave(ty, &mut x4, rows, cols).q8_0_min, "{}", ty.name());
+        }
+    }
+
+    #[test]
+    fn q4_k_interleaving_keeps_every_row_and_puts_each_field_where_the_layout_says() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        // Every bit pattern is a Q4_K block (the 12 bytes of scales and mins are 16 six-bit
+        // fields): random bytes cover every field value.
+        let (ty, rows, cols) = (GgmlType::Q4K, 10, 512);
+        let rb = ty.row_bytes(cols);
+        let plain: Vec<u8> = (0..rows * rb).map(|_| rng.u8(..)).collect();
+        let mut x4 = plain.clone();
+        assert_eq!(interleave(ty, &mut x4, rows, cols), RareCodes::default());
+        assert_ne!(x4, plain);
+        assert_eq!(x4_normalize_scales(ty, &mut x4, rows, cols), 0);
+        // Row 6 (group 1, k = 2), super-block 1.
+        let (x, row6) = (&x4[4 * rb + Q4_K_X4_BLOCK..][..Q4_K_X4_BLOCK], &plain[6 * rb + 144..][..144]);
+        assert_eq!(x[4..6], row6[..2], "d");
+        assert_eq!(x[12..14], row6[2..4], "dmin");
+        // Sub-block 5's scale (half 1, pair 0, j = 1: index 5) and sub-block 2's min (half 0,
+        // pair 1, j = 0: index 12).
+        let (sc, mn) = crate::quant::k4_scales_mins(&row6[4..16]);
+        assert_eq!(x[16 + 5] >> 4 | ((x[48 + 5] >> 2) & 3) << 4, sc[5]);
+        assert_eq!(x[32 + 12] & 15 | ((x[48 + 12] >> 4) & 3) << 4, mn[2]);
+        // Value 21 of sub-block 3 (the file's high nibble of byte 32 + 21): vector 1, byte
+        // 16 + 4·2 + 1 of the sub-block's 64, high nibble.
+        assert_eq!(x[64 + 64 * 3 + 25] >> 4, row6[16 + 32 + 21] >> 4);
+        // Value 2 of sub-block 4 (low nibble of byte 64 + 2): vector 0, byte 8 + 2, low.
+        assert_eq!(x[64 + 64 * 4 + 10] & 15, row6[16 + 64 + 2] & 15);
+        assert_eq!(x4[8 * rb..], plain[8 * rb..], "the rows past the last group stay");
+        let order = RowOrder::interleaved(ty).unwrap();
+        for r in 0..rows {
+            assert_eq!(*plain_rows(order, ty, &x4, rows, cols, 0, r, 1), plain[r * rb..(r + 1) * rb], "row {r}");
         }
     }
 }

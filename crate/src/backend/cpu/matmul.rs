@@ -100,7 +100,7 @@ fn rows_of(w: &QMatrix, rare: RareCodes, acts: &[QuantizedActs], out: &TokenRows
     if super::simd128::handles(w.ty) && !rare.nonfinite_scale {
         return match w.order() {
             RowOrder::Plain => super::simd128::matmul(w.ty, rare.q8_0_min, w.bytes(), w.row_bytes(), acts, out, rows),
-            RowOrder::Q4_0x4 | RowOrder::Q5_0x4 | RowOrder::Q8_0x4 => super::simd128::matmul_x4(w.ty, rare.q8_0_min, w.scale_shift(), w.bytes(), w.row_bytes(), w.rows, acts, out, rows),
+            RowOrder::Q4_0x4 | RowOrder::Q5_0x4 | RowOrder::Q8_0x4 | RowOrder::Q4Kx4 => super::simd128::matmul_x4(w.ty, rare.q8_0_min, w.scale_shift(), w.bytes(), w.row_bytes(), w.rows, acts, out, rows),
         };
     }
     for r in rows {

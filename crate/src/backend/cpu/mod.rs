@@ -18,10 +18,11 @@ use std::ops::Range;
 /// Q4_0 and Q5_0 interleaved four rows at a time ([`RowOrder::interleaved`]) in the wasm SIMD
 /// builds, whose kernels then need no reduction across a block's lanes, and Q8_0 too where the
 /// engine fuses the relaxed dot-add (its interleaved kernel multiplies `w + 128` by it; without
-/// it, widening to 16 bits, the file order's kernels are as fast); the file's order elsewhere.
+/// it, widening to 16 bits, the file order's kernels are as fast), and Q4_K's there (its
+/// sub-blocks as interleaved Q4_0 blocks; unmeasured without it); the file's order elsewhere.
 pub fn row_order(ty: GgmlType) -> RowOrder {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    let reads_interleaved = ty != GgmlType::Q8_0 || simd128::fused_dot_add();
+    let reads_interleaved = !matches!(ty, GgmlType::Q8_0 | GgmlType::Q4K) || simd128::fused_dot_add();
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     let reads_interleaved = false;
     match RowOrder::interleaved(ty) {

@@ -1024,8 +1024,12 @@ unsafe fn q4_k_tile<const R: usize, const T: usize, const FUSED: bool>(rows: [*c
     // Opaque, so that V8 keeps it in a register (as Q5_0's constants): Chromium, decode 0.073 →
     // 0.057 ns a weight.
     let mask = core::hint::black_box(u8x16_splat(0x0F));
+    // Decode (one token) keeps lanes of rows in `acc[0][0]`; the prompt tiles (tokens a
+    // multiple of four) lanes of tokens, `acc[r][q]` row `r`'s tokens `4q..4q + 4`.
+    const { assert!((T == 1 && R <= 4) || T % 4 == 0) };
     let mut acc = [[f32x4_splat(0.0); T]; R];
     for b in 0..nb {
+        let (mut tile_sums, mut tile_mins, mut tile_d, mut tile_dmin) = ([i32x4_splat(0); R], [i32x4_splat(0); R], [0f32; 4], [0f32; 4]);
         let mut dy = [0f32; T];
         // Σ y of each 32 values as i16 lanes (the mins multiply them).
         let mut ysum32 = [i16x8_splat(0); T];
@@ -1067,13 +1071,184 @@ unsafe fn q4_k_tile<const R: usize, const T: usize, const FUSED: bool>(rows: [*c
                     total[t] = i32x4_add(total[t], scaled);
                 }
             }
-            for t in 0..T {
-                acc[r][t] = scaled_add(acc[r][t], total[t], d * dy[t]);
-                acc[r][t] = scaled_add(acc[r][t], i32x4_dot_i16x8(mins, ysum32[t]), -(dmin * dy[t]));
+            let mins: [v128; T] = core::array::from_fn(|t| i32x4_dot_i16x8(mins, ysum32[t]));
+            if T == 1 {
+                // Decode: the rows' sums reduced into one vector below, lane `r` row `r`.
+                (tile_sums[r], tile_mins[r], tile_d[r], tile_dmin[r]) = (total[0], mins[0], d, dmin);
+                continue;
+            }
+            // Four tokens' sums of row `r` reduced into one vector, lane `j` token `4q + j`.
+            for q in 0..T / 4 {
+                let tokens = |s: &[v128; T]| row_sums::<4>(core::array::from_fn(|j| s[4 * q + j]));
+                let dyq = v128_load(dy.as_ptr().add(4 * q) as *const v128);
+                acc[r][q] = q4_k_add_block(acc[r][q], tokens(&total), tokens(&mins), f32x4_splat(d), f32x4_splat(dmin), dyq);
+            }
+        }
+        if T == 1 {
+            let lanes = |v: &[f32; 4]| v128_load(v.as_ptr() as *const v128);
+            let (d, dmin) = (lanes(&tile_d), lanes(&tile_dmin));
+            acc[0][0] = q4_k_add_block(acc[0][0], row_sums(tile_sums), row_sums(tile_mins), d, dmin, f32x4_splat(dy[0]));
+        }
+    }
+    // SAFETY: v128 and [f32; 4] have the same size, every bit pattern valid in both.
+    let lanes = |v: v128| unsafe { core::mem::transmute::<v128, [f32; 4]>(v) };
+    core::array::from_fn(|r| core::array::from_fn(|t| if T == 1 { lanes(acc[0][0])[r] } else { lanes(acc[r][t / 4])[t % 4] }))
+}
+
+/// A Q4_K super-block's sums added to an accumulator, lane by lane: `acc + convert(sums) ·
+/// (d · dy) + convert(mins) · -(dmin · dy)`, `sums` the lanes' `Σ scale · Σ code·y` (exact),
+/// `mins` their `Σ min · Σ y`: the same steps for every lane's row and token in every kernel
+/// of Q4_K ([`q4_k_tile`]'s lanes of tokens or of rows, [`q4_k_x4_tile`]'s of rows), so the
+/// same bits.
+#[inline(always)]
+fn q4_k_add_block(acc: v128, sums: v128, mins: v128, d: v128, dmin: v128, dy: v128) -> v128 {
+    let acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(sums), f32x4_mul(d, dy)));
+    f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(mins), f32x4_neg(f32x4_mul(dmin, dy))))
+}
+
+/// f16 values in the low halves of four u32 lanes as f32x4, exactly, infinities and NaNs
+/// too, with no f32 subnormal operand ([`f16_magnitudes_to_f32`]; a few more instructions
+/// than [`f16_lanes_to_f32`]): the interleaved Q4_K's `d` and `dmin`, once a super-block, as
+/// exact as the file order's scalar conversion.
+#[inline(always)]
+fn f16_lanes_exact_to_f32(h: v128) -> v128 {
+    let (magnitude, sign) = f16_lane_parts(h);
+    let special = i32x4_eq(v128_and(h, i32x4_splat(0x7C00)), i32x4_splat(0x7C00));
+    v128_or(v128_bitselect(v128_or(magnitude, i32x4_splat(0x7F80_0000)), f16_magnitudes_to_f32(magnitude), special), sign)
+}
+
+/// `G` groups of four interleaved Q4_K rows ([`crate::quant::RowOrder::Q4Kx4`], at `groups`)
+/// against `T` tokens' Q8_K activations: lane `k` of `[g][t]` row `k` of group `g`. Each
+/// sub-block's 32 codes lie as an interleaved Q4_0 block's ([`X4Nibbles`]), so its four rows'
+/// sums come out in their lanes by `A` as Q4_0's do, each then times its row's six-bit scale
+/// (an i32 multiply, the scales widened from the layout's bytes) into the super-block's sum;
+/// the mins' `Σ min · Σ y` is one `pmaddwd` per pair of sub-blocks, each row's pair of mins in
+/// its lane. Then [`q4_k_add_block`], as the file order's kernel ([`q4_k_tile`]): the same
+/// bits.
+///
+/// # Safety
+/// Each group's bytes must be readable (`nb` super-blocks of four rows); `acts` checked by
+/// [`check_acts`].
+#[inline(always)]
+unsafe fn q4_k_x4_tile<A: X4Acc, const G: usize, const T: usize>(groups: [*const u8; G], acts: [&QuantizedActs; T], nb: usize) -> [[v128; T]; G] {
+    use crate::quant::row_order::Q4_K_X4_BLOCK;
+    let codes = X4Nibbles::<false>::new();
+    // Opaque, so that V8 keeps them in registers (as Q5_0's constants).
+    let (low4, high2) = (core::hint::black_box(u8x16_splat(0x0F)), core::hint::black_box(u8x16_splat(0x30)));
+    let mut acc = [[f32x4_splat(0.0); T]; G];
+    for b in 0..nb {
+        let x = groups.map(|p| p.add(Q4_K_X4_BLOCK * b));
+        // The layout's scales of each half (sub-blocks 0..4, 4..8) as bytes: low four bits and
+        // two high ones joined.
+        let scales: [[v128; 2]; G] = core::array::from_fn(|g| {
+            let (lo, high) = (load(x[g].add(16)), load(x[g].add(48)));
+            [v128_or(v128_and(lo, low4), v128_and(i16x8_shl(high, 4), high2)), v128_or(high_nibbles(lo, low4), v128_and(i16x8_shl(high, 2), high2))]
+        });
+        let mut sums = [[i32x4_splat(0); T]; G];
+        for s in 0..8 {
+            let mut sub = [[A::zero(); T]; G];
+            let blocks = x.map(|p| p.add(64 + 64 * s));
+            for c in 0..X4_PAIRS {
+                let w: [(v128, v128); G] = core::array::from_fn(|g| codes.codes(blocks[g], codes.block_bits(blocks[g]), c));
+                let (i0, i1) = X4Nibbles::<false>::y_words(c);
+                for t in 0..T {
+                    let y = acts[t].q.as_ptr().add(QK_K * b + 32 * s) as *const u32;
+                    let (y0, y1) = (v128_load32_splat(y.add(i0)), v128_load32_splat(y.add(i1)));
+                    for g in 0..G {
+                        sub[g][t] = sub[g][t].add2(w[g].0, y0, w[g].1, y1);
+                    }
+                }
+            }
+            for g in 0..G {
+                // Sub-block s = 4h + 2p + j: the u16 pairs of pair p of half h, row k's in lane k.
+                let half = scales[g][s / 4];
+                let pair = if s % 4 < 2 { u16x8_extend_low_u8x16(half) } else { u16x8_extend_high_u8x16(half) };
+                let scale = if s % 2 == 0 { v128_and(pair, i32x4_splat(0xFFFF)) } else { u32x4_shr(pair, 16) };
+                for t in 0..T {
+                    sums[g][t] = i32x4_add(sums[g][t], i32x4_mul(sub[g][t].rows(), scale));
+                }
+            }
+        }
+        // Each row's mins of pairs of sub-blocks (2h + p) as u16 pairs in its lane; its d, dmin.
+        let mins: [[v128; 4]; G] = core::array::from_fn(|g| {
+            let (lo, high) = (load(x[g].add(32)), load(x[g].add(48)));
+            let halves = [v128_or(v128_and(lo, low4), v128_and(high, high2)), v128_or(high_nibbles(lo, low4), v128_and(u16x8_shr(high, 2), high2))];
+            [u16x8_extend_low_u8x16(halves[0]), u16x8_extend_high_u8x16(halves[0]), u16x8_extend_low_u8x16(halves[1]), u16x8_extend_high_u8x16(halves[1])]
+        });
+        let dw: [(v128, v128); G] = core::array::from_fn(|g| {
+            let h = load(x[g]);
+            (f16_lanes_exact_to_f32(u32x4_extend_low_u16x8(h)), f16_lanes_exact_to_f32(u32x4_extend_high_u16x8(h)))
+        });
+        for t in 0..T {
+            // The token's Σ y of each sub-block as i16 lanes; i32 lane q the pair 2q, 2q + 1.
+            let [lo, hi] = q8_k_bsums16(acts[t], b);
+            let ys = i16x8_narrow_i32x4(i32x4_extadd_pairwise_i16x8(lo), i32x4_extadd_pairwise_i16x8(hi));
+            let ypairs = [i32x4_shuffle::<0, 0, 0, 0>(ys, ys), i32x4_shuffle::<1, 1, 1, 1>(ys, ys), i32x4_shuffle::<2, 2, 2, 2>(ys, ys), i32x4_shuffle::<3, 3, 3, 3>(ys, ys)];
+            let dy = f32x4_splat(*acts[t].d.get_unchecked(b));
+            for g in 0..G {
+                let m = (0..4).fold(i32x4_splat(0), |m, q| i32x4_add(m, i32x4_dot_i16x8(mins[g][q], ypairs[q])));
+                acc[g][t] = q4_k_add_block(acc[g][t], sums[g][t], m, dw[g].0, dw[g].1, dy);
             }
         }
     }
-    acc.map(|row| row.map(hsum_f32))
+    acc
+}
+
+/// Interleaved Q4_K groups per prompt tile and tokens per tile ([`matmul_q4_k_x4`]).
+const Q4_K_X4_PROMPT_GROUPS: usize = 3;
+const Q4_K_X4_PROMPT_TOKENS: usize = 4;
+
+/// [`matmul_x4`] of Q4_K: the sums of `D` in decode's tiles (one token, [`DECODE_GROUPS`]
+/// groups at a time) and `P` in the prompts' ([`Q4_K_X4_PROMPT_GROUPS`] ×
+/// [`Q4_K_X4_PROMPT_TOKENS`], blocked for the cache), the tokens left over as decode's.
+fn matmul_q4_k_x4<D: X4Acc, P: X4Acc>(w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
+    const PG: usize = Q4_K_X4_PROMPT_GROUPS;
+    const PT: usize = Q4_K_X4_PROMPT_TOKENS;
+    let ty = GgmlType::Q4K;
+    let grouped = total_rows / GROUP_ROWS * GROUP_ROWS;
+    assert!(w.len() == total_rows * rb && rows.end <= total_rows, "Q4_K: rows {rows:?} of a matrix of {total_rows} rows, {} bytes", w.len());
+    assert!(rows.start % GROUP_ROWS == 0 && (rows.end % GROUP_ROWS == 0 || rows.end == total_rows), "Q4_K: rows {rows:?} split an interleaved group");
+    let nb = rb / ty.block_bytes();
+    acts.iter().for_each(|a| check_acts(ty, a, nb * QK_K));
+    let (first, groups) = (rows.start / GROUP_ROWS, (rows.end.min(grouped) - rows.start) / GROUP_ROWS);
+    let group = |g: usize| w[g * GROUP_ROWS * rb..].as_ptr();
+    let store = |t: usize, g: usize, v: v128| {
+        // SAFETY: v128 and [f32; 4] have the same size; this call owns rows `rows` of `out`.
+        unsafe { out.rows_mut(t, g * GROUP_ROWS..(g + 1) * GROUP_ROWS).copy_from_slice(&core::mem::transmute::<v128, [f32; 4]>(v)) };
+    };
+    let full_tokens = if acts.len() > 1 { acts.len() / PT * PT } else { 0 };
+    // SAFETY (every tile below): its groups lie in `rows`, below `grouped`, within `w` (checked
+    // above); the activations are checked and the tokens exist.
+    let run = |_: &(), i: usize, chunk: Range<usize>| {
+        let (t0, stride) = (i * PT, chunk.len() / PG);
+        let tokens: [&QuantizedActs; PT] = core::array::from_fn(|k| &acts[t0 + k]);
+        let tile = |gs: [usize; PG]| unsafe { q4_k_x4_tile::<P, PG, PT>(gs.map(group), tokens, nb) };
+        for g in chunk.start..chunk.start + stride {
+            let gs: [usize; PG] = core::array::from_fn(|i| g + i * stride);
+            gs.iter().zip(tile(gs)).for_each(|(&g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
+        }
+        // The groups left over in one more tile, its last group repeated (as x4_prompt_tiles).
+        let rest = chunk.start + stride * PG..chunk.end;
+        if !rest.is_empty() {
+            let gs: [usize; PG] = core::array::from_fn(|i| (rest.start + i).min(rest.end - 1));
+            rest.zip(tile(gs)).for_each(|(g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
+        }
+    };
+    cache_blocked(first..first + groups, GROUP_ROWS * rb, PG, full_tokens / PT, 0, || (), &|_, _| {}, &run);
+    let stride = groups / DECODE_GROUPS;
+    for (t, a) in acts.iter().enumerate().skip(full_tokens) {
+        for g in first..first + stride {
+            let gs: [usize; DECODE_GROUPS] = core::array::from_fn(|i| g + i * stride);
+            let o = unsafe { q4_k_x4_tile::<D, DECODE_GROUPS, 1>(gs.map(group), [a], nb) };
+            gs.iter().zip(o).for_each(|(&g, o)| store(t, g, o[0]));
+        }
+        for g in first + stride * DECODE_GROUPS..first + groups {
+            store(t, g, unsafe { q4_k_x4_tile::<D, 1, 1>([group(g)], [a], nb) }[0][0]);
+        }
+    }
+    if rows.end > grouped {
+        matmul(ty, false, w, rb, acts, out, grouped.max(rows.start)..rows.end);
+    }
 }
 
 /// Q6_K (128 bytes of low nibbles, 64 bytes of high 2 bits, 16 signed 8-bit scales, `d` f16)
@@ -1449,6 +1624,9 @@ pub fn matmul_x4(ty: GgmlType, q8_0_min: bool, scale_shift: u8, w: &[u8], rb: us
         };
     }
     match (ty, fused_dot_add()) {
+        #[cfg(target_feature = "relaxed-simd")]
+        (GgmlType::Q4K, true) => matmul_q4_k_x4::<X4Dots<2>, X4Dots<1>>(w, rb, total_rows, acts, out, rows),
+        (GgmlType::Q4K, _) => matmul_q4_k_x4::<X4Pairs, X4Pairs>(w, rb, total_rows, acts, out, rows),
         #[cfg(target_feature = "relaxed-simd")]
         (GgmlType::Q4_0, true) => by!(X4Dots<2>, X4Dots<1>, X4Nibbles<false>, Q4_0_FUSED_PROMPT_GROUPS),
         #[cfg(target_feature = "relaxed-simd")]
