@@ -358,10 +358,24 @@ fn k4_pack_scales_mins(sc: &[u8; 8], mn: &[u8; 8]) -> [u8; 12] {
     q
 }
 
-/// The file's byte and nibble (0 low, 1 high) of a Q4_K super-block's codes that hold value
-/// `v` of sub-block `s`, and the byte and nibble of its 64 in the interleaved order for row `k`.
-fn q4_k_code_places(s: usize, v: usize, k: usize) -> ((usize, u32), (usize, u32)) {
-    ((32 * (s / 2) + v, 4 * (s % 2) as u32), (16 * ((v % 16) / 4) + 4 * k + v % 4, 4 * (v / 16) as u32))
+/// The 4-byte words of a Q4_K super-block's codes, the file's and the interleaved order's: file
+/// word `8j + c` (bytes `32j + 4c..`, `c` in 0..8) holds values `4c..4c + 4` of 64-value chunk
+/// `j` (sub-block `2j` in its low nibbles, `2j + 1` in its high ones); the interleaved vector `c`
+/// (0..4) of sub-block `s` holds, in row `k`'s word, values `4c..4c + 4` of the sub-block in its
+/// low nibbles and `16 + 4c..` in its high ones: file words `8j + c` and `8j + 4 + c`, nibble
+/// `s - 2j` of each. Calls `f(j, c, (low, high))` with the two interleaved words' byte offsets
+/// (of sub-blocks `2j` and `2j + 1`) for row `k` within the 512 bytes of codes.
+fn q4_k_x4_words(k: usize, mut f: impl FnMut(usize, usize, (usize, usize))) {
+    for j in 0..4 {
+        for c in 0..4 {
+            f(j, c, (64 * 2 * j + 16 * c + 4 * k, 64 * (2 * j + 1) + 16 * c + 4 * k));
+        }
+    }
+}
+
+/// A little-endian u32 at byte `at` of `b`.
+fn word(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }
 
 /// [`interleave`] of Q4_K ([`Q4_K_X4_BLOCK`]).
@@ -382,15 +396,14 @@ fn q4_k_interleave(bytes: &mut [u8], rows: usize, cols: usize) -> RareCodes {
                 (sc[k], mn[k]) = super::k4_scales_mins(&block(k)[4..16]);
             }
             x[16..64].copy_from_slice(&q4_k_x4_scales(&sc, &mn));
-            x[64..].fill(0);
             for k in 0..GROUP_ROWS {
                 let qs = &block(k)[16..];
-                for s in 0..8 {
-                    for v in 0..32 {
-                        let ((f, fs), (i, is)) = q4_k_code_places(s, v, k);
-                        x[64 + 64 * s + i] |= ((qs[f] >> fs) & 15) << is;
-                    }
-                }
+                q4_k_x4_words(k, |j, c, (lo, hi)| {
+                    let (a, b) = (word(qs, 32 * j + 4 * c), word(qs, 32 * j + 16 + 4 * c));
+                    const NIBBLES: u32 = 0x0F0F_0F0F;
+                    x[64 + lo..][..4].copy_from_slice(&((a & NIBBLES) | (b & NIBBLES) << 4).to_le_bytes());
+                    x[64 + hi..][..4].copy_from_slice(&((a >> 4 & NIBBLES) | (b & !NIBBLES)).to_le_bytes());
+                });
             }
         }
     }
@@ -405,13 +418,12 @@ fn q4_k_x4_row(group: &[u8], k: usize, out: &mut [u8]) {
         let (sc, mn) = q4_k_x4_scales_of(&x[16..64], k);
         block[4..16].copy_from_slice(&k4_pack_scales_mins(&sc, &mn));
         let qs = &mut block[16..];
-        qs.fill(0);
-        for s in 0..8 {
-            for v in 0..32 {
-                let ((f, fs), (i, is)) = q4_k_code_places(s, v, k);
-                qs[f] |= ((x[64 + 64 * s + i] >> is) & 15) << fs;
-            }
-        }
+        q4_k_x4_words(k, |j, c, (lo, hi)| {
+            let (l, h) = (word(&x[64..], lo), word(&x[64..], hi));
+            const NIBBLES: u32 = 0x0F0F_0F0F;
+            qs[32 * j + 4 * c..][..4].copy_from_slice(&((l & NIBBLES) | (h & NIBBLES) << 4).to_le_bytes());
+            qs[32 * j + 16 + 4 * c..][..4].copy_from_slice(&((l >> 4 & NIBBLES) | (h & !NIBBLES)).to_le_bytes());
+        });
     }
 }
 
