@@ -227,13 +227,22 @@ fn q8_0(_: &mut Criterion) {
 #[bench]
 fn q4_k(_: &mut Criterion) {
     // The 16-bit pairs in the file's order, the fused dot-add interleaved (the loader's orders);
-    // 8 layers in the file's order and, where this engine's loader interleaves Q4_K, so.
+    // 8 layers in either order by the way this engine's probe picks (and, in relaxed-SIMD
+    // builds, by the 16-bit pairs too), whichever order its loader takes.
     let ty = GgmlType::Q4K;
     run_each_dot_add(ty);
-    let mut orders = vec![RowOrder::Plain];
-    orders.extend(Some(row_order(ty)).filter(|&o| o != RowOrder::Plain));
-    for order in orders {
-        run_layers(ty, if order == RowOrder::Plain { " (file order)" } else { " (interleaved)" }, order);
+    let layers = |how: &str| {
+        for order in [RowOrder::Plain, RowOrder::Q4Kx4] {
+            run_layers(ty, &format!(" ({}{how})", if order == RowOrder::Plain { "file order" } else { "interleaved" }), order);
+        }
+    };
+    layers("");
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        use pocketlm::backend::cpu::simd128::force_fused_dot_add;
+        force_fused_dot_add(Some(false));
+        layers(", 16-bit pairs");
+        force_fused_dot_add(None);
     }
 }
 

@@ -14,7 +14,8 @@
 //! against an f64 sum).
 //!
 //! Q4_0 and Q5_0 matrices are loaded with their rows interleaved four at a time
-//! ([`crate::quant::row_order`]), and Q8_0's where the engine fuses the dot-add (below): a
+//! ([`crate::quant::row_order`]), and Q8_0's and Q4_K's where the engine fuses the dot-add
+//! (below; Q4_K's sub-blocks as interleaved Q4_0 blocks, [`q4_k_x4_tile`]): a
 //! 16-byte load then holds four bytes of each of four rows, dotted with four activations
 //! broadcast, so each row's block sum lands in its own lane and the reduction across lanes
 //! ([`row_sums`]) and the four scale loads go ([`matmul_x4`]); Q5_0's fifth bits, laid out for
