@@ -227,23 +227,30 @@ fn q8_0(_: &mut Criterion) {
 #[bench]
 fn q4_k(_: &mut Criterion) {
     // The 16-bit pairs in the file's order, the fused dot-add interleaved (the loader's orders);
-    // 8 layers in either order by the way this engine's probe picks (and, in relaxed-SIMD
-    // builds, by the 16-bit pairs too), whichever order its loader takes.
+    // 8 layers in either order by the way this engine's probe picks (the 16-bit pairs:
+    // `q4_k_pairs`).
     let ty = GgmlType::Q4K;
     run_each_dot_add(ty);
-    let layers = |how: &str| {
-        for order in [RowOrder::Plain, RowOrder::Q4Kx4] {
-            run_layers(ty, &format!(" ({}{how})", if order == RowOrder::Plain { "file order" } else { "interleaved" }), order);
-        }
-    };
-    layers("");
-    #[cfg(target_feature = "relaxed-simd")]
-    {
-        use pocketlm::backend::cpu::simd128::force_fused_dot_add;
-        force_fused_dot_add(Some(false));
-        layers(", 16-bit pairs");
-        force_fused_dot_add(None);
+    q4_k_layers("");
+}
+
+/// 8 layers of Q4_K in either order, whichever order this engine's loader takes (`how`: a note
+/// on the way of adding the sums).
+fn q4_k_layers(how: &str) {
+    for order in [RowOrder::Plain, RowOrder::Q4Kx4] {
+        run_layers(GgmlType::Q4K, &format!(" ({}{how})", if order == RowOrder::Plain { "file order" } else { "interleaved" }), order);
     }
+}
+
+/// [`q4_k_layers`] by the 16-bit pairs (the relaxed-SIMD engines without the fused dot-add); a
+/// bench of its own, as the page must answer the test runner within 20 s.
+#[cfg(target_feature = "relaxed-simd")]
+#[bench]
+fn q4_k_pairs(_: &mut Criterion) {
+    use pocketlm::backend::cpu::simd128::force_fused_dot_add;
+    force_fused_dot_add(Some(false));
+    q4_k_layers(", 16-bit pairs");
+    force_fused_dot_add(None);
 }
 
 #[bench]
