@@ -358,13 +358,12 @@ fn k4_pack_scales_mins(sc: &[u8; 8], mn: &[u8; 8]) -> [u8; 12] {
     q
 }
 
-/// The 4-byte words of a Q4_K super-block's codes, the file's and the interleaved order's: file
-/// word `8j + c` (bytes `32j + 4c..`, `c` in 0..8) holds values `4c..4c + 4` of 64-value chunk
-/// `j` (sub-block `2j` in its low nibbles, `2j + 1` in its high ones); the interleaved vector `c`
-/// (0..4) of sub-block `s` holds, in row `k`'s word, values `4c..4c + 4` of the sub-block in its
-/// low nibbles and `16 + 4c..` in its high ones: file words `8j + c` and `8j + 4 + c`, nibble
-/// `s - 2j` of each. Calls `f(j, c, (low, high))` with the two interleaved words' byte offsets
-/// (of sub-blocks `2j` and `2j + 1`) for row `k` within the 512 bytes of codes.
+/// The file's codes of a Q4_K super-block hold, in word `c` (0..8) of 64-value chunk `j`
+/// (bytes `32j + 4c..`), values `4c..4c + 4` of the chunk: sub-block `2j` in the low nibbles,
+/// `2j + 1` in the high ones. For `j` in 0..4 and `c` in 0..4, calls `f(j, c, (low, high))`
+/// with the byte offsets, within a group's 512 bytes of interleaved codes, of row `k`'s word of
+/// vector `c` of sub-blocks `2j` and `2j + 1`: each of those holds its sub-block's nibbles of
+/// the file's words `c` (as its low nibbles) and `4 + c` (as its high ones).
 fn q4_k_x4_words(k: usize, mut f: impl FnMut(usize, usize, (usize, usize))) {
     for j in 0..4 {
         for c in 0..4 {
