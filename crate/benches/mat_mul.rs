@@ -226,11 +226,14 @@ fn q8_0(_: &mut Criterion) {
 
 #[bench]
 fn q4_k(_: &mut Criterion) {
-    // The 16-bit pairs in the file's order, the fused dot-add interleaved (the loader's orders);
-    // 8 layers in either order by the way this engine's probe picks (the 16-bit pairs:
-    // `q4_k_pairs`).
-    let ty = GgmlType::Q4K;
-    run_each_dot_add(ty);
+    // The 16-bit pairs in the file's order, the fused dot-add interleaved (the loader's orders).
+    run_each_dot_add(GgmlType::Q4K);
+}
+
+/// 8 layers of Q4_K in either order by the way this engine's probe picks (the 16-bit pairs:
+/// `q4_k_pairs`); benches of their own, as the page must answer the test runner within 20 s.
+#[bench]
+fn q4_k_layers_each_order(_: &mut Criterion) {
     q4_k_layers("");
 }
 
@@ -242,8 +245,7 @@ fn q4_k_layers(how: &str) {
     }
 }
 
-/// [`q4_k_layers`] by the 16-bit pairs (the relaxed-SIMD engines without the fused dot-add); a
-/// bench of its own, as the page must answer the test runner within 20 s.
+/// [`q4_k_layers`] by the 16-bit pairs (the relaxed-SIMD engines without the fused dot-add).
 #[cfg(target_feature = "relaxed-simd")]
 #[bench]
 fn q4_k_pairs(_: &mut Criterion) {

@@ -1210,47 +1210,19 @@ fn matmul_q4_k_x4<D: X4Acc, P: X4Acc>(w: &[u8], rb: usize, total_rows: usize, ac
     const PG: usize = Q4_K_X4_PROMPT_GROUPS;
     const PT: usize = Q4_K_X4_PROMPT_TOKENS;
     let ty = GgmlType::Q4K;
-    let grouped = total_rows / GROUP_ROWS * GROUP_ROWS;
-    assert!(w.len() == total_rows * rb && rows.end <= total_rows, "Q4_K: rows {rows:?} of a matrix of {total_rows} rows, {} bytes", w.len());
-    assert!(rows.start % GROUP_ROWS == 0 && (rows.end % GROUP_ROWS == 0 || rows.end == total_rows), "Q4_K: rows {rows:?} split an interleaved group");
+    let (groups, grouped) = x4_groups(ty, w, rb, total_rows, &rows);
     let nb = rb / ty.block_bytes();
     acts.iter().for_each(|a| check_acts(ty, a, nb * QK_K));
-    let (first, groups) = (rows.start / GROUP_ROWS, (rows.end.min(grouped) - rows.start) / GROUP_ROWS);
-    let group = |g: usize| w[g * GROUP_ROWS * rb..].as_ptr();
-    let store = |t: usize, g: usize, v: v128| {
-        // SAFETY: v128 and [f32; 4] have the same size; this call owns rows `rows` of `out`.
-        unsafe { out.rows_mut(t, g * GROUP_ROWS..(g + 1) * GROUP_ROWS).copy_from_slice(&core::mem::transmute::<v128, [f32; 4]>(v)) };
-    };
-    let full_tokens = if acts.len() > 1 { acts.len() / PT * PT } else { 0 };
     // SAFETY (every tile below): its groups lie in `rows`, below `grouped`, within `w` (checked
-    // above); the activations are checked and the tokens exist.
-    let run = |_: &(), i: usize, chunk: Range<usize>| {
-        let (t0, stride) = (i * PT, chunk.len() / PG);
-        let tokens: [&QuantizedActs; PT] = core::array::from_fn(|k| &acts[t0 + k]);
-        let tile = |gs: [usize; PG]| unsafe { q4_k_x4_tile::<P, PG, PT>(gs.map(group), tokens, nb) };
-        for g in chunk.start..chunk.start + stride {
-            let gs: [usize; PG] = core::array::from_fn(|i| g + i * stride);
-            gs.iter().zip(tile(gs)).for_each(|(&g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
-        }
-        // The groups left over in one more tile, its last group repeated (as x4_prompt_tiles).
-        let rest = chunk.start + stride * PG..chunk.end;
-        if !rest.is_empty() {
-            let gs: [usize; PG] = core::array::from_fn(|i| (rest.start + i).min(rest.end - 1));
-            rest.zip(tile(gs)).for_each(|(g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
-        }
-    };
-    cache_blocked(first..first + groups, GROUP_ROWS * rb, PG, full_tokens / PT, 0, || (), &|_, _| {}, &run);
-    let stride = groups / DECODE_GROUPS;
-    for (t, a) in acts.iter().enumerate().skip(full_tokens) {
-        for g in first..first + stride {
-            let gs: [usize; DECODE_GROUPS] = core::array::from_fn(|i| g + i * stride);
-            let o = unsafe { q4_k_x4_tile::<D, DECODE_GROUPS, 1>(gs.map(group), [a], nb) };
-            gs.iter().zip(o).for_each(|(&g, o)| store(t, g, o[0]));
-        }
-        for g in first + stride * DECODE_GROUPS..first + groups {
-            store(t, g, unsafe { q4_k_x4_tile::<D, 1, 1>([group(g)], [a], nb) }[0][0]);
-        }
-    }
+    // above); the activations are checked and the tokens exist. The stores: this call owns
+    // rows `rows` of `out`.
+    let group = |g: usize| w[g * GROUP_ROWS * rb..].as_ptr();
+    let store = |t: usize, g: usize, v: v128| unsafe { x4_store(out, t, g, v) };
+    let full_tokens = if acts.len() > 1 { acts.len() / PT * PT } else { 0 };
+    let tile = |_: &(), gs: [usize; PG], t0: usize| unsafe { q4_k_x4_tile::<P, PG, PT>(gs.map(group), core::array::from_fn(|k| &acts[t0 + k]), nb) };
+    x4_prompt_tiles(&store, 0..full_tokens, groups.clone(), GROUP_ROWS * rb, 0, || (), &|_, _| {}, tile);
+    let tile = |gs: [usize; DECODE_GROUPS], a: &QuantizedActs| unsafe { q4_k_x4_tile::<D, DECODE_GROUPS, 1>(gs.map(group), [a], nb) }.map(|o| o[0]);
+    x4_decode_tiles(&store, acts, full_tokens, groups, tile, |g, a| unsafe { q4_k_x4_tile::<D, 1, 1>([group(g)], [a], nb) }[0][0]);
     if rows.end > grouped {
         matmul(ty, false, w, rb, acts, out, grouped.max(rows.start)..rows.end);
     }
@@ -1651,84 +1623,106 @@ pub fn matmul_x4(ty: GgmlType, q8_0_min: bool, scale_shift: u8, w: &[u8], rb: us
 #[allow(clippy::too_many_arguments)]
 fn matmul_x4_by<D: X4Acc, P: X4Acc, C: X4Type, const PG: usize, const PT: usize, const PG4: usize>(q8_0_min: bool, pow: v128, w: &[u8], rb: usize, total_rows: usize, acts: &[QuantizedActs], out: &TokenRows, rows: Range<usize>) {
     let ty = C::TY;
-    let grouped = total_rows / GROUP_ROWS * GROUP_ROWS;
-    assert!(w.len() == total_rows * rb && rows.end <= total_rows, "{}: rows {rows:?} of a matrix of {total_rows} rows, {} bytes", ty.name(), w.len());
-    assert!(rows.start % GROUP_ROWS == 0 && (rows.end % GROUP_ROWS == 0 || rows.end == total_rows), "{}: rows {rows:?} split an interleaved group", ty.name());
+    let (groups, grouped) = x4_groups(ty, w, rb, total_rows, &rows);
     let nb = rb / ty.block_bytes();
     acts.iter().for_each(|a| check_acts(ty, a, nb * 32));
-    let (first, groups) = (rows.start / GROUP_ROWS, (rows.end.min(grouped) - rows.start) / GROUP_ROWS);
     // SAFETY (every tile below): its groups lie in `rows`, below `grouped`, within `w` (checked
-    // above); the activations are checked and the tokens exist.
+    // above); the activations are checked and the tokens exist. The stores: this call owns
+    // rows `rows` of `out`.
     let group = |g: usize| w[g * GROUP_ROWS * rb..].as_ptr();
-    let store = |t: usize, g: usize, v: v128| {
-        // SAFETY: v128 and [f32; 4] have the same size; this call owns rows `rows` of `out`.
-        unsafe { out.rows_mut(t, g * GROUP_ROWS..(g + 1) * GROUP_ROWS).copy_from_slice(&core::mem::transmute::<v128, [f32; 4]>(v)) };
-    };
+    let store = |t: usize, g: usize, v: v128| unsafe { x4_store(out, t, g, v) };
     let full_tokens = if acts.len() > 1 { acts.len() / PREFILL_TOKENS * PREFILL_TOKENS } else { 0 };
-    // The prompt tiles: of `PT` tokens, then (where `PT` is more) a quad of the rest.
+    // The prompt tiles: of `PT` tokens, then (where `PT` is more) a quad of the rest, each tile's
+    // tokens packed for it ([`PromptActsX4`]).
     let wide = full_tokens / PT * PT;
-    let (groups, unit_bytes) = (first..first + groups, GROUP_ROWS * rb);
-    // SAFETY: as above.
-    unsafe {
-        x4_prompt_tiles::<P, C, PG, PT>(&group, &store, nb, pow, acts, 0..wide, groups.clone(), unit_bytes);
-        x4_prompt_tiles::<P, C, PG4, PREFILL_TOKENS>(&group, &store, nb, pow, acts, wide..full_tokens, groups.clone(), unit_bytes);
-    }
-    // The groups `stride` apart, as [`matmul`]'s rows, so that each stream runs on.
-    let stride = groups.len() / DECODE_GROUPS;
-    for (t, a) in acts.iter().enumerate().skip(full_tokens) {
-        for g in first..first + stride {
-            let gs: [usize; DECODE_GROUPS] = core::array::from_fn(|i| g + i * stride);
-            let o = unsafe { x4_tile::<D, C, DECODE_GROUPS>(gs.map(group), a, nb, pow) };
-            gs.iter().zip(o).for_each(|(&g, o)| store(t, g, o));
-        }
-        for g in first + stride * DECODE_GROUPS..groups.end {
-            store(t, g, unsafe { x4_tile::<D, C, 1>([group(g)], a, nb, pow) }[0]);
-        }
-    }
+    let unit_bytes = GROUP_ROWS * rb;
+    let pack = |tokens: usize| move |p: &mut PromptActsX4, t0: usize| p.pack(&acts[t0..t0 + tokens], nb, C::BIAS);
+    let tile = |p: &PromptActsX4, gs: [usize; PG], _| unsafe { x4_prompt_tile::<P, C, PG, PT>(gs.map(group), p, nb, pow) };
+    x4_prompt_tiles(&store, 0..wide, groups.clone(), unit_bytes, 16 * packed_block(PT) * nb, PromptActsX4::new, &pack(PT), tile);
+    let tile = |p: &PromptActsX4, gs: [usize; PG4], _| unsafe { x4_prompt_tile::<P, C, PG4, PREFILL_TOKENS>(gs.map(group), p, nb, pow) };
+    x4_prompt_tiles(&store, wide..full_tokens, groups.clone(), unit_bytes, 16 * packed_block(PREFILL_TOKENS) * nb, PromptActsX4::new, &pack(PREFILL_TOKENS), tile);
+    let tile = |gs: [usize; DECODE_GROUPS], a: &QuantizedActs| unsafe { x4_tile::<D, C, DECODE_GROUPS>(gs.map(group), a, nb, pow) };
+    x4_decode_tiles(&store, acts, full_tokens, groups, tile, |g, a| unsafe { x4_tile::<D, C, 1>([group(g)], a, nb, pow) }[0]);
     if rows.end > grouped {
         matmul(ty, q8_0_min, w, rb, acts, out, grouped.max(rows.start)..rows.end);
     }
 }
 
-/// Tokens `tokens` (a multiple of `T`) × the interleaved groups `groups` (`unit_bytes` each,
-/// at `group(g)`) of [`matmul_x4_by`] by [`x4_prompt_tile`]s of `G` groups × `T` tokens, each
-/// result stored by `store(token, group, rows)`: blocked for the cache ([`cache_blocked`]), in
-/// each chunk `G` groups at a time, a stride apart.
-///
-/// # Safety
-/// Each group of `groups` must be readable at `group(g)` (`nb` blocks of four rows); `acts`
-/// hold the tokens, checked by [`check_acts`].
+/// Tokens `tokens` (a multiple of `T`) × the interleaved groups `groups` (`unit_bytes` each)
+/// by tiles of `G` groups × `T` tokens, each result stored by `store(token, group, rows)`:
+/// blocked for the cache ([`cache_blocked`]), in each chunk `G` groups at a time, a stride
+/// apart. `prepare(state, t0)` readies the tokens from `t0` in a state from `new` (`tile_bytes`
+/// of it: [`PromptActsX4`]'s packing), `tile(state, groups, t0)` computes a tile.
 #[allow(clippy::too_many_arguments)]
-unsafe fn x4_prompt_tiles<P: X4Acc, C: X4Type, const G: usize, const T: usize>(
-    group: &impl Fn(usize) -> *const u8,
+fn x4_prompt_tiles<S, const G: usize, const T: usize>(
     store: &impl Fn(usize, usize, v128),
-    nb: usize,
-    pow: v128,
-    acts: &[QuantizedActs],
     tokens: Range<usize>,
     groups: Range<usize>,
     unit_bytes: usize,
+    tile_bytes: usize,
+    new: fn() -> S,
+    prepare: &dyn Fn(&mut S, usize),
+    tile: impl Fn(&S, [usize; G], usize) -> [[v128; T]; G],
 ) {
-    let tile_bytes = 16 * packed_block(T) * nb;
-    let pack = |p: &mut PromptActsX4, i: usize| p.pack(&acts[tokens.start + i * T..tokens.start + (i + 1) * T], nb, C::BIAS);
-    let run = |packed: &PromptActsX4, i: usize, chunk: Range<usize>| {
+    let run = |state: &S, i: usize, chunk: Range<usize>| {
         let t0 = tokens.start + i * T;
         let stride = chunk.len() / G;
         for g in chunk.start..chunk.start + stride {
             let gs: [usize; G] = core::array::from_fn(|i| g + i * stride);
-            let o = x4_prompt_tile::<P, C, G, T>(gs.map(group), packed, nb, pow);
-            gs.iter().zip(o).for_each(|(&g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
+            gs.iter().zip(tile(state, gs, t0)).for_each(|(&g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
         }
         // The groups left over in one more tile, its last group repeated where they are fewer
         // than `G` (a one-group tile of eight tokens ran at half the speed of a three-group one).
         let rest = chunk.start + stride * G..chunk.end;
         if !rest.is_empty() {
             let gs: [usize; G] = core::array::from_fn(|i| (rest.start + i).min(rest.end - 1));
-            let o = x4_prompt_tile::<P, C, G, T>(gs.map(group), packed, nb, pow);
-            rest.zip(o).for_each(|(g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
+            rest.zip(tile(state, gs, t0)).for_each(|(g, o)| o.iter().enumerate().for_each(|(t, &v)| store(t0 + t, g, v)));
         }
     };
-    cache_blocked(groups, unit_bytes, G, tokens.len() / T, tile_bytes, PromptActsX4::new, &pack, &run);
+    cache_blocked(groups, unit_bytes, G, tokens.len() / T, tile_bytes, new, &|s, i| prepare(s, tokens.start + i * T), &run);
+}
+
+/// Decode's tiles of an interleaved mat-mul: each token of `acts` from `first_token` against
+/// the groups `groups`, [`DECODE_GROUPS`] at a time a stride apart (as [`matmul`]'s rows, so
+/// that each stream runs on) by `tile`, the groups left over one at a time by `tile1`, stored
+/// by `store(token, group, rows)`.
+fn x4_decode_tiles(
+    store: &impl Fn(usize, usize, v128),
+    acts: &[QuantizedActs],
+    first_token: usize,
+    groups: Range<usize>,
+    tile: impl Fn([usize; DECODE_GROUPS], &QuantizedActs) -> [v128; DECODE_GROUPS],
+    tile1: impl Fn(usize, &QuantizedActs) -> v128,
+) {
+    let stride = groups.len() / DECODE_GROUPS;
+    for (t, a) in acts.iter().enumerate().skip(first_token) {
+        for g in groups.start..groups.start + stride {
+            let gs: [usize; DECODE_GROUPS] = core::array::from_fn(|i| g + i * stride);
+            gs.iter().zip(tile(gs, a)).for_each(|(&g, o)| store(t, g, o));
+        }
+        for g in groups.start + stride * DECODE_GROUPS..groups.end {
+            store(t, g, tile1(g, a));
+        }
+    }
+}
+
+/// The whole interleaved groups of rows `rows` of a `ty` matrix of `total_rows` rows (`rb` bytes
+/// each, `w`), checked to start on a group and end on one or at the last row, and the first row
+/// past the last group.
+fn x4_groups(ty: GgmlType, w: &[u8], rb: usize, total_rows: usize, rows: &Range<usize>) -> (Range<usize>, usize) {
+    let grouped = total_rows / GROUP_ROWS * GROUP_ROWS;
+    assert!(w.len() == total_rows * rb && rows.end <= total_rows, "{}: rows {rows:?} of a matrix of {total_rows} rows, {} bytes", ty.name(), w.len());
+    assert!(rows.start % GROUP_ROWS == 0 && (rows.end % GROUP_ROWS == 0 || rows.end == total_rows), "{}: rows {rows:?} split an interleaved group", ty.name());
+    (rows.start / GROUP_ROWS..rows.end.min(grouped).max(rows.start) / GROUP_ROWS, grouped)
+}
+
+/// Stores group `g`'s four rows' values (`v`, lane `k` row `k`) of token `t` into `out`.
+///
+/// # Safety
+/// No other thread writes these rows of `out` (the caller owns them).
+unsafe fn x4_store(out: &TokenRows, t: usize, g: usize, v: v128) {
+    // v128 and [f32; 4] have the same size.
+    out.rows_mut(t, g * GROUP_ROWS..(g + 1) * GROUP_ROWS).copy_from_slice(&core::mem::transmute::<v128, [f32; 4]>(v))
 }
 
 /// Eight f16 values (16 bytes at `p`) as two f32x4, exactly ([`f16_lanes_to_f32`]).
